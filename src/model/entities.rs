@@ -1,0 +1,322 @@
+//! The stored entities as the rest of the crate sees them: fully validated, plain data.
+//! The store builds them from rows (parsing every field again), routing and the document
+//! renderers read them, the API serialises views of them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::values::*;
+
+/// Declares a string enum with its wire names, `as_str`, `parse` and serde.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            pub fn parse(s: &str) -> Result<Self, super::Invalid> {
+                match s {
+                    $($wire => Ok($name::$variant),)+
+                    _ => Err(super::Invalid::new(concat!("must be one of: ", $($wire, " "),+))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// What kind of trunk a carrier is. Only the SIP kinds produce sofia gateways; the others are
+    /// stored and refused for routing with a clear reason.
+    CarrierType { SipTrunk = "sip_trunk", RegisterTrunk = "register_trunk", Iax2 = "iax2", Webrtc = "webrtc" }
+);
+
+impl CarrierType {
+    pub fn is_sip(&self) -> bool {
+        matches!(self, Self::SipTrunk | Self::RegisterTrunk)
+    }
+}
+
+wire_enum!(
+    /// Which way calls flow through a carrier.
+    Direction { Inbound = "inbound", Outbound = "outbound", Bidirectional = "bidirectional" }
+);
+
+impl Direction {
+    pub fn is_outbound(&self) -> bool {
+        matches!(self, Self::Outbound | Self::Bidirectional)
+    }
+}
+
+wire_enum!(
+    /// Lifecycle of a carrier. `archived` is what DELETE does; the row stays.
+    CarrierStatus { Active = "active", Disabled = "disabled", Archived = "archived" }
+);
+
+wire_enum!(
+    /// SIP transport towards the carrier (gateway `register-transport`).
+    Transport { Udp = "udp", Tcp = "tcp", Tls = "tls" }
+);
+
+impl Transport {
+    pub fn default_port(&self) -> u16 {
+        match self {
+            Self::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+wire_enum!(
+    /// How an outbound route matches the destination.
+    MatchType { Prefix = "prefix", Regex = "regex" }
+);
+
+wire_enum!(
+    /// What a DID can do.
+    Capability { Voice = "voice", Sms = "sms", Mms = "mms", Fax = "fax" }
+);
+
+wire_enum!(
+    /// Tenant feature flags.
+    Feature { SelfServiceCarriers = "self_service_carriers" }
+);
+
+wire_enum!(
+    /// How failover is expressed in the dialplan (FREESWITCH.md §4.3/§4.4). `default`: one
+    /// document with a bridge per leg and `continue_on_fail=<cause names>`. `exact`: one leg per
+    /// fetch, then `transfer` back to trunkline, so the next fetch decides on the real SIP code.
+    FailoverMode { Default = "default", Exact = "exact" }
+);
+
+/// A tenant: an owner of carriers, routes and numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: DisplayName,
+    /// The FreeSWITCH dialplan context this tenant's outbound calls use (optional, unique).
+    pub context: Option<ContextName>,
+    pub features: Vec<Feature>,
+    /// Overrides the configured failover mode for this tenant's calls.
+    pub failover_mode: Option<FailoverMode>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Tenant {
+    pub fn has_feature(&self, f: Feature) -> bool {
+        self.features.contains(&f)
+    }
+}
+
+/// A SIP trunk (or a stored non-SIP trunk).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Carrier {
+    pub id: Uuid,
+    /// `None` for a carrier the platform provides to every tenant.
+    pub tenant_id: Option<Uuid>,
+    pub name: DisplayName,
+    pub gateway_name: GatewayName,
+    pub carrier_type: CarrierType,
+    pub direction: Direction,
+    pub status: CarrierStatus,
+    pub remote_host: Host,
+    pub remote_port: u16,
+    pub transport: Transport,
+    pub profile: ProfileName,
+    pub register: bool,
+    pub auth_username: Option<SipUser>,
+    pub auth_password: Option<Password>,
+    pub realm: Option<Host>,
+    pub from_user: Option<SipUser>,
+    pub from_domain: Option<Host>,
+    pub caller_id_in_from: bool,
+    pub ping_seconds: Option<u32>,
+    pub inbound_ips: Vec<Cidr>,
+    pub strip_prefix: Digits,
+    pub add_prefix: Digits,
+    pub add_suffix: Digits,
+    pub tech_headers: BTreeMap<HeaderName, HeaderValue>,
+    pub attestation_header: Option<HeaderName>,
+    pub failover_codes: Option<FailoverCodes>,
+    pub leg_progress_timeout_seconds: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+impl Carrier {
+    /// Whether this carrier should exist as a sofia gateway: active, SIP, able to carry outbound
+    /// calls.
+    pub fn is_gateway(&self) -> bool {
+        self.status == CarrierStatus::Active
+            && self.carrier_type.is_sip()
+            && self.direction.is_outbound()
+    }
+}
+
+/// How a route matches destinations.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteMatch {
+    Prefix(RoutePrefix),
+    Regex(RouteRegex),
+}
+
+impl RouteMatch {
+    pub fn match_type(&self) -> MatchType {
+        match self {
+            Self::Prefix(_) => MatchType::Prefix,
+            Self::Regex(_) => MatchType::Regex,
+        }
+    }
+}
+
+/// An outbound route: destinations matching it go to `carrier_id`, tried in `priority` order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub id: Uuid,
+    /// `None` for a platform default route, used for tenants with no matching route of their own.
+    pub tenant_id: Option<Uuid>,
+    pub name: DisplayName,
+    pub matcher: RouteMatch,
+    pub carrier_id: Uuid,
+    /// Lower is tried first.
+    pub priority: i64,
+    pub strip_prefix: Digits,
+    pub add_prefix: Digits,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A DID in the inventory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhoneNumber {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub number: E164,
+    pub carrier_id: Option<Uuid>,
+    pub capabilities: Vec<Capability>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The writable fields of a tenant (create, and update after merging a PATCH).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTenant {
+    pub name: DisplayName,
+    pub context: Option<ContextName>,
+    pub features: Vec<Feature>,
+    pub failover_mode: Option<FailoverMode>,
+}
+
+/// The writable fields of a carrier (create, and update after merging a PATCH). The store
+/// assigns `id`, timestamps and `archived_at`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCarrier {
+    pub tenant_id: Option<Uuid>,
+    pub name: DisplayName,
+    pub gateway_name: GatewayName,
+    pub carrier_type: CarrierType,
+    pub direction: Direction,
+    pub status: CarrierStatus,
+    pub remote_host: Host,
+    pub remote_port: u16,
+    pub transport: Transport,
+    pub profile: ProfileName,
+    pub register: bool,
+    pub auth_username: Option<SipUser>,
+    pub auth_password: Option<Password>,
+    pub realm: Option<Host>,
+    pub from_user: Option<SipUser>,
+    pub from_domain: Option<Host>,
+    pub caller_id_in_from: bool,
+    pub ping_seconds: Option<u32>,
+    pub inbound_ips: Vec<Cidr>,
+    pub strip_prefix: Digits,
+    pub add_prefix: Digits,
+    pub add_suffix: Digits,
+    pub tech_headers: BTreeMap<HeaderName, HeaderValue>,
+    pub attestation_header: Option<HeaderName>,
+    pub failover_codes: Option<FailoverCodes>,
+    pub leg_progress_timeout_seconds: Option<u32>,
+}
+
+/// The writable fields of an outbound route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRoute {
+    pub tenant_id: Option<Uuid>,
+    pub name: DisplayName,
+    pub matcher: RouteMatch,
+    pub carrier_id: Uuid,
+    pub priority: i64,
+    pub strip_prefix: Digits,
+    pub add_prefix: Digits,
+    pub enabled: bool,
+}
+
+/// The writable fields of a phone number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPhoneNumber {
+    pub tenant_id: Uuid,
+    pub number: E164,
+    pub carrier_id: Option<Uuid>,
+    pub capabilities: Vec<Capability>,
+}
+
+wire_enum!(
+    /// What an API token may do.
+    Role { PlatformAdmin = "platform_admin", Admin = "admin" }
+);
+
+wire_enum!(
+    /// Fine-grained permissions of an `admin` token (a `platform_admin` token has them all).
+    Scope {
+        CarriersRead = "carriers:read",
+        CarriersWrite = "carriers:write",
+        OutboundRoutesRead = "outbound_routes:read",
+        OutboundRoutesWrite = "outbound_routes:write",
+        PhoneNumbersRead = "phone_numbers:read",
+        PhoneNumbersWrite = "phone_numbers:write",
+    }
+);
+
+/// A stored API token. Only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub id: Uuid,
+    /// Lower-case hex SHA-256 of the secret the client presents.
+    pub token_hash: String,
+    /// The tenant an `admin` token is bound to; `None` for `platform_admin`.
+    pub tenant_id: Option<Uuid>,
+    pub role: Role,
+    pub scopes: Vec<Scope>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The writable fields of a token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewApiToken {
+    pub token_hash: String,
+    pub tenant_id: Option<Uuid>,
+    pub role: Role,
+    pub scopes: Vec<Scope>,
+}

@@ -1,0 +1,25 @@
+//! Domain types: every value that can reach FreeSWITCH is a newtype built only by a `parse`
+//! that enforces the allow-lists of FREESWITCH.md §6.4. The rest of the crate never re-checks
+//! them: holding a `GatewayName` *is* the proof that it is safe in `sofia/gateway/<name>/`, in
+//! an ESL command and in XML.
+//!
+//! This module does no I/O. Errors are plain [`Invalid`] values carrying a human message; the
+//! caller (API, store, config) attaches the field name.
+
+mod entities;
+mod values;
+
+pub use entities::*;
+pub use values::*;
+
+/// Why a value was refused. The message is safe to show to the client: it never echoes the
+/// refused input (which may be hostile or a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl Invalid {
+    pub fn new(msg: impl Into<String>) -> Self {
+        Invalid(msg.into())
+    }
+}

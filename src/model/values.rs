@@ -1,0 +1,862 @@
+//! Validated value newtypes (FREESWITCH.md §6.4). Each is constructed only through `parse`;
+//! serde goes through the same `parse`, so a value deserialized from an API body, a config file
+//! or a database row is as trustworthy as one built in code.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::Invalid;
+
+/// Defines a string newtype whose only constructor is `parse`, with `as_str`, `Display`,
+/// `FromStr` and serde (as a plain string) going through that `parse`.
+macro_rules! string_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Invalid;
+            fn from_str(s: &str) -> Result<Self, Invalid> {
+                Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+fn all_chars(s: &str, ok: impl Fn(char) -> bool) -> bool {
+    s.chars().all(ok)
+}
+
+/// FreeSWITCH's config pre-processor drops every line that contains `x-pre-process`
+/// (case-insensitive) not directly preceded by `<` (FREESWITCH.md §0.2). The XML writer
+/// neutralises it in values; names refuse it outright so they stay usable verbatim in ESL
+/// commands and dial strings.
+fn mentions_preprocessor(s: &str) -> bool {
+    s.to_ascii_lowercase().contains("x-pre-process")
+}
+
+fn is_digit_or_star_hash(c: char) -> bool {
+    c.is_ascii_digit() || c == '*' || c == '#'
+}
+
+string_newtype!(
+    /// A FreeSWITCH sofia gateway name: `^[a-z0-9][a-z0-9_.-]{0,62}$`. It appears in
+    /// `sofia/gateway/<name>/…`, in ESL commands (which end at whitespace, FREESWITCH.md §3.1) and
+    /// in XML. FreeSWITCH itself accepts `^[\w.-]+$` (sofia.c parse_gateways) and looks names up
+    /// case-sensitively across all profiles, so we keep to lower case to avoid near-duplicates.
+    GatewayName
+);
+
+impl GatewayName {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        parse_lower_name(s, "gateway name").map(Self)
+    }
+
+    /// Derives a gateway name from a free-text carrier name plus a short suffix that makes it
+    /// unique (`"Acme Telecom"`, `"3f9a2c"` → `acme-telecom-3f9a2c`).
+    pub fn derive(name: &str, suffix: &str) -> Result<Self, Invalid> {
+        let mut slug = String::new();
+        for c in name.chars() {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_alphanumeric() {
+                slug.push(c);
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        let mut slug: String = slug.trim_end_matches('-').chars().take(48).collect();
+        slug = slug.trim_end_matches('-').to_string();
+        if slug.is_empty() {
+            slug.push_str("carrier");
+        }
+        Self::parse(&format!("{slug}-{suffix}"))
+    }
+}
+
+string_newtype!(
+    /// A sofia profile name (`external`, …): same grammar as a gateway name. It appears in ESL
+    /// commands (`sofia profile <p> rescan`) and in the `profile` form field FreeSWITCH posts.
+    ProfileName
+);
+
+impl ProfileName {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        parse_lower_name(s, "profile name").map(Self)
+    }
+
+    pub fn external() -> Self {
+        Self("external".into())
+    }
+}
+
+fn parse_lower_name(s: &str, what: &str) -> Result<String, Invalid> {
+    let ok = (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && all_chars(s, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-')
+        });
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(Invalid::new(format!(
+            "{what} must match ^[a-z0-9][a-z0-9_.-]{{0,62}}$"
+        )))
+    }
+    .and_then(|s| {
+        if mentions_preprocessor(&s) {
+            Err(Invalid::new(format!(
+                "{what} must not contain x-pre-process"
+            )))
+        } else {
+            Ok(s)
+        }
+    })
+}
+
+string_newtype!(
+    /// A FreeSWITCH dialplan context name: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`. It appears in
+    /// `<context name="…">` and in the data of `transfer <dest> XML <context>`.
+    ContextName
+);
+
+impl ContextName {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let ok = (1..=63).contains(&s.len())
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && all_chars(s, |c| {
+                c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')
+            })
+            && !mentions_preprocessor(s);
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(Invalid::new(
+                "context must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+            ))
+        }
+    }
+}
+
+string_newtype!(
+    /// A free-text display name (tenants, carriers, routes). It never reaches FreeSWITCH; still,
+    /// control characters are refused so that it cannot break a log line or a terminal.
+    DisplayName
+);
+
+impl DisplayName {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let t = s.trim();
+        if t.is_empty() || t.chars().count() > 100 {
+            return Err(Invalid::new("name must be 1 to 100 characters"));
+        }
+        if t.chars().any(char::is_control) {
+            return Err(Invalid::new("name must not contain control characters"));
+        }
+        Ok(Self(t.to_string()))
+    }
+}
+
+string_newtype!(
+    /// The dialled number, validated: `^\+?[0-9*#]{1,32}$` after trimming (DESIGN.md §3 rule 1).
+    /// This literal — never `${destination_number}` or `$1` — is what documents embed
+    /// (FREESWITCH.md §6.4.1).
+    Destination
+);
+
+impl Destination {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let t = s.trim();
+        let digits = t.strip_prefix('+').unwrap_or(t);
+        if (1..=32).contains(&digits.len()) && all_chars(digits, is_digit_or_star_hash) {
+            Ok(Self(t.to_string()))
+        } else {
+            Err(Invalid::new("destination must match ^\\+?[0-9*#]{1,32}$"))
+        }
+    }
+
+    /// The destination with a leading `+` removed: what prefix routes match against, so that a
+    /// route for `44` matches both `+4420…` and `4420…`.
+    pub fn digits(&self) -> &str {
+        self.0.strip_prefix('+').unwrap_or(&self.0)
+    }
+}
+
+string_newtype!(
+    /// The number sent to a carrier after manipulation (route and carrier strip/add). Same
+    /// alphabet as a destination, up to 64 characters since prefixes and suffixes are added.
+    DialNumber
+);
+
+impl DialNumber {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let digits = s.strip_prefix('+').unwrap_or(s);
+        if (1..=64).contains(&digits.len()) && all_chars(digits, is_digit_or_star_hash) {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(Invalid::new(
+                "dialled number must match ^\\+?[0-9*#]{1,64}$",
+            ))
+        }
+    }
+}
+
+string_newtype!(
+    /// A caller ID number as posted by FreeSWITCH: `^\+?[0-9]{1,20}$`. Used only for routing
+    /// decisions, never embedded in a document.
+    CallerNumber
+);
+
+impl CallerNumber {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let t = s.trim();
+        let digits = t.strip_prefix('+').unwrap_or(t);
+        if (1..=20).contains(&digits.len()) && all_chars(digits, |c| c.is_ascii_digit()) {
+            Ok(Self(t.to_string()))
+        } else {
+            Err(Invalid::new("caller number must match ^\\+?[0-9]{1,20}$"))
+        }
+    }
+}
+
+string_newtype!(
+    /// A digit string used for number manipulation (strip/add prefix, add suffix):
+    /// `^\+?[0-9*#]{0,16}$`. Empty means "nothing".
+    Digits
+);
+
+impl Digits {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let digits = s.strip_prefix('+').unwrap_or(s);
+        if digits.len() <= 16 && all_chars(digits, is_digit_or_star_hash) && s != "+" {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(Invalid::new("must match ^\\+?[0-9*#]{0,16}$"))
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self(String::new())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Default for Digits {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+string_newtype!(
+    /// A route's destination prefix: digits with an optional leading `+` (ignored for matching),
+    /// up to 16 digits. `""` and `"all"` both parse to the empty prefix, which matches every
+    /// destination.
+    RoutePrefix
+);
+
+impl RoutePrefix {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("all") || t.is_empty() {
+            return Ok(Self(String::new()));
+        }
+        let digits = t.strip_prefix('+').unwrap_or(t);
+        if (1..=16).contains(&digits.len()) && all_chars(digits, is_digit_or_star_hash) {
+            Ok(Self(digits.to_string()))
+        } else {
+            Err(Invalid::new(
+                "prefix must be \"all\", \"\" or match ^\\+?[0-9*#]{1,16}$",
+            ))
+        }
+    }
+
+    /// The digits to match (never includes `+`); empty matches every destination.
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+}
+
+string_newtype!(
+    /// A route's regular expression, matched against the destination digits (without `+`).
+    /// Only the regex syntax needed for digit patterns is allowed — digits, `*#`, `^$()[]{}|?+.,-`
+    /// and the escapes `\d \+ \* \. \# \\` etc. — so a pattern can never match or mean anything
+    /// else; it must compile within [`RouteRegex::SIZE_LIMIT`]. The pattern itself never
+    /// reaches FreeSWITCH: routing happens here and documents embed the destination literal.
+    RouteRegex
+);
+
+impl RouteRegex {
+    /// Compiled-size limit for operator-supplied patterns (regex crate `size_limit`).
+    pub const SIZE_LIMIT: usize = 256 * 1024;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.is_empty() || s.len() > 256 {
+            return Err(Invalid::new("regex must be 1 to 256 characters"));
+        }
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '0'..='9'
+                | '*'
+                | '#'
+                | '^'
+                | '$'
+                | '('
+                | ')'
+                | '['
+                | ']'
+                | '{'
+                | '}'
+                | '|'
+                | '?'
+                | '+'
+                | '.'
+                | ','
+                | '-' => {}
+                '\\' => match chars.next() {
+                    Some(
+                        'd' | '+' | '*' | '.' | '#' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '?'
+                        | '^' | '$' | '\\' | '-',
+                    ) => {}
+                    _ => {
+                        return Err(Invalid::new(
+                            "regex may only use the escapes \\d \\+ \\* \\. \\# and escaped punctuation",
+                        ));
+                    }
+                },
+                _ => {
+                    return Err(Invalid::new(
+                        "regex may only contain digits, *, # and the operators ^$()[]{}|?+.,- \\d",
+                    ));
+                }
+            }
+        }
+        regex::RegexBuilder::new(s)
+            .size_limit(Self::SIZE_LIMIT)
+            .build()
+            .map_err(|_| Invalid::new("regex does not compile within the size limit"))?;
+        Ok(Self(s.to_string()))
+    }
+}
+
+string_newtype!(
+    /// A host: a DNS name (RFC 1123 labels), an IPv4 address or a bracketed IPv6 address, with no
+    /// port. It reaches gateway params (`proxy`, `realm`, `from-domain`) and, through them, SIP
+    /// URIs, so `; @ < > $`, whitespace and everything else outside the grammar are refused
+    /// (FREESWITCH.md §6.4.1; `realm`/`proxy` are not even escaped in `sofia xmlstatus`, §3.2).
+    Host
+);
+
+impl Host {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            return match inner.parse::<IpAddr>() {
+                Ok(IpAddr::V6(_)) => Ok(Self(s.to_ascii_lowercase())),
+                _ => Err(Invalid::new("bracketed host must be an IPv6 address")),
+            };
+        }
+        if s.parse::<std::net::Ipv4Addr>().is_ok() {
+            return Ok(Self(s.to_string()));
+        }
+        if s.parse::<std::net::Ipv6Addr>().is_ok() {
+            return Err(Invalid::new(
+                "write an IPv6 host in brackets: [2001:db8::1]",
+            ));
+        }
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && all_chars(l, |c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        let name = s.strip_suffix('.').unwrap_or(s);
+        if (1..=253).contains(&name.len())
+            && name.split('.').all(label_ok)
+            && !name
+                .split('.')
+                .all(|l| l.chars().all(|c| c.is_ascii_digit()))
+        {
+            Ok(Self(name.to_ascii_lowercase()))
+        } else {
+            Err(Invalid::new(
+                "host must be a DNS name, an IPv4 address or a bracketed IPv6 address, without port",
+            ))
+        }
+    }
+}
+
+string_newtype!(
+    /// A SIP user part (auth username, from-user): `^[A-Za-z0-9._~+-]{1,64}$`. Sofia puts these
+    /// into URIs without escaping (sofia.c register_from / register_to).
+    SipUser
+);
+
+impl SipUser {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if (1..=64).contains(&s.len())
+            && all_chars(s, |c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '+' | '-')
+            })
+        {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(Invalid::new("must match ^[A-Za-z0-9._~+-]{1,64}$"))
+        }
+    }
+}
+
+/// A SIP digest password: printable ASCII 0x21–0x7E, 1 to 128 characters. FreeSWITCH uses it raw
+/// (never expanded), so the XML encoder is the only encoding it needs. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if (1..=128).contains(&s.len()) && all_chars(s, |c| ('\x21'..='\x7e').contains(&c)) {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(Invalid::new(
+                "password must be 1 to 128 printable ASCII characters without spaces",
+            ))
+        }
+    }
+
+    /// The secret itself: only for the sofia.conf renderer and the store.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+string_newtype!(
+    /// A custom SIP header name: `^X-[A-Za-z0-9-]{1,64}$`, excluding FreeSWITCH's own `X-FS-*`.
+    /// It becomes the variable name `sip_h_<name>` in a dial string.
+    HeaderName
+);
+
+impl HeaderName {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let Some(rest) = s.strip_prefix("X-").or_else(|| s.strip_prefix("x-")) else {
+            return Err(Invalid::new("header name must start with X-"));
+        };
+        if !(1..=64).contains(&rest.len())
+            || !all_chars(rest, |c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(Invalid::new(
+                "header name must match ^X-[A-Za-z0-9-]{1,64}$",
+            ));
+        }
+        if mentions_preprocessor(s) {
+            return Err(Invalid::new("header name must not contain x-pre-process"));
+        }
+        if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("fs-") {
+            return Err(Invalid::new("X-FS-* headers are reserved by FreeSWITCH"));
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+string_newtype!(
+    /// A custom SIP header value: printable ASCII 0x20–0x7E without `$ { } [ ] | , ' " \ ^ < > &`,
+    /// without the substring `:_:`, no leading or trailing space, 1 to 256 characters
+    /// (FREESWITCH.md §6.4.1). Control characters are refused, never encoded: `\r\n` in a value
+    /// would become extra SIP header lines (§0.3, §5).
+    HeaderValue
+);
+
+impl HeaderValue {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.is_empty() || s.len() > 256 {
+            return Err(Invalid::new("header value must be 1 to 256 characters"));
+        }
+        if s.starts_with(' ') || s.ends_with(' ') {
+            return Err(Invalid::new(
+                "header value must not start or end with a space",
+            ));
+        }
+        let ok = all_chars(s, |c| {
+            (' '..='~').contains(&c)
+                && !matches!(
+                    c,
+                    '$' | '{'
+                        | '}'
+                        | '['
+                        | ']'
+                        | '|'
+                        | ','
+                        | '\''
+                        | '"'
+                        | '\\'
+                        | '^'
+                        | '<'
+                        | '>'
+                        | '&'
+                )
+        });
+        if !ok || s.contains(":_:") {
+            return Err(Invalid::new(
+                "header value may only contain printable ASCII without $ { } [ ] | , ' \" \\ ^ < > &",
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+/// An IPv4 or IPv6 network in CIDR form, normalised (host bits cleared). A bare address is
+/// taken as /32 or /128. Written into `acl.conf` `<node type="allow" cidr="…"/>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cidr(ipnet::IpNet);
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let net = if s.contains('/') {
+            s.parse::<ipnet::IpNet>()
+                .map_err(|_| Invalid::new("must be an IPv4 or IPv6 CIDR such as 203.0.113.0/24"))?
+        } else {
+            let ip = s
+                .parse::<IpAddr>()
+                .map_err(|_| Invalid::new("must be an IPv4 or IPv6 CIDR such as 203.0.113.0/24"))?;
+            ipnet::IpNet::from(ip)
+        };
+        Ok(Self(net.trunc()))
+    }
+
+    pub fn net(&self) -> ipnet::IpNet {
+        self.0
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A SIP response code or class that triggers failover to the next carrier: `"404"` or `"5xx"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailoverCode {
+    Exact(u16),
+    /// A whole class: 4 → `4xx`, 5 → `5xx`, 6 → `6xx`.
+    Class(u8),
+}
+
+impl FailoverCode {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let err =
+            || Invalid::new("failover code must be a SIP code 400-699 or a class 4xx, 5xx, 6xx");
+        let b = s.as_bytes();
+        if b.len() != 3 || !(b'4'..=b'6').contains(&b[0]) {
+            return Err(err());
+        }
+        if s[1..].eq_ignore_ascii_case("xx") {
+            return Ok(Self::Class(b[0] - b'0'));
+        }
+        let n: u16 = s.parse().map_err(|_| err())?;
+        Ok(Self::Exact(n))
+    }
+
+    pub fn matches(&self, sip_code: u16) -> bool {
+        match *self {
+            Self::Exact(c) => c == sip_code,
+            Self::Class(k) => sip_code / 100 == u16::from(k),
+        }
+    }
+}
+
+impl fmt::Display for FailoverCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(c) => write!(f, "{c}"),
+            Self::Class(k) => write!(f, "{k}xx"),
+        }
+    }
+}
+
+impl Serialize for FailoverCode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FailoverCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A non-empty, de-duplicated list of failover codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FailoverCodes(Vec<FailoverCode>);
+
+impl FailoverCodes {
+    pub fn new(mut codes: Vec<FailoverCode>) -> Result<Self, Invalid> {
+        if codes.is_empty() || codes.len() > 64 {
+            return Err(Invalid::new("failover_codes must list 1 to 64 codes"));
+        }
+        codes.sort();
+        codes.dedup();
+        Ok(Self(codes))
+    }
+
+    /// The platform default: 404, 5xx and 6xx.
+    pub fn platform_default() -> Self {
+        Self(vec![
+            FailoverCode::Exact(404),
+            FailoverCode::Class(5),
+            FailoverCode::Class(6),
+        ])
+    }
+
+    pub fn codes(&self) -> &[FailoverCode] {
+        &self.0
+    }
+
+    pub fn matches(&self, sip_code: u16) -> bool {
+        self.0.iter().any(|c| c.matches(sip_code))
+    }
+}
+
+impl<'de> Deserialize<'de> for FailoverCodes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let codes = Vec::<FailoverCode>::deserialize(d)?;
+        Self::new(codes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// STIR/SHAKEN attestation level requested by the originator (`trunkline_attestation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Attestation {
+    A,
+    B,
+    C,
+}
+
+impl Attestation {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        match s.trim() {
+            "A" | "a" => Ok(Self::A),
+            "B" | "b" => Ok(Self::B),
+            "C" | "c" => Ok(Self::C),
+            _ => Err(Invalid::new("attestation must be A, B or C")),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+            Self::C => "C",
+        }
+    }
+}
+
+string_newtype!(
+    /// An E.164 number for the DID inventory: `^\+[1-9][0-9]{1,14}$`.
+    E164
+);
+
+impl E164 {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let ok = s.len() >= 3
+            && s.len() <= 16
+            && s.starts_with('+')
+            && s[1..].starts_with(|c: char| ('1'..='9').contains(&c))
+            && all_chars(&s[1..], |c| c.is_ascii_digit());
+        if ok {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(Invalid::new("number must be E.164: ^\\+[1-9][0-9]{1,14}$"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &[&str] = &[
+        "${system id}",
+        "$${var}",
+        "a|b",
+        "x\r\nY: z",
+        "<",
+        "1@evil.example",
+        "1,api_on_answer=system",
+        "[x]",
+        "{x}",
+        "a'b",
+        "a\"b",
+        "a\\b",
+        "^^:a",
+        "a:_:b",
+        "&#13;&#10;",
+        "\0",
+        "a;transport=tcp",
+    ];
+
+    #[test]
+    fn every_fs_facing_newtype_refuses_the_hostile_basics() {
+        for s in HOSTILE {
+            assert!(GatewayName::parse(s).is_err(), "gateway {s:?}");
+            assert!(ProfileName::parse(s).is_err(), "profile {s:?}");
+            assert!(ContextName::parse(s).is_err(), "context {s:?}");
+            assert!(Destination::parse(s).is_err(), "destination {s:?}");
+            assert!(DialNumber::parse(s).is_err(), "dial {s:?}");
+            assert!(CallerNumber::parse(s).is_err(), "caller {s:?}");
+            assert!(Digits::parse(s).is_err(), "digits {s:?}");
+            assert!(RoutePrefix::parse(s).is_err(), "prefix {s:?}");
+            assert!(Host::parse(s).is_err(), "host {s:?}");
+            assert!(SipUser::parse(s).is_err(), "sip user {s:?}");
+            assert!(HeaderName::parse(s).is_err(), "header name {s:?}");
+            assert!(E164::parse(s).is_err(), "e164 {s:?}");
+        }
+        for s in ["x-pre-process", "gw.X-PRE-PROCESS.1"] {
+            let lower = s.to_ascii_lowercase();
+            assert!(GatewayName::parse(&lower).is_err(), "gateway {s:?}");
+            assert!(ProfileName::parse(&lower).is_err(), "profile {s:?}");
+            assert!(ContextName::parse(s).is_err(), "context {s:?}");
+        }
+        assert!(HeaderName::parse("X-Pre-Process").is_err());
+        for s in [
+            "${system id}",
+            "a|b",
+            "x\r\nY: z",
+            "<",
+            "[x]",
+            "a,b",
+            "a:_:b",
+            "&#13;",
+            "a'b",
+            "^^:a",
+        ] {
+            assert!(HeaderValue::parse(s).is_err(), "header value {s:?}");
+        }
+    }
+
+    #[test]
+    fn good_values_parse() {
+        assert_eq!(
+            GatewayName::parse("acme-1.b_c").unwrap().as_str(),
+            "acme-1.b_c"
+        );
+        assert_eq!(
+            Destination::parse(" +15551234567 ").unwrap().digits(),
+            "15551234567"
+        );
+        assert_eq!(RoutePrefix::parse("all").unwrap().digits(), "");
+        assert_eq!(RoutePrefix::parse("+44").unwrap().digits(), "44");
+        assert_eq!(
+            Host::parse("SIP.Example.com").unwrap().as_str(),
+            "sip.example.com"
+        );
+        assert_eq!(
+            Host::parse("[2001:DB8::1]").unwrap().as_str(),
+            "[2001:db8::1]"
+        );
+        assert!(Host::parse("203.0.113.7").is_ok());
+        assert!(Host::parse("999.1.1.1").is_err());
+        assert!(Host::parse("host:5060").is_err());
+        assert_eq!(
+            Cidr::parse("203.0.113.7/24").unwrap().to_string(),
+            "203.0.113.0/24"
+        );
+        assert_eq!(
+            Cidr::parse("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+        assert!(HeaderValue::parse("account=42; tier:gold").is_ok());
+        assert!(HeaderName::parse("X-FS-Support").is_err());
+        assert!(HeaderName::parse("X-Account").is_ok());
+        assert!(Password::parse("s3cr$t&<>").is_ok());
+        assert!(Password::parse("has space").is_err());
+        assert!(RouteRegex::parse("^44(20|7\\d)\\d+$").is_ok());
+        assert!(RouteRegex::parse("^a").is_err());
+        assert!(RouteRegex::parse("(?i)1").is_err());
+        assert!(E164::parse("+442071234567").is_ok());
+        assert!(E164::parse("442071234567").is_err());
+    }
+
+    #[test]
+    fn gateway_name_is_derived_from_free_text() {
+        let g = GatewayName::derive("  Acme Telecom (UK)! ", "3f9a2c").unwrap();
+        assert_eq!(g.as_str(), "acme-telecom-uk-3f9a2c");
+        let g = GatewayName::derive("${system id}", "000001").unwrap();
+        assert_eq!(g.as_str(), "system-id-000001");
+        let g = GatewayName::derive("ééé", "abcdef").unwrap();
+        assert_eq!(g.as_str(), "carrier-abcdef");
+    }
+
+    #[test]
+    fn failover_codes_match_exact_and_class() {
+        let d = FailoverCodes::platform_default();
+        assert!(d.matches(404) && d.matches(503) && d.matches(600));
+        assert!(!d.matches(486) && !d.matches(403));
+        assert!(FailoverCode::parse("7xx").is_err());
+        assert!(FailoverCode::parse("sip:404").is_err());
+        assert_eq!(FailoverCode::parse("5XX").unwrap().to_string(), "5xx");
+    }
+}
