@@ -1,1 +1,186 @@
-//! (in progress)
+//! Legs → `bridge` data, and the strict parser of exactly that grammar.
+//!
+//! Everything in a dial string is live syntax for FreeSWITCH's originate parser: `| , [ ] { }`
+//! split legs and variables, `\r \n` become control characters, `:_:` starts an enterprise
+//! originate, `@` in the number picks the target host, `^` overrides the To URI (FREESWITCH.md
+//! §0.4, §4.1). So a dial string is built only from validated newtypes and never from caller
+//! data; [`parse_bridge_data`] accepts only what [`bridge_data`] can produce, which lets tests
+//! and the hostile-input suites assert that a document carries nothing else.
+//!
+//! Pure: no I/O.
+
+use crate::model::{DialNumber, GatewayName, HeaderName, HeaderValue};
+use crate::routing::Leg;
+
+const GATEWAY_PREFIX: &str = "sofia/gateway/";
+const HEADER_VAR_PREFIX: &str = "sip_h_";
+const PROGRESS_TIMEOUT_VAR: &str = "leg_progress_timeout";
+
+/// `[sip_h_X-A=v,leg_progress_timeout=30]sofia/gateway/<gw>/<number>`; no brackets when the
+/// leg has no variables.
+///
+/// Per-leg variables go in `[]` unquoted. That is safe only because every piece is a validated
+/// newtype (FREESWITCH.md §6.4.3): `HeaderValue` excludes `, [ ] { } | ' " \ ^ < > & $` and
+/// `:_:`, so a value can neither split the variable list or the leg list, nor switch the
+/// separator (`^^`), nor carry the `\r`/`\n` escapes the splitter decodes, nor start a
+/// `${…}` expansion; `HeaderName` is `X-[A-Za-z0-9-]`; `GatewayName` is `[a-z0-9_.-]`; and
+/// `DialNumber` is `+?[0-9*#]`, so it has no `@` (host override), `^` (To override) or `;`
+/// (URI params). Quoting would not help in `[]` anyway: the `|` split strips quotes first (§4.1
+/// step 6).
+pub fn bridge_data(leg: &Leg) -> String {
+    let mut vars: Vec<String> = leg
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{HEADER_VAR_PREFIX}{name}={value}"))
+        .collect();
+    if let Some(seconds) = leg.progress_timeout_seconds {
+        vars.push(format!("{PROGRESS_TIMEOUT_VAR}={seconds}"));
+    }
+    let target = format!("{GATEWAY_PREFIX}{}/{}", leg.gateway_name, leg.number);
+    if vars.is_empty() {
+        target
+    } else {
+        format!("[{}]{target}", vars.join(","))
+    }
+}
+
+/// What [`parse_bridge_data`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedBridge {
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub progress_timeout_seconds: Option<u32>,
+    pub gateway: GatewayName,
+    pub number: DialNumber,
+}
+
+/// Parses `^(\[var(,var)*\])?sofia/gateway/<GatewayName>/<DialNumber>$` where a var is
+/// `sip_h_<HeaderName>=<HeaderValue>` or `leg_progress_timeout=<digits>` (at most once).
+/// Anything else — another leg, `{}` globals, other variables, escapes — is `None`.
+pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
+    let (vars, target) = match s.strip_prefix('[') {
+        Some(rest) => {
+            // No validated value contains `]`, so the first one closes the block.
+            let end = rest.find(']')?;
+            (Some(&rest[..end]), &rest[end + 1..])
+        }
+        None => (None, s),
+    };
+    let mut headers = Vec::new();
+    let mut progress_timeout_seconds = None;
+    if let Some(vars) = vars {
+        for var in vars.split(',') {
+            let (name, value) = var.split_once('=')?;
+            if let Some(header) = name.strip_prefix(HEADER_VAR_PREFIX) {
+                headers.push((
+                    HeaderName::parse(header).ok()?,
+                    HeaderValue::parse(value).ok()?,
+                ));
+            } else if name == PROGRESS_TIMEOUT_VAR && progress_timeout_seconds.is_none() {
+                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                progress_timeout_seconds = Some(value.parse().ok()?);
+            } else {
+                return None;
+            }
+        }
+    }
+    let (gateway, number) = target.strip_prefix(GATEWAY_PREFIX)?.split_once('/')?;
+    Some(ParsedBridge {
+        headers,
+        progress_timeout_seconds,
+        gateway: GatewayName::parse(gateway).ok()?,
+        number: DialNumber::parse(number).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FailoverCodes;
+    use uuid::Uuid;
+
+    fn leg(headers: &[(&str, &str)], timeout: Option<u32>) -> Leg {
+        Leg {
+            carrier_id: Uuid::nil(),
+            gateway_name: GatewayName::parse("alpha").unwrap(),
+            number: DialNumber::parse("9915551234567").unwrap(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (HeaderName::parse(n).unwrap(), HeaderValue::parse(v).unwrap()))
+                .collect(),
+            progress_timeout_seconds: timeout,
+            failover_codes: FailoverCodes::platform_default(),
+            route_id: None,
+        }
+    }
+
+    #[test]
+    fn a_leg_without_variables_has_no_brackets() {
+        assert_eq!(
+            bridge_data(&leg(&[], None)),
+            "sofia/gateway/alpha/9915551234567"
+        );
+    }
+
+    #[test]
+    fn headers_come_first_then_the_progress_timeout() {
+        assert_eq!(
+            bridge_data(&leg(&[("X-Account", "42"), ("X-Tier", "gold; a=b")], Some(30))),
+            "[sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30]sofia/gateway/alpha/9915551234567"
+        );
+    }
+
+    #[test]
+    fn what_we_generate_parses_back_to_the_same_pieces() {
+        for l in [
+            leg(&[], None),
+            leg(&[("X-Account", "42")], None),
+            leg(&[], Some(8)),
+            leg(&[("X-A", "1"), ("X-B", "x:y=z")], Some(45)),
+        ] {
+            let parsed = parse_bridge_data(&bridge_data(&l)).expect("own output parses");
+            assert_eq!(parsed.gateway, l.gateway_name);
+            assert_eq!(parsed.number, l.number);
+            assert_eq!(parsed.headers, l.headers);
+            assert_eq!(parsed.progress_timeout_seconds, l.progress_timeout_seconds);
+        }
+    }
+
+    #[test]
+    fn anything_beyond_the_grammar_is_refused() {
+        for hostile in [
+            "",
+            "[]sofia/gateway/alpha/1",
+            "{sip_h_X-A=1}sofia/gateway/alpha/1",
+            "[sip_h_X-A=1]sofia/gateway/alpha/1|sofia/gateway/evil/1",
+            "sofia/gateway/alpha/1,sofia/gateway/evil/1",
+            "sofia/gateway/alpha/1@evil.example",
+            "sofia/gateway/alpha/1^evil",
+            "sofia/gateway/alpha/1;transport=tcp",
+            "sofia/gateway/alpha/1:_:sofia/gateway/evil/1",
+            "sofia/gateway/alpha/${destination_number}",
+            "sofia/gateway/alpha/$1",
+            "sofia/gateway/Alpha/1",
+            "sofia/gateway/alpha/1/2",
+            "sofia/internal/1@host",
+            "[api_on_answer=system id]sofia/gateway/alpha/1",
+            "[sip_h_X-A=1,api_on_answer=system id]sofia/gateway/alpha/1",
+            "[sip_h_X-A=a\\r\\nX-Evil: 1]sofia/gateway/alpha/1",
+            "[sip_h_X-A=${system id}]sofia/gateway/alpha/1",
+            "[^^:sip_h_X-A=1]sofia/gateway/alpha/1",
+            "[sip_h_X-FS-Evil=1]sofia/gateway/alpha/1",
+            "[leg_progress_timeout=]sofia/gateway/alpha/1",
+            "[leg_progress_timeout=+5]sofia/gateway/alpha/1",
+            "[leg_progress_timeout=5,leg_progress_timeout=6]sofia/gateway/alpha/1",
+            "[leg_progress_timeout=99999999999]sofia/gateway/alpha/1",
+            "[sip_h_X-A]sofia/gateway/alpha/1",
+            "[sip_h_X-A=1]]sofia/gateway/alpha/1",
+            " sofia/gateway/alpha/1",
+            "sofia/gateway/alpha/1 ",
+            "sofia/gateway/alpha/1\n",
+        ] {
+            assert_eq!(parse_bridge_data(hostile), None, "{hostile:?}");
+        }
+    }
+}

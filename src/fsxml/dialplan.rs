@@ -1,0 +1,669 @@
+//! Dialplan documents (FREESWITCH.md §1.4, §1.5, §4.3): the default failover form (every leg
+//! in one document), the exact form (one leg per fetch, deciding on the real SIP code), and
+//! refusals.
+//!
+//! Shape: `document/section[dialplan]/context/extension/condition` + actions. The condition
+//! matches the *validated destination literal*; actions embed only validated newtypes and
+//! static strings. Never `${destination_number}`, `$1` or any other caller data (§6.4.1,
+//! §1.5: `$1` substitution can also be silently truncated).
+//!
+//! Pure: no I/O. Which form to use, and the legs, are decided by the caller.
+
+use crate::causes::{self, Cause};
+use crate::dialstring::bridge_data;
+use crate::model::{ContextName, Destination};
+use crate::routing::Leg;
+
+use super::writer::{RenderError, XmlWriter};
+
+pub use super::NOT_FOUND;
+
+const EXTENSION: &str = "trunkline";
+
+/// One dialplan action: a static application name and its data.
+type Action = (&'static str, String);
+
+/// Renders the one extension every dialplan document has.
+fn document(
+    context: &ContextName,
+    expression: &str,
+    actions: &[Action],
+) -> Result<String, RenderError> {
+    let mut w = XmlWriter::new();
+    w.open("document", &[("type", "freeswitch/xml")])
+        .open("section", &[("name", "dialplan")])
+        .open("context", &[("name", context.as_str())])
+        .open("extension", &[("name", EXTENSION)])
+        .open(
+            "condition",
+            &[("field", "destination_number"), ("expression", expression)],
+        );
+    for (application, data) in actions {
+        w.empty("action", &[("application", application), ("data", data)]);
+    }
+    w.close().close().close().close().close();
+    w.finish()
+}
+
+/// `^<destination>$` with the regex metacharacters of the destination alphabet (`+ *`)
+/// escaped. If FreeSWITCH's own `destination_number` differs from what we validated (it holds
+/// the value one decoding level earlier, §1.2), the call then finds no route instead of being
+/// bridged somewhere wrong (§6.4.1). `$` alone, not followed by `{`, is not expanded.
+fn destination_expression(destination: &Destination) -> String {
+    let mut expr = String::with_capacity(destination.as_str().len() + 4);
+    expr.push('^');
+    for c in destination.as_str().chars() {
+        if matches!(c, '+' | '*') {
+            expr.push('\\');
+        }
+        expr.push(c);
+    }
+    expr.push('$');
+    expr
+}
+
+fn set(var: &str, value: impl std::fmt::Display) -> Action {
+    ("set", format!("{var}={value}"))
+}
+
+/// The A-leg settings every bridge document starts with (§6.4.4): hang up once an answered
+/// bridge ends (the default would go on to the next action), and do not copy the caller's
+/// inbound `X-`/`P-` headers to the carrier (§5).
+fn a_leg_defaults() -> [Action; 2] {
+    [
+        set("hangup_after_bridge", "true"),
+        set("sip_copy_custom_headers", "false"),
+    ]
+}
+
+/// The `continue_on_fail` cause names for one leg: its failover codes compiled to causes, plus
+/// the causes of a carrier that could not be tried at all (GATEWAY_DOWN, INVALID_GATEWAY:
+/// killed, unregistered or ping-down gateway, §3.2) and, when the leg has a progress timeout,
+/// PROGRESS_TIMEOUT (a carrier that never answered in time).
+fn continue_on_fail(leg: &Leg) -> String {
+    let mut names = causes::compile(&leg.failover_codes).causes;
+    let mut add = |c: Cause| {
+        if !names.contains(&c.name) {
+            names.push(c.name);
+        }
+    };
+    add(Cause::GATEWAY_DOWN);
+    add(Cause::INVALID_GATEWAY);
+    if leg.progress_timeout_seconds.is_some() {
+        add(Cause::PROGRESS_TIMEOUT);
+    }
+    names.join(",")
+}
+
+/// The default failover form: one document, one `bridge` per leg.
+///
+/// `continue_on_fail` is set before *each* bridge because FreeSWITCH reads it on the A-leg
+/// after that bridge fails (§4.3), so each carrier's own failover codes decide whether the
+/// next one is tried. Nothing follows the last bridge: the caller then receives the last
+/// carrier's SIP code, passed through (observed on FreeSWITCH 1.10.12).
+pub fn bridge_document(
+    context: &ContextName,
+    destination: &Destination,
+    legs: &[Leg],
+) -> Result<String, RenderError> {
+    if legs.is_empty() {
+        return Err(RenderError::NoLegs);
+    }
+    let mut actions: Vec<Action> = a_leg_defaults().into();
+    for leg in legs {
+        actions.push(set("continue_on_fail", continue_on_fail(leg)));
+        actions.push(("bridge", bridge_data(leg)));
+    }
+    document(context, &destination_expression(destination), &actions)
+}
+
+/// Why the exact form refuses to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExactRefusal {
+    /// There are no legs to try.
+    NoLegs,
+    /// `trunkline_attempt` is not an integer in 1..=legs.len().
+    InvalidAttempt,
+    /// The posted outcome of the last attempt is neither a SIP code 400-699 nor a known cause.
+    UnknownOutcome,
+}
+
+/// The next step of the exact failover form, decided by [`exact_step`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExactStep {
+    /// Bridge `legs[leg]` (attempt number `leg + 1`).
+    Bridge { leg: usize },
+    /// Answer the caller with this SIP code (400-699): the carrier's own answer.
+    Respond(u16),
+    /// Hang up with this cause.
+    Hangup(Cause),
+    Refuse(ExactRefusal),
+}
+
+/// Decides the next exact-form step from the legs and what the follow-up fetch posted.
+///
+/// `attempt` is the leg just tried (1-based, our own `trunkline_attempt`), `last_sip_cause` is
+/// `last_bridge_proto_specific_hangup_cause` (`sip:503`), `originate_disposition` the cause
+/// name. Each follow-up moves strictly forward and the attempt must name an existing leg, so
+/// a call makes at most `legs.len()` attempts and a transfer loop is impossible.
+pub fn exact_step(
+    legs: &[Leg],
+    attempt: Option<&str>,
+    last_sip_cause: Option<&str>,
+    originate_disposition: Option<&str>,
+) -> ExactStep {
+    if legs.is_empty() {
+        return ExactStep::Refuse(ExactRefusal::NoLegs);
+    }
+    let Some(attempt) = attempt else {
+        return ExactStep::Bridge { leg: 0 };
+    };
+    let Some(tried) = parse_attempt(attempt, legs.len()) else {
+        return ExactStep::Refuse(ExactRefusal::InvalidAttempt);
+    };
+    // `tried` is 1-based, so it is also the index of the next leg.
+    let next = (tried < legs.len()).then_some(ExactStep::Bridge { leg: tried });
+    let disposition = originate_disposition.and_then(causes::cause_by_name);
+
+    // A carrier that could not be tried at all (gateway killed or down, no progress in time)
+    // moves on whatever else was posted: after a progress timeout the CANCEL may still draw
+    // a 487 from the carrier, which is our doing, not its answer.
+    if let Some(cause) = disposition.filter(|c| {
+        [
+            Cause::GATEWAY_DOWN,
+            Cause::INVALID_GATEWAY,
+            Cause::PROGRESS_TIMEOUT,
+        ]
+        .contains(c)
+    }) {
+        return next.unwrap_or(ExactStep::Hangup(cause));
+    }
+    if let Some(raw) = last_sip_cause {
+        return match causes::parse_sip_cause(raw) {
+            Some(code) if (400..=699).contains(&code) => {
+                if legs[tried - 1].failover_codes.matches(code) {
+                    next.unwrap_or(ExactStep::Respond(code))
+                } else {
+                    ExactStep::Respond(code)
+                }
+            }
+            _ => ExactStep::Refuse(ExactRefusal::UnknownOutcome),
+        };
+    }
+    match disposition {
+        Some(cause) => ExactStep::Hangup(cause),
+        None => ExactStep::Refuse(ExactRefusal::UnknownOutcome),
+    }
+}
+
+/// `^[1-9][0-9]*$` within 1..=max; nothing else (no sign, no spaces).
+fn parse_attempt(s: &str, max: usize) -> Option<usize> {
+    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0')
+    {
+        return None;
+    }
+    let n: usize = s.parse().ok()?;
+    (1..=max).contains(&n).then_some(n)
+}
+
+/// The exact-form document for a step.
+///
+/// A bridge step sets `continue_on_fail=true` (every outcome comes back to us), records the
+/// attempt number, and unsets the previous attempt's outcome variables so that the follow-up
+/// fetch sees only this attempt's. Unless it is the last leg, it then `transfer`s back into
+/// the same context with the validated destination, which makes FreeSWITCH fetch again.
+pub fn exact_document(
+    context: &ContextName,
+    destination: &Destination,
+    legs: &[Leg],
+    step: &ExactStep,
+) -> Result<String, RenderError> {
+    let actions: Vec<Action> = match *step {
+        ExactStep::Bridge { leg } => {
+            let this = legs.get(leg).ok_or(RenderError::LegOutOfRange(leg))?;
+            let mut actions: Vec<Action> = a_leg_defaults().into();
+            actions.extend([
+                set("continue_on_fail", "true"),
+                set("trunkline_attempt", leg + 1),
+                ("unset", "last_bridge_proto_specific_hangup_cause".into()),
+                ("unset", "originate_disposition".into()),
+                ("bridge", bridge_data(this)),
+            ]);
+            if leg + 1 < legs.len() {
+                actions.push((
+                    "transfer",
+                    format!("{} XML {}", destination.as_str(), context.as_str()),
+                ));
+            }
+            actions
+        }
+        ExactStep::Respond(code) => {
+            if !(400..=699).contains(&code) {
+                return Err(RenderError::InvalidResponseCode(code));
+            }
+            vec![("respond", code.to_string())]
+        }
+        ExactStep::Hangup(cause) => {
+            // Only names from our table reach `hangup`, whatever built the `Cause`.
+            let known = causes::cause_by_name(cause.name)
+                .ok_or(RenderError::UnknownCause(cause.name))?;
+            vec![("hangup", known.name.to_string())]
+        }
+        ExactStep::Refuse(ExactRefusal::NoLegs) => {
+            return refuse_document(context, RefuseReason::NoRoute);
+        }
+        ExactStep::Refuse(_) => {
+            return refuse_document(context, RefuseReason::FailoverStateInvalid);
+        }
+    };
+    document(context, &destination_expression(destination), &actions)
+}
+
+/// Why a call is refused outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// No route matches the destination.
+    NoRoute,
+    /// The posted destination is not a valid number.
+    InvalidDestination,
+    /// Routes match, but none of their carriers can take calls now.
+    NoUsableCarrier,
+    /// The call does not identify a tenant we know.
+    UnknownTenant,
+    /// The exact-form follow-up carried an attempt or outcome we cannot trust.
+    FailoverStateInvalid,
+}
+
+impl RefuseReason {
+    /// The hangup cause, chosen for what the caller's side sees (sofia `hangup_cause_to_sip`):
+    /// - no route → NO_ROUTE_DESTINATION (404): the number is not reachable through us;
+    /// - invalid destination → INVALID_NUMBER_FORMAT (484, Address Incomplete);
+    /// - no usable carrier → NORMAL_TEMPORARY_FAILURE (503): a temporary condition (carriers
+    ///   disabled or down), so the caller may retry later or elsewhere;
+    /// - unknown tenant → CALL_REJECTED (403): the call is not allowed here at all;
+    /// - invalid failover state → NORMAL_TEMPORARY_FAILURE (503): we cannot tell what happened,
+    ///   so we stop without trying further carriers, and say so as a temporary failure.
+    pub fn cause(&self) -> Cause {
+        match self {
+            Self::NoRoute => Cause::NO_ROUTE_DESTINATION,
+            Self::InvalidDestination => Cause::INVALID_NUMBER_FORMAT,
+            Self::NoUsableCarrier | Self::FailoverStateInvalid => Cause::NORMAL_TEMPORARY_FAILURE,
+            Self::UnknownTenant => Cause::CALL_REJECTED,
+        }
+    }
+}
+
+/// An extension that matches any destination (`^`) and hangs up with the reason's cause.
+/// Never "not found": that would make FreeSWITCH fall back to its static dialplan (§1.4).
+pub fn refuse_document(context: &ContextName, reason: RefuseReason) -> Result<String, RenderError> {
+    document(
+        context,
+        "^",
+        &[("hangup", reason.cause().name.to_string())],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsxml::testdata::assert_document_is_safe;
+    use crate::model::{
+        DialNumber, FailoverCode, FailoverCodes, GatewayName, HeaderName, HeaderValue,
+    };
+    use uuid::Uuid;
+
+    fn ctx() -> ContextName {
+        ContextName::parse("trunkline").unwrap()
+    }
+
+    fn dest() -> Destination {
+        Destination::parse("+15551234567").unwrap()
+    }
+
+    fn leg(gw: &str, number: &str) -> Leg {
+        Leg {
+            carrier_id: Uuid::nil(),
+            gateway_name: GatewayName::parse(gw).unwrap(),
+            number: DialNumber::parse(number).unwrap(),
+            headers: vec![],
+            progress_timeout_seconds: None,
+            failover_codes: FailoverCodes::platform_default(),
+            route_id: None,
+        }
+    }
+
+    fn three_legs() -> Vec<Leg> {
+        let mut alpha = leg("alpha", "9915551234567");
+        alpha.headers = vec![(
+            HeaderName::parse("X-Account").unwrap(),
+            HeaderValue::parse("42").unwrap(),
+        )];
+        alpha.progress_timeout_seconds = Some(8);
+        let mut bravo = leg("bravo", "15551234567");
+        bravo.failover_codes = FailoverCodes::new(vec![
+            FailoverCode::Exact(404),
+            FailoverCode::Exact(503),
+        ])
+        .unwrap();
+        let mut charlie = leg("charlie", "0015551234567");
+        charlie.headers = vec![
+            (
+                HeaderName::parse("X-Tech-Prefix").unwrap(),
+                HeaderValue::parse("7788").unwrap(),
+            ),
+            (
+                HeaderName::parse("X-Attestation").unwrap(),
+                HeaderValue::parse("A").unwrap(),
+            ),
+        ];
+        vec![alpha, bravo, charlie]
+    }
+
+    fn apps(xml: &str) -> Vec<(String, String)> {
+        assert_document_is_safe(xml)
+    }
+
+    #[test]
+    fn single_carrier_snapshot() {
+        let xml = bridge_document(&ctx(), &dest(), &[leg("alpha", "15551234567")]).unwrap();
+        apps(&xml);
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn three_carrier_failover_snapshot() {
+        let xml = bridge_document(&ctx(), &dest(), &three_legs()).unwrap();
+        apps(&xml);
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn each_bridge_is_preceded_by_its_own_continue_on_fail_and_nothing_follows_the_last() {
+        let xml = bridge_document(&ctx(), &dest(), &three_legs()).unwrap();
+        let actions = apps(&xml);
+        assert_eq!(actions[0], ("set".into(), "hangup_after_bridge=true".into()));
+        assert_eq!(
+            actions[1],
+            ("set".into(), "sip_copy_custom_headers=false".into())
+        );
+        let rest = &actions[2..];
+        assert_eq!(rest.len(), 6);
+        for pair in rest.chunks(2) {
+            assert!(pair[0].1.starts_with("continue_on_fail="));
+            assert_eq!(pair[1].0, "bridge");
+        }
+        assert!(rest[0].1.ends_with(",GATEWAY_DOWN,INVALID_GATEWAY,PROGRESS_TIMEOUT"));
+        assert_eq!(
+            rest[2].1,
+            "continue_on_fail=UNALLOCATED_NUMBER,NORMAL_TEMPORARY_FAILURE,GATEWAY_DOWN,INVALID_GATEWAY"
+        );
+        assert_eq!(actions.last().unwrap().0, "bridge");
+    }
+
+    #[test]
+    fn continue_on_fail_never_carries_numbers() {
+        for leg in three_legs() {
+            let names = continue_on_fail(&leg);
+            for name in names.split(',') {
+                assert!(causes::cause_by_name(name).is_some(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_condition_matches_the_escaped_destination_literal() {
+        assert_eq!(destination_expression(&dest()), "^\\+15551234567$");
+        assert_eq!(
+            destination_expression(&Destination::parse("*72#").unwrap()),
+            "^\\*72#$"
+        );
+        let re = regex::Regex::new(&destination_expression(&dest())).unwrap();
+        assert!(re.is_match("+15551234567"));
+        assert!(!re.is_match("15551234567"));
+        assert!(!re.is_match("+155512345678"));
+    }
+
+    #[test]
+    fn documents_never_reference_caller_data() {
+        let legs = three_legs();
+        let mut docs = vec![bridge_document(&ctx(), &dest(), &legs).unwrap()];
+        for step in [
+            ExactStep::Bridge { leg: 0 },
+            ExactStep::Bridge { leg: 2 },
+            ExactStep::Respond(486),
+            ExactStep::Hangup(Cause::GATEWAY_DOWN),
+        ] {
+            docs.push(exact_document(&ctx(), &dest(), &legs, &step).unwrap());
+        }
+        for xml in docs {
+            for (_, data) in apps(&xml) {
+                assert!(!data.contains('$'), "{data}");
+            }
+            assert!(!xml.contains("destination_number}"));
+        }
+    }
+
+    #[test]
+    fn a_bridge_document_without_legs_is_an_error() {
+        assert_eq!(
+            bridge_document(&ctx(), &dest(), &[]),
+            Err(RenderError::NoLegs)
+        );
+    }
+
+    #[test]
+    fn exact_first_step_bridges_leg_zero() {
+        assert_eq!(
+            exact_step(&three_legs(), None, None, None),
+            ExactStep::Bridge { leg: 0 }
+        );
+    }
+
+    #[test]
+    fn exact_failover_code_moves_to_the_next_leg_or_passes_the_code_back() {
+        let legs = three_legs();
+        assert_eq!(
+            exact_step(&legs, Some("1"), Some("sip:503"), Some("NORMAL_TEMPORARY_FAILURE")),
+            ExactStep::Bridge { leg: 1 }
+        );
+        assert_eq!(
+            exact_step(&legs, Some("3"), Some("sip:503"), None),
+            ExactStep::Respond(503)
+        );
+    }
+
+    #[test]
+    fn exact_non_failover_code_is_passed_back_to_the_caller() {
+        let legs = three_legs();
+        assert_eq!(
+            exact_step(&legs, Some("1"), Some("sip:486"), Some("USER_BUSY")),
+            ExactStep::Respond(486)
+        );
+        // bravo fails over on 404 and 503 only: 600 goes back to the caller.
+        assert_eq!(
+            exact_step(&legs, Some("2"), Some("sip:600"), None),
+            ExactStep::Respond(600)
+        );
+    }
+
+    #[test]
+    fn exact_untried_carrier_moves_on_or_hangs_up_with_its_cause() {
+        let legs = three_legs();
+        for cause in ["GATEWAY_DOWN", "INVALID_GATEWAY", "PROGRESS_TIMEOUT"] {
+            assert_eq!(
+                exact_step(&legs, Some("1"), None, Some(cause)),
+                ExactStep::Bridge { leg: 1 }
+            );
+            assert_eq!(
+                exact_step(&legs, Some("3"), None, Some(cause)),
+                ExactStep::Hangup(causes::cause_by_name(cause).unwrap())
+            );
+        }
+        assert_eq!(
+            exact_step(&legs, Some("1"), Some("sip:487"), Some("PROGRESS_TIMEOUT")),
+            ExactStep::Bridge { leg: 1 }
+        );
+    }
+
+    #[test]
+    fn exact_other_known_cause_hangs_up_with_it() {
+        assert_eq!(
+            exact_step(&three_legs(), Some("1"), None, Some("NO_ANSWER")),
+            ExactStep::Hangup(Cause::NO_ANSWER)
+        );
+    }
+
+    #[test]
+    fn exact_refuses_what_it_cannot_trust() {
+        let legs = three_legs();
+        for attempt in ["0", "4", "-1", "+1", " 1", "1 ", "01", "1.0", "", "99999999999999999999"] {
+            assert_eq!(
+                exact_step(&legs, Some(attempt), Some("sip:503"), None),
+                ExactStep::Refuse(ExactRefusal::InvalidAttempt),
+                "{attempt:?}"
+            );
+        }
+        for (sip, disposition) in [
+            (Some("sip:5031"), None),
+            (Some("503"), None),
+            (Some("sip:200"), None),
+            (None, Some("user_busy")),
+            (None, Some("call accepted")),
+            (None, None),
+        ] {
+            assert_eq!(
+                exact_step(&legs, Some("1"), sip, disposition),
+                ExactStep::Refuse(ExactRefusal::UnknownOutcome)
+            );
+        }
+        assert_eq!(
+            exact_step(&[], None, None, None),
+            ExactStep::Refuse(ExactRefusal::NoLegs)
+        );
+    }
+
+    #[test]
+    fn exact_attempts_are_bounded_by_the_number_of_legs() {
+        let legs = three_legs();
+        let mut attempt: Option<String> = None;
+        let mut bridges = 0;
+        loop {
+            match exact_step(&legs, attempt.as_deref(), Some("sip:503"), None) {
+                ExactStep::Bridge { leg } => {
+                    bridges += 1;
+                    attempt = Some((leg + 1).to_string());
+                    assert!(bridges <= legs.len());
+                    let xml = exact_document(&ctx(), &dest(), &legs, &ExactStep::Bridge { leg })
+                        .unwrap();
+                    let has_transfer = apps(&xml).iter().any(|(a, _)| a == "transfer");
+                    assert_eq!(has_transfer, leg + 1 < legs.len());
+                }
+                ExactStep::Respond(503) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(bridges, 3);
+    }
+
+    #[test]
+    fn exact_first_step_snapshot() {
+        let legs = three_legs();
+        let step = exact_step(&legs, None, None, None);
+        let xml = exact_document(&ctx(), &dest(), &legs, &step).unwrap();
+        let actions = apps(&xml);
+        assert_eq!(
+            actions.last().unwrap(),
+            &("transfer".into(), "+15551234567 XML trunkline".into())
+        );
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn exact_after_503_snapshot() {
+        let legs = three_legs();
+        let step = exact_step(&legs, Some("1"), Some("sip:503"), Some("NORMAL_TEMPORARY_FAILURE"));
+        let xml = exact_document(&ctx(), &dest(), &legs, &step).unwrap();
+        apps(&xml);
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn exact_after_486_snapshot() {
+        let legs = three_legs();
+        let step = exact_step(&legs, Some("1"), Some("sip:486"), Some("USER_BUSY"));
+        let xml = exact_document(&ctx(), &dest(), &legs, &step).unwrap();
+        assert_eq!(apps(&xml), vec![("respond".to_string(), "486".to_string())]);
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn exact_after_gateway_down_on_the_last_leg_snapshot() {
+        let legs = three_legs();
+        let step = exact_step(&legs, Some("3"), None, Some("GATEWAY_DOWN"));
+        let xml = exact_document(&ctx(), &dest(), &legs, &step).unwrap();
+        assert_eq!(
+            apps(&xml),
+            vec![("hangup".to_string(), "GATEWAY_DOWN".to_string())]
+        );
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn exact_last_leg_has_no_transfer_snapshot() {
+        let legs = three_legs();
+        let step = exact_step(&legs, Some("2"), None, Some("GATEWAY_DOWN"));
+        assert_eq!(step, ExactStep::Bridge { leg: 2 });
+        let xml = exact_document(&ctx(), &dest(), &legs, &step).unwrap();
+        apps(&xml);
+        insta::assert_snapshot!(xml);
+    }
+
+    #[test]
+    fn exact_documents_refuse_impossible_steps() {
+        let legs = three_legs();
+        assert_eq!(
+            exact_document(&ctx(), &dest(), &legs, &ExactStep::Bridge { leg: 3 }),
+            Err(RenderError::LegOutOfRange(3))
+        );
+        assert_eq!(
+            exact_document(&ctx(), &dest(), &legs, &ExactStep::Respond(200)),
+            Err(RenderError::InvalidResponseCode(200))
+        );
+        let forged = Cause {
+            name: "NORMAL_CLEARING system id",
+            number: 16,
+        };
+        assert!(exact_document(&ctx(), &dest(), &legs, &ExactStep::Hangup(forged)).is_err());
+        let xml = exact_document(
+            &ctx(),
+            &dest(),
+            &legs,
+            &ExactStep::Refuse(ExactRefusal::UnknownOutcome),
+        )
+        .unwrap();
+        assert_eq!(
+            apps(&xml),
+            vec![("hangup".to_string(), "NORMAL_TEMPORARY_FAILURE".to_string())]
+        );
+    }
+
+    #[test]
+    fn refuse_documents_snapshot() {
+        let mut all = String::new();
+        for reason in [
+            RefuseReason::NoRoute,
+            RefuseReason::InvalidDestination,
+            RefuseReason::NoUsableCarrier,
+            RefuseReason::UnknownTenant,
+            RefuseReason::FailoverStateInvalid,
+        ] {
+            let xml = refuse_document(&ctx(), reason).unwrap();
+            let actions = apps(&xml);
+            assert_eq!(actions.len(), 1);
+            assert_eq!(actions[0].0, "hangup");
+            assert!(xml.contains("expression=\"^\""));
+            all.push_str(&format!("--- {reason:?}\n{xml}"));
+        }
+        insta::assert_snapshot!(all);
+    }
+}

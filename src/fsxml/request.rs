@@ -1,0 +1,369 @@
+//! Parsing the form body mod_xml_curl POSTs (FREESWITCH.md §1.2).
+//!
+//! A dialplan POST carries every channel variable (~160 fields, ~5.6 KB on FreeSWITCH 1.10);
+//! we make one pass over it and keep only the raw slices of the fields we use, decoding those
+//! at the end. Parsing never fails: a malformed body gives `Other` or empty values, and the
+//! caller answers with a refusal or "not found".
+//!
+//! The values returned are *raw, untrusted strings*. FreeSWITCH does not re-encode an existing
+//! `%XX` (`switch_url_encode` with `double_encode = FALSE`), so we see values decoded one level
+//! more than FreeSWITCH holds them (§1.2): the caller must parse them with the `crate::model`
+//! newtypes, and documents never echo them.
+//!
+//! Pure: no I/O.
+
+use std::borrow::Cow;
+
+/// What FreeSWITCH asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchRequest {
+    Dialplan(DialplanFetch),
+    Configuration(ConfigFetch),
+    /// Any other section (`directory`, `languages`, `chatplan`, …) or a body without one: we
+    /// answer "not found" (a binding without `bindings=` serves every section, §1.3).
+    Other { section: String },
+}
+
+/// `section=configuration` (§1.2): `key_value` names the file, e.g. `sofia.conf`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigFetch {
+    /// `key_value`, e.g. `sofia.conf` or `acl.conf`.
+    pub file: String,
+    /// Set when a profile worker starts, on `rescan`, `restart` and `startgw`.
+    pub profile: Option<String>,
+    /// Set by `startgw` (may be `_all_`).
+    pub gateway: Option<String>,
+    /// `reconfig=true`: a rescan/start of a running profile.
+    pub reconfig: bool,
+}
+
+/// `section=dialplan`. Raw strings: the caller validates them with the `crate::model` parsers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DialplanFetch {
+    /// `Hunt-Context`, else `Caller-Context`.
+    pub context: Option<String>,
+    /// `Hunt-Destination-Number`, else `Caller-Destination-Number`.
+    pub destination: Option<String>,
+    /// `Hunt-Caller-ID-Number`, else `Caller-Caller-ID-Number`.
+    pub caller_number: Option<String>,
+    /// `Unique-ID`.
+    pub call_uuid: Option<String>,
+    /// `variable_trunkline_tenant_id`.
+    pub tenant_id: Option<String>,
+    /// `variable_trunkline_carrier_id`.
+    pub forced_carrier: Option<String>,
+    /// `variable_trunkline_attestation`.
+    pub attestation: Option<String>,
+    /// `variable_trunkline_attempt` (exact failover mode: the leg just tried, 1-based).
+    pub attempt: Option<String>,
+    /// `variable_last_bridge_proto_specific_hangup_cause`, e.g. `sip:503`.
+    pub last_sip_cause: Option<String>,
+    /// `variable_originate_disposition`, e.g. `GATEWAY_DOWN`.
+    pub originate_disposition: Option<String>,
+}
+
+/// The raw slices of the fields we use. Indexes into `Raw::slots`.
+#[derive(Clone, Copy)]
+enum Field {
+    Section,
+    KeyValue,
+    Profile,
+    Gateway,
+    Reconfig,
+    HuntContext,
+    CallerContext,
+    HuntDestination,
+    CallerDestination,
+    HuntCallerNumber,
+    CallerCallerNumber,
+    UniqueId,
+    TenantId,
+    ForcedCarrier,
+    Attestation,
+    Attempt,
+    LastSipCause,
+    OriginateDisposition,
+}
+
+const FIELD_COUNT: usize = Field::OriginateDisposition as usize + 1;
+
+/// Field names are matched byte for byte and never decoded: FreeSWITCH does not encode header
+/// names (§1.2), and decoding them would let a caller-chosen name (an inbound `X-` header
+/// becomes `variable_sip_h_X-…`, and `%` is a legal SIP token character) alias one of ours.
+fn field(name: &[u8]) -> Option<Field> {
+    Some(match name {
+        b"section" => Field::Section,
+        b"key_value" => Field::KeyValue,
+        b"profile" => Field::Profile,
+        b"gateway" => Field::Gateway,
+        b"reconfig" => Field::Reconfig,
+        b"Hunt-Context" => Field::HuntContext,
+        b"Caller-Context" => Field::CallerContext,
+        b"Hunt-Destination-Number" => Field::HuntDestination,
+        b"Caller-Destination-Number" => Field::CallerDestination,
+        b"Hunt-Caller-ID-Number" => Field::HuntCallerNumber,
+        b"Caller-Caller-ID-Number" => Field::CallerCallerNumber,
+        b"Unique-ID" => Field::UniqueId,
+        b"variable_trunkline_tenant_id" => Field::TenantId,
+        b"variable_trunkline_carrier_id" => Field::ForcedCarrier,
+        b"variable_trunkline_attestation" => Field::Attestation,
+        b"variable_trunkline_attempt" => Field::Attempt,
+        b"variable_last_bridge_proto_specific_hangup_cause" => Field::LastSipCause,
+        b"variable_originate_disposition" => Field::OriginateDisposition,
+        _ => return None,
+    })
+}
+
+struct Raw<'a> {
+    slots: [Option<&'a [u8]>; FIELD_COUNT],
+}
+
+impl<'a> Raw<'a> {
+    /// The decoded value; an empty value counts as absent (FreeSWITCH leaves empty profile
+    /// fields out, so an empty one carries no information).
+    fn get(&self, f: Field) -> Option<String> {
+        let raw = self.slots[f as usize]?;
+        let value = percent_decode(raw);
+        (!value.is_empty()).then(|| value.into_owned())
+    }
+
+    fn either(&self, first: Field, second: Field) -> Option<String> {
+        self.get(first).or_else(|| self.get(second))
+    }
+}
+
+/// Parses a mod_xml_curl form body. Never fails.
+pub fn parse(body: &[u8]) -> FetchRequest {
+    let mut raw = Raw {
+        slots: [None; FIELD_COUNT],
+    };
+    for pair in body.split(|&b| b == b'&') {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &pair[pair.len()..]),
+        };
+        if let Some(f) = field(name) {
+            // The first occurrence wins, as in FreeSWITCH's own `switch_event_get_header`.
+            raw.slots[f as usize].get_or_insert(value);
+        }
+    }
+    let section = raw.get(Field::Section).unwrap_or_default();
+    match section.as_str() {
+        "dialplan" => FetchRequest::Dialplan(DialplanFetch {
+            context: raw.either(Field::HuntContext, Field::CallerContext),
+            destination: raw.either(Field::HuntDestination, Field::CallerDestination),
+            caller_number: raw.either(Field::HuntCallerNumber, Field::CallerCallerNumber),
+            call_uuid: raw.get(Field::UniqueId),
+            tenant_id: raw.get(Field::TenantId),
+            forced_carrier: raw.get(Field::ForcedCarrier),
+            attestation: raw.get(Field::Attestation),
+            attempt: raw.get(Field::Attempt),
+            last_sip_cause: raw.get(Field::LastSipCause),
+            originate_disposition: raw.get(Field::OriginateDisposition),
+        }),
+        "configuration" => FetchRequest::Configuration(ConfigFetch {
+            file: raw.get(Field::KeyValue).unwrap_or_default(),
+            profile: raw.get(Field::Profile),
+            gateway: raw.get(Field::Gateway),
+            reconfig: raw.get(Field::Reconfig).as_deref() == Some("true"),
+        }),
+        _ => FetchRequest::Other { section },
+    }
+}
+
+/// Decodes `%XX`; an invalid escape is kept as it is, invalid UTF-8 is replaced (lossy).
+///
+/// `+` is kept as `+`, not read as a space: FreeSWITCH encodes both space (`%20`) and `+`
+/// (`%2B`) in values, so a raw `+` only appears in the unencoded first five fields or from a
+/// non-FreeSWITCH client, and reading it as a space would turn `+1555…` into ` 1555…`.
+fn percent_decode(raw: &[u8]) -> Cow<'_, str> {
+    if !raw.contains(&b'%') {
+        return String::from_utf8_lossy(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                raw.get(i + 1).and_then(|b| hex(*b)),
+                raw.get(i + 2).and_then(|b| hex(*b)),
+            )
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
+
+    fn dialplan(body: &str) -> DialplanFetch {
+        match parse(body.as_bytes()) {
+            FetchRequest::Dialplan(d) => d,
+            other => panic!("not a dialplan fetch: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_sample_is_a_realistic_freeswitch_post() {
+        assert_eq!(SAMPLE_DIALPLAN_FETCH.split('&').count(), 162);
+        assert!(SAMPLE_DIALPLAN_FETCH.starts_with(
+            "hostname=fs1&section=dialplan&tag_name=&key_name=&key_value=&"
+        ));
+        assert!(!SAMPLE_DIALPLAN_FETCH.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_real_dialplan_post_yields_the_fields_we_use() {
+        let d = dialplan(SAMPLE_DIALPLAN_FETCH);
+        assert_eq!(
+            d,
+            DialplanFetch {
+                context: Some("trunkline".into()),
+                destination: Some("+15551234567".into()),
+                caller_number: Some("+14155550100".into()),
+                call_uuid: Some("5b7c2d1e-8f3a-4b6c-9d0e-1f2a3b4c5d6e".into()),
+                tenant_id: Some("7d6f1c2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f".into()),
+                forced_carrier: None,
+                attestation: Some("A".into()),
+                attempt: None,
+                last_sip_cause: None,
+                originate_disposition: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_follow_up_after_transfer_carries_the_attempt_and_the_sip_cause() {
+        let body = format!(
+            "{SAMPLE_DIALPLAN_FETCH}&variable_trunkline_attempt=1&variable_last_bridge_proto_specific_hangup_cause=sip%3A503&variable_originate_disposition=NORMAL_TEMPORARY_FAILURE"
+        );
+        let d = dialplan(&body);
+        assert_eq!(d.attempt.as_deref(), Some("1"));
+        assert_eq!(d.last_sip_cause.as_deref(), Some("sip:503"));
+        assert_eq!(
+            d.originate_disposition.as_deref(),
+            Some("NORMAL_TEMPORARY_FAILURE")
+        );
+    }
+
+    #[test]
+    fn hunt_fields_win_over_caller_fields() {
+        let d = dialplan(
+            "section=dialplan&Caller-Context=public&Caller-Destination-Number=1&Hunt-Context=trunkline&Hunt-Destination-Number=2",
+        );
+        assert_eq!(d.context.as_deref(), Some("trunkline"));
+        assert_eq!(d.destination.as_deref(), Some("2"));
+        let d = dialplan("section=dialplan&Caller-Context=public&Hunt-Context=");
+        assert_eq!(d.context.as_deref(), Some("public"));
+    }
+
+    #[test]
+    fn the_first_occurrence_of_a_field_wins() {
+        let d = dialplan(
+            "section=dialplan&variable_trunkline_tenant_id=a&variable_trunkline_tenant_id=b",
+        );
+        assert_eq!(d.tenant_id.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn encoded_field_names_do_not_alias_ours() {
+        let d = dialplan(
+            "section=dialplan&variable_trunkline%5Ftenant_id=evil&variable_sip_h_X-a%26variable_trunkline_tenant_id=evil",
+        );
+        assert_eq!(d.tenant_id, None);
+    }
+
+    #[test]
+    fn an_encoded_separator_stays_inside_its_value() {
+        let d = dialplan("section=dialplan&Hunt-Destination-Number=1%26Hunt-Context%3Devil");
+        assert_eq!(d.destination.as_deref(), Some("1&Hunt-Context=evil"));
+        assert_eq!(d.context, None);
+    }
+
+    #[test]
+    fn values_are_decoded_once_and_plus_is_literal() {
+        let d = dialplan(
+            "section=dialplan&Hunt-Destination-Number=%2B1555&Hunt-Caller-ID-Number=+1444&Unique-ID=%257C",
+        );
+        assert_eq!(d.destination.as_deref(), Some("+1555"));
+        assert_eq!(d.caller_number.as_deref(), Some("+1444"));
+        assert_eq!(d.call_uuid.as_deref(), Some("%7C"));
+    }
+
+    #[test]
+    fn invalid_escapes_and_invalid_utf8_are_tolerated() {
+        let d = dialplan("section=dialplan&Hunt-Destination-Number=%zz%4%&Hunt-Context=%FF%FEab");
+        assert_eq!(d.destination.as_deref(), Some("%zz%4%"));
+        assert_eq!(d.context.as_deref(), Some("\u{FFFD}\u{FFFD}ab"));
+        let mut body = b"section=dialplan&Hunt-Context=a".to_vec();
+        body.extend_from_slice(&[0xff, 0xfe]);
+        match parse(&body) {
+            FetchRequest::Dialplan(d) => assert_eq!(d.context.as_deref(), Some("a\u{FFFD}\u{FFFD}")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn configuration_fetches_name_the_file_and_profile() {
+        assert_eq!(
+            parse(b"hostname=fs1&section=configuration&tag_name=configuration&key_name=name&key_value=sofia.conf&Event-Name=REQUEST_PARAMS&profile=external&reconfig=true"),
+            FetchRequest::Configuration(ConfigFetch {
+                file: "sofia.conf".into(),
+                profile: Some("external".into()),
+                gateway: None,
+                reconfig: true,
+            })
+        );
+        assert_eq!(
+            parse(b"section=configuration&key_value=sofia.conf&profile=external&reconfig=true&gateway=alpha"),
+            FetchRequest::Configuration(ConfigFetch {
+                file: "sofia.conf".into(),
+                profile: Some("external".into()),
+                gateway: Some("alpha".into()),
+                reconfig: true,
+            })
+        );
+        assert_eq!(
+            parse(b"section=configuration&key_value=acl.conf"),
+            FetchRequest::Configuration(ConfigFetch {
+                file: "acl.conf".into(),
+                ..ConfigFetch::default()
+            })
+        );
+    }
+
+    #[test]
+    fn other_sections_and_garbage_are_other() {
+        assert_eq!(
+            parse(b"section=directory&key_value=example.com"),
+            FetchRequest::Other {
+                section: "directory".into()
+            }
+        );
+        for garbage in [&b""[..], b"&&&", b"=", b"section", b"\xff\x00=\x01", b"%%%"] {
+            assert_eq!(
+                parse(garbage),
+                FetchRequest::Other {
+                    section: String::new()
+                }
+            );
+        }
+    }
+}
