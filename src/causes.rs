@@ -304,7 +304,14 @@ mod tests {
             assert_eq!(cause_by_name(name).map(|c| c.name), Some(name));
         }
         assert_eq!(cause_by_name("GATEWAY_DOWN").unwrap().number, 809);
-        for bad in ["user_busy", "USER_BUSY ", "", "sip:486", "17", "call accepted"] {
+        for bad in [
+            "user_busy",
+            "USER_BUSY ",
+            "",
+            "sip:486",
+            "17",
+            "call accepted",
+        ] {
             assert_eq!(cause_by_name(bad), None, "{bad:?}");
         }
     }
@@ -327,7 +334,11 @@ mod tests {
     fn six_xx_without_486_collides_on_user_busy() {
         let c = compile(&codes(&["6xx"]));
         assert!(c.causes.contains(&"USER_BUSY"));
-        let busy = c.collisions.iter().find(|x| x.cause == "USER_BUSY").unwrap();
+        let busy = c
+            .collisions
+            .iter()
+            .find(|x| x.cause == "USER_BUSY")
+            .unwrap();
         assert_eq!(busy.failover_codes, vec![600]);
         assert_eq!(busy.other_codes, vec![486]);
     }
@@ -353,11 +364,7 @@ mod tests {
             .unwrap();
         assert_eq!(ntf.failover_codes, vec![500, 503]);
         assert_eq!(ntf.other_codes, vec![400, 481]);
-        assert!(
-            !c.collisions
-                .iter()
-                .any(|x| x.cause == "UNALLOCATED_NUMBER")
-        );
+        assert!(!c.collisions.iter().any(|x| x.cause == "UNALLOCATED_NUMBER"));
     }
 
     #[test]

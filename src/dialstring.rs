@@ -107,7 +107,12 @@ mod tests {
             number: DialNumber::parse("9915551234567").unwrap(),
             headers: headers
                 .iter()
-                .map(|(n, v)| (HeaderName::parse(n).unwrap(), HeaderValue::parse(v).unwrap()))
+                .map(|(n, v)| {
+                    (
+                        HeaderName::parse(n).unwrap(),
+                        HeaderValue::parse(v).unwrap(),
+                    )
+                })
                 .collect(),
             progress_timeout_seconds: timeout,
             failover_codes: FailoverCodes::platform_default(),
@@ -126,7 +131,10 @@ mod tests {
     #[test]
     fn headers_come_first_then_the_progress_timeout() {
         assert_eq!(
-            bridge_data(&leg(&[("X-Account", "42"), ("X-Tier", "gold; a=b")], Some(30))),
+            bridge_data(&leg(
+                &[("X-Account", "42"), ("X-Tier", "gold; a=b")],
+                Some(30)
+            )),
             "[sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30]sofia/gateway/alpha/9915551234567"
         );
     }

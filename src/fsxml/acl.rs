@@ -203,7 +203,12 @@ mod tests {
     fn acl_conf_snapshot() {
         let extra = AclTemplate::load(SHIPPED).unwrap();
         let xml = acl_document(
-            &cidrs(&["203.0.113.10", "198.51.100.0/24", "2001:db8::/32", "203.0.113.10/32"]),
+            &cidrs(&[
+                "203.0.113.10",
+                "198.51.100.0/24",
+                "2001:db8::/32",
+                "203.0.113.10/32",
+            ]),
             &extra,
         )
         .unwrap();
@@ -221,9 +226,15 @@ mod tests {
 
     #[test]
     fn a_template_list_without_default_gets_deny() {
-        let t = AclTemplate::load("<list name=\"office\"><node type=\"allow\" cidr=\"192.0.2.7/24,10.1.0.0/16\"/></list>").unwrap();
+        let t = AclTemplate::load(
+            "<list name=\"office\"><node type=\"allow\" cidr=\"192.0.2.7/24,10.1.0.0/16\"/></list>",
+        )
+        .unwrap();
         let xml = acl_document(&[], &t).unwrap();
-        assert!(xml.contains("<list name=\"office\" default=\"deny\">"), "{xml}");
+        assert!(
+            xml.contains("<list name=\"office\" default=\"deny\">"),
+            "{xml}"
+        );
         assert!(xml.contains("cidr=\"192.0.2.0/24,10.1.0.0/16\""), "{xml}");
         assert_eq!(t.list_names().collect::<Vec<_>>(), ["office"]);
     }
@@ -276,6 +287,9 @@ mod tests {
         .unwrap();
         let xml = acl_document(&[], &t).unwrap();
         assert_document_is_safe(&xml);
-        assert!(xml.contains("&#36;&#36;{x}&lt;?x&#45;pre&#45;process"), "{xml}");
+        assert!(
+            xml.contains("&#36;&#36;{x}&lt;?x&#45;pre&#45;process"),
+            "{xml}"
+        );
     }
 }

@@ -132,7 +132,9 @@ pub enum ExactRefusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExactStep {
     /// Bridge `legs[leg]` (attempt number `leg + 1`).
-    Bridge { leg: usize },
+    Bridge {
+        leg: usize,
+    },
     /// Answer the caller with this SIP code (400-699): the carrier's own answer.
     Respond(u16),
     /// Hang up with this cause.
@@ -198,8 +200,7 @@ pub fn exact_step(
 
 /// `^[1-9][0-9]*$` within 1..=max; nothing else (no sign, no spaces).
 fn parse_attempt(s: &str, max: usize) -> Option<usize> {
-    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0')
-    {
+    if s.is_empty() || s.len() > 4 || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
         return None;
     }
     let n: usize = s.parse().ok()?;
@@ -245,8 +246,8 @@ pub fn exact_document(
         }
         ExactStep::Hangup(cause) => {
             // Only names from our table reach `hangup`, whatever built the `Cause`.
-            let known = causes::cause_by_name(cause.name)
-                .ok_or(RenderError::UnknownCause(cause.name))?;
+            let known =
+                causes::cause_by_name(cause.name).ok_or(RenderError::UnknownCause(cause.name))?;
             vec![("hangup", known.name.to_string())]
         }
         ExactStep::Refuse(ExactRefusal::NoLegs) => {
@@ -296,11 +297,7 @@ impl RefuseReason {
 /// An extension that matches any destination (`^`) and hangs up with the reason's cause.
 /// Never "not found": that would make FreeSWITCH fall back to its static dialplan (§1.4).
 pub fn refuse_document(context: &ContextName, reason: RefuseReason) -> Result<String, RenderError> {
-    document(
-        context,
-        "^",
-        &[("hangup", reason.cause().name.to_string())],
-    )
+    document(context, "^", &[("hangup", reason.cause().name.to_string())])
 }
 
 #[cfg(test)]
@@ -340,11 +337,8 @@ mod tests {
         )];
         alpha.progress_timeout_seconds = Some(8);
         let mut bravo = leg("bravo", "15551234567");
-        bravo.failover_codes = FailoverCodes::new(vec![
-            FailoverCode::Exact(404),
-            FailoverCode::Exact(503),
-        ])
-        .unwrap();
+        bravo.failover_codes =
+            FailoverCodes::new(vec![FailoverCode::Exact(404), FailoverCode::Exact(503)]).unwrap();
         let mut charlie = leg("charlie", "0015551234567");
         charlie.headers = vec![
             (
@@ -381,7 +375,10 @@ mod tests {
     fn each_bridge_is_preceded_by_its_own_continue_on_fail_and_nothing_follows_the_last() {
         let xml = bridge_document(&ctx(), &dest(), &three_legs()).unwrap();
         let actions = apps(&xml);
-        assert_eq!(actions[0], ("set".into(), "hangup_after_bridge=true".into()));
+        assert_eq!(
+            actions[0],
+            ("set".into(), "hangup_after_bridge=true".into())
+        );
         assert_eq!(
             actions[1],
             ("set".into(), "sip_copy_custom_headers=false".into())
@@ -392,7 +389,11 @@ mod tests {
             assert!(pair[0].1.starts_with("continue_on_fail="));
             assert_eq!(pair[1].0, "bridge");
         }
-        assert!(rest[0].1.ends_with(",GATEWAY_DOWN,INVALID_GATEWAY,PROGRESS_TIMEOUT"));
+        assert!(
+            rest[0]
+                .1
+                .ends_with(",GATEWAY_DOWN,INVALID_GATEWAY,PROGRESS_TIMEOUT")
+        );
         assert_eq!(
             rest[2].1,
             "continue_on_fail=UNALLOCATED_NUMBER,NORMAL_TEMPORARY_FAILURE,GATEWAY_DOWN,INVALID_GATEWAY"
@@ -463,7 +464,12 @@ mod tests {
     fn exact_failover_code_moves_to_the_next_leg_or_passes_the_code_back() {
         let legs = three_legs();
         assert_eq!(
-            exact_step(&legs, Some("1"), Some("sip:503"), Some("NORMAL_TEMPORARY_FAILURE")),
+            exact_step(
+                &legs,
+                Some("1"),
+                Some("sip:503"),
+                Some("NORMAL_TEMPORARY_FAILURE")
+            ),
             ExactStep::Bridge { leg: 1 }
         );
         assert_eq!(
@@ -516,7 +522,18 @@ mod tests {
     #[test]
     fn exact_refuses_what_it_cannot_trust() {
         let legs = three_legs();
-        for attempt in ["0", "4", "-1", "+1", " 1", "1 ", "01", "1.0", "", "99999999999999999999"] {
+        for attempt in [
+            "0",
+            "4",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "01",
+            "1.0",
+            "",
+            "99999999999999999999",
+        ] {
             assert_eq!(
                 exact_step(&legs, Some(attempt), Some("sip:503"), None),
                 ExactStep::Refuse(ExactRefusal::InvalidAttempt),
@@ -553,8 +570,8 @@ mod tests {
                     bridges += 1;
                     attempt = Some((leg + 1).to_string());
                     assert!(bridges <= legs.len());
-                    let xml = exact_document(&ctx(), &dest(), &legs, &ExactStep::Bridge { leg })
-                        .unwrap();
+                    let xml =
+                        exact_document(&ctx(), &dest(), &legs, &ExactStep::Bridge { leg }).unwrap();
                     let has_transfer = apps(&xml).iter().any(|(a, _)| a == "transfer");
                     assert_eq!(has_transfer, leg + 1 < legs.len());
                 }
@@ -581,7 +598,12 @@ mod tests {
     #[test]
     fn exact_after_503_snapshot() {
         let legs = three_legs();
-        let step = exact_step(&legs, Some("1"), Some("sip:503"), Some("NORMAL_TEMPORARY_FAILURE"));
+        let step = exact_step(
+            &legs,
+            Some("1"),
+            Some("sip:503"),
+            Some("NORMAL_TEMPORARY_FAILURE"),
+        );
         let xml = exact_document(&ctx(), &dest(), &legs, &step).unwrap();
         apps(&xml);
         insta::assert_snapshot!(xml);

@@ -64,7 +64,11 @@ pub(crate) fn parse(text: &str, rules: &[Rule]) -> Result<Vec<Node>, FragmentErr
     let mut reader = quick_xml::Reader::from_str(text);
     let line_of = |pos: u64| {
         let pos = usize::try_from(pos).unwrap_or(usize::MAX).min(text.len());
-        text.as_bytes()[..pos].iter().filter(|&&b| b == b'\n').count() + 1
+        text.as_bytes()[..pos]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     };
     let mut stack: Vec<Node> = Vec::new();
     let mut top: Vec<Node> = Vec::new();
@@ -111,7 +115,9 @@ pub(crate) fn parse(text: &str, rules: &[Rule]) -> Result<Vec<Node>, FragmentErr
             }
             Event::DocType(_) => return Err(err("DOCTYPE is not allowed".into())),
             Event::GeneralRef(_) => {
-                return Err(err("entity references are not allowed between elements".into()));
+                return Err(err(
+                    "entity references are not allowed between elements".into()
+                ));
             }
             Event::Eof => break,
         }
@@ -125,11 +131,7 @@ pub(crate) fn parse(text: &str, rules: &[Rule]) -> Result<Vec<Node>, FragmentErr
     Ok(top)
 }
 
-fn node(
-    e: &BytesStart<'_>,
-    parent: Option<&'static str>,
-    rules: &[Rule],
-) -> Result<Node, String> {
+fn node(e: &BytesStart<'_>, parent: Option<&'static str>, rules: &[Rule]) -> Result<Node, String> {
     let raw_name = e.name();
     let name: &str = raw_name.as_ref();
     let rule = rules
@@ -208,14 +210,26 @@ mod tests {
         for (bad, line) in [
             ("<settings>\n<gateway name=\"x\"/>\n</settings>", 2),
             ("<param name=\"a\" value=\"b\"/>", 1),
-            ("<settings><param name=\"a\" value=\"b\" onload=\"x\"/></settings>", 1),
+            (
+                "<settings><param name=\"a\" value=\"b\" onload=\"x\"/></settings>",
+                1,
+            ),
             ("<settings>\n\ntext</settings>", 1),
             ("<settings><![CDATA[x]]></settings>", 1),
             ("<?xml version=\"1.0\"?><settings/>", 1),
             ("<!DOCTYPE x [<!ENTITY e \"x\">]><settings/>", 1),
-            ("<settings><param name=\"a\" value=\"&bogus;\"/></settings>", 1),
-            ("<settings><param name=\"a\" value=\"&#13;&#10;\"/></settings>", 1),
-            ("<settings><X-PRE-PROCESS cmd=\"exec\" data=\"id\"/></settings>", 1),
+            (
+                "<settings><param name=\"a\" value=\"&bogus;\"/></settings>",
+                1,
+            ),
+            (
+                "<settings><param name=\"a\" value=\"&#13;&#10;\"/></settings>",
+                1,
+            ),
+            (
+                "<settings><X-PRE-PROCESS cmd=\"exec\" data=\"id\"/></settings>",
+                1,
+            ),
             ("<settings><include/></settings>", 1),
             ("<settings>", 1),
             ("<settings></param>", 1),

@@ -21,7 +21,9 @@ pub enum FetchRequest {
     Configuration(ConfigFetch),
     /// Any other section (`directory`, `languages`, `chatplan`, …) or a body without one: we
     /// answer "not found" (a binding without `bindings=` serves every section, §1.3).
-    Other { section: String },
+    Other {
+        section: String,
+    },
 }
 
 /// `section=configuration` (§1.2): `key_value` names the file, e.g. `sofia.conf`.
@@ -223,9 +225,10 @@ mod tests {
     #[test]
     fn the_sample_is_a_realistic_freeswitch_post() {
         assert_eq!(SAMPLE_DIALPLAN_FETCH.split('&').count(), 162);
-        assert!(SAMPLE_DIALPLAN_FETCH.starts_with(
-            "hostname=fs1&section=dialplan&tag_name=&key_name=&key_value=&"
-        ));
+        assert!(
+            SAMPLE_DIALPLAN_FETCH
+                .starts_with("hostname=fs1&section=dialplan&tag_name=&key_name=&key_value=&")
+        );
         assert!(!SAMPLE_DIALPLAN_FETCH.ends_with('\n'));
     }
 
@@ -315,7 +318,9 @@ mod tests {
         let mut body = b"section=dialplan&Hunt-Context=a".to_vec();
         body.extend_from_slice(&[0xff, 0xfe]);
         match parse(&body) {
-            FetchRequest::Dialplan(d) => assert_eq!(d.context.as_deref(), Some("a\u{FFFD}\u{FFFD}")),
+            FetchRequest::Dialplan(d) => {
+                assert_eq!(d.context.as_deref(), Some("a\u{FFFD}\u{FFFD}"))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -13,7 +13,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use minijinja::{Environment, Error as JinjaError, ErrorKind, Output, State, UndefinedBehavior, Value};
+use minijinja::{
+    Environment, Error as JinjaError, ErrorKind, Output, State, UndefinedBehavior, Value,
+};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -153,7 +155,10 @@ impl ProfileTemplates {
 
 fn render_message(e: &JinjaError) -> String {
     match e.line() {
-        Some(line) => format!("line {line}: {}", e.detail().unwrap_or(&e.kind().to_string())),
+        Some(line) => format!(
+            "line {line}: {}",
+            e.detail().unwrap_or(&e.kind().to_string())
+        ),
         None => e.to_string(),
     }
 }
@@ -206,7 +211,8 @@ fn profile_from_nodes(name: ProfileName, nodes: Vec<Node>) -> Result<Profile, St
         }
         *slot = Some(node);
     }
-    let settings = settings.ok_or("<settings> is required (FreeSWITCH ignores the profile's gateways without it)")?;
+    let settings = settings
+        .ok_or("<settings> is required (FreeSWITCH ignores the profile's gateways without it)")?;
     for param in &settings.children {
         let (Some(pname), Some(value)) = (param.attr("name"), param.attr("value")) else {
             continue;
@@ -325,10 +331,7 @@ pub fn sofia_document(
             aliases.emit(&mut w);
         }
         profile.settings.emit(&mut w);
-        let mine: Vec<&&Carrier> = serve
-            .iter()
-            .filter(|c| c.profile == profile.name)
-            .collect();
+        let mine: Vec<&&Carrier> = serve.iter().filter(|c| c.profile == profile.name).collect();
         if mine.is_empty() {
             w.empty("gateways", &[]);
         } else {
@@ -600,7 +603,10 @@ mod tests {
                 .and_then(|p| p.attr("value"))
                 .map(str::to_string)
         };
-        assert_eq!(setting("apply-inbound-acl").as_deref(), Some("trunkline_carriers"));
+        assert_eq!(
+            setting("apply-inbound-acl").as_deref(),
+            Some("trunkline_carriers")
+        );
         assert_eq!(setting("auth-calls").as_deref(), Some("true"));
         assert_eq!(setting("auth-messages").as_deref(), Some("true"));
         assert_eq!(setting("sip-port").as_deref(), Some("5080"));
@@ -633,8 +639,7 @@ mod tests {
             "{% autoescape false %}<settings><param name=\"a\" value=\"{{ evil }}\"/></settings>{% endautoescape %}",
             "<settings>{{ evil }}</settings>",
         ] {
-            let result =
-                ProfileTemplates::load(vec![("p".into(), template.into())], &v);
+            let result = ProfileTemplates::load(vec![("p".into(), template.into())], &v);
             if let Ok(t) = result {
                 let doc = sofia_document(&t, &[], None).unwrap();
                 assert_document_is_safe(&doc.xml);
@@ -646,19 +651,46 @@ mod tests {
     #[test]
     fn hostile_templates_are_refused() {
         for (template, what) in [
-            ("<settings/><gateways><gateway name=\"x\"/></gateways>", "gateways"),
-            ("<settings><X-PRE-PROCESS cmd=\"exec\" data=\"id\"/></settings>", "x-pre-process"),
-            ("<settings><param name=\"a\" value=\"$${x}\"/></settings>", "$${"),
-            ("<settings><param name=\"a\" value=\"&#13;&#10;\"/></settings>", "control"),
+            (
+                "<settings/><gateways><gateway name=\"x\"/></gateways>",
+                "gateways",
+            ),
+            (
+                "<settings><X-PRE-PROCESS cmd=\"exec\" data=\"id\"/></settings>",
+                "x-pre-process",
+            ),
+            (
+                "<settings><param name=\"a\" value=\"$${x}\"/></settings>",
+                "$${",
+            ),
+            (
+                "<settings><param name=\"a\" value=\"&#13;&#10;\"/></settings>",
+                "control",
+            ),
             ("<?xml version=\"1.0\"?>\n<settings/>", "prolog"),
             ("<settings><include/></settings>", "include"),
             ("<aliases/>", "no settings"),
             ("<settings/><settings/>", "two settings"),
-            ("<settings><param name=\"parse-all-invite-headers\" value=\"true\"/></settings>", "sip_i"),
-            ("<settings><param name=\"a\"/></settings>", "param without value"),
-            ("<settings><param name=\"a\" value=\"{{ undefined_var }}\"/></settings>", "undefined"),
-            ("{% for i in range(100000) %}{% endfor %}<settings/>", "fuel"),
-            ("<settings><param name=\"a\" value=\"{{ '\\n' }}\"/></settings>", "control via template"),
+            (
+                "<settings><param name=\"parse-all-invite-headers\" value=\"true\"/></settings>",
+                "sip_i",
+            ),
+            (
+                "<settings><param name=\"a\"/></settings>",
+                "param without value",
+            ),
+            (
+                "<settings><param name=\"a\" value=\"{{ undefined_var }}\"/></settings>",
+                "undefined",
+            ),
+            (
+                "{% for i in range(100000) %}{% endfor %}<settings/>",
+                "fuel",
+            ),
+            (
+                "<settings><param name=\"a\" value=\"{{ '\\n' }}\"/></settings>",
+                "control via template",
+            ),
         ] {
             assert!(load(&[("p", template)]).is_err(), "{what}: {template}");
         }
@@ -678,6 +710,9 @@ mod tests {
         v.insert("sip_port".into(), "5090".into());
         let t = ProfileTemplates::load(vec![("external".into(), EXTERNAL.into())], &v).unwrap();
         let doc = sofia_document(&t, &[], None).unwrap();
-        assert!(doc.xml.contains("<param name=\"sip-port\" value=\"5090\"/>"));
+        assert!(
+            doc.xml
+                .contains("<param name=\"sip-port\" value=\"5090\"/>")
+        );
     }
 }

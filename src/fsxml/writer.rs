@@ -297,7 +297,12 @@ mod tests {
 
     #[test]
     fn processing_instructions_and_includes_in_data_are_plain_text() {
-        for hostile in ["<?xml version=\"1.0\"?>", "<include>", "</include>", "<!--#exec"] {
+        for hostile in [
+            "<?xml version=\"1.0\"?>",
+            "<include>",
+            "</include>",
+            "<!--#exec",
+        ] {
             let (xml, back) = round_trip(hostile).unwrap();
             assert!(!xml.contains('<') || xml.starts_with("<e "), "{xml}");
             assert!(!xml.lines().any(line_triggers_preprocessor), "{xml}");
@@ -336,7 +341,10 @@ mod tests {
     #[test]
     fn nothing_is_written_after_the_first_error() {
         let mut w = XmlWriter::new();
-        w.open("a", &[]).empty("b", &[("v", "\n")]).close().empty("c", &[]);
+        w.open("a", &[])
+            .empty("b", &[("v", "\n")])
+            .close()
+            .empty("c", &[]);
         assert!(w.out.is_empty() || !w.out.contains("<c"));
         assert!(w.finish().is_err());
     }
@@ -347,7 +355,9 @@ mod tests {
         assert!(line_triggers_preprocessor("a $${x} b"));
         assert!(line_triggers_preprocessor("<!--#include x-->"));
         assert!(line_triggers_preprocessor("x-PRE-process"));
-        assert!(!line_triggers_preprocessor("<param name=\"a\" value=\"&#36;&#36;{x}\"/>"));
+        assert!(!line_triggers_preprocessor(
+            "<param name=\"a\" value=\"&#36;&#36;{x}\"/>"
+        ));
     }
 
     proptest! {
