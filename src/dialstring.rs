@@ -155,6 +155,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_leg_of_valid_pieces_round_trips(
+            headers in proptest::collection::vec(
+                ("X-[A-Za-z0-9-]{1,20}", "[!#%()*+./0-9:;=?@A-Z_`a-z~-]([ !#%()*+./0-9:;=?@A-Z_`a-z~-]{0,30}[!#%()*+./0-9:;=?@A-Z_`a-z~-])?"),
+                0..4,
+            ),
+            timeout in proptest::option::of(1u32..600),
+            number in "\\+?[0-9*#]{1,30}",
+        ) {
+            let headers: Vec<(HeaderName, HeaderValue)> = headers
+                .iter()
+                .filter_map(|(n, v)| Some((HeaderName::parse(n).ok()?, HeaderValue::parse(v).ok()?)))
+                .collect();
+            let mut l = leg(&[], timeout);
+            l.headers = headers;
+            l.number = DialNumber::parse(&number).unwrap();
+            let parsed = parse_bridge_data(&bridge_data(&l)).expect("own output parses");
+            proptest::prop_assert_eq!(parsed.headers, l.headers);
+            proptest::prop_assert_eq!(parsed.number, l.number);
+            proptest::prop_assert_eq!(parsed.progress_timeout_seconds, timeout);
+        }
+
+        #[test]
+        fn the_parser_never_panics(s in ".{0,200}") {
+            let _ = parse_bridge_data(&s);
+        }
+    }
+
     #[test]
     fn anything_beyond_the_grammar_is_refused() {
         for hostile in [

@@ -354,6 +354,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_body_parses_without_panicking(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse(&body);
+        }
+
+        #[test]
+        fn encoded_values_decode_to_what_was_encoded(value in "[^\\x00]{1,40}") {
+            let encoded: String = value
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect();
+            let d = dialplan(&format!("section=dialplan&Hunt-Destination-Number={encoded}"));
+            proptest::prop_assert_eq!(d.destination.as_deref(), Some(value.as_str()));
+        }
+    }
+
     #[test]
     fn other_sections_and_garbage_are_other() {
         assert_eq!(
