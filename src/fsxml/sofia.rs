@@ -637,15 +637,25 @@ mod tests {
         for template in [
             "<settings><param name=\"a\" value=\"{{ evil|safe }}\"/></settings>",
             "{% autoescape false %}<settings><param name=\"a\" value=\"{{ evil }}\"/></settings>{% endautoescape %}",
-            "<settings>{{ evil }}</settings>",
         ] {
-            let result = ProfileTemplates::load(vec![("p".into(), template.into())], &v);
-            if let Ok(t) = result {
-                let doc = sofia_document(&t, &[], None).unwrap();
-                assert_document_is_safe(&doc.xml);
-                assert!(!doc.xml.contains("<gateway name=\"x\""), "{template}");
-            }
+            let t = ProfileTemplates::load(vec![("p".into(), template.into())], &v).unwrap();
+            let doc = sofia_document(&t, &[], None).unwrap();
+            assert_document_is_safe(&doc.xml);
+            assert!(
+                doc.xml
+                    .contains("<param name=\"a\" value=\"&lt;gateway name=&quot;x&quot;/&gt;\"/>"),
+                "{template}\n{}",
+                doc.xml
+            );
         }
+        // Printed between elements, the escaped value is text, which a template may not hold.
+        assert!(matches!(
+            ProfileTemplates::load(
+                vec![("p".into(), "<settings>{{ evil }}</settings>".into())],
+                &v
+            ),
+            Err(TemplateError::Structure { .. })
+        ));
     }
 
     #[test]
@@ -702,6 +712,17 @@ mod tests {
             load(&[("p", "<settings/>"), ("p", "<settings/>")]),
             Err(TemplateError::DuplicateProfile(_))
         ));
+    }
+
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel() {
+        let template = "{% for i in range(60) %}{% for j in range(60) %}{% for k in range(60) %}{% endfor %}{% endfor %}{% endfor %}<settings/>";
+        match load(&[("p", template)]) {
+            Err(TemplateError::Render { message, .. }) => {
+                assert!(message.contains("fuel"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
