@@ -2,10 +2,17 @@
 //!
 //! The pure core — [`model`], [`routing`], [`causes`], [`dialstring`], [`fsxml`] — is plain
 //! functions over plain data: no I/O, no tokio, no sqlx. The edges — [`store`], [`api`],
-//! [`xmlcurl`], [`esl`] — talk to the database, HTTP clients and FreeSWITCH. [`app`] wires them.
+//! [`xmlcurl`] — talk to the database and HTTP clients. [`app`] wires them; [`cli`] is the
+//! command line; [`config`] reads the settings.
 
+pub mod api;
+pub mod app;
 pub mod causes;
+pub mod cli;
+pub mod config;
 pub mod dialstring;
 pub mod fsxml;
 pub mod model;
 pub mod routing;
+pub mod store;
+pub mod xmlcurl;

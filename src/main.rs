@@ -1,1 +1,16 @@
-fn main() {}
+//! The `trunkline` binary: parses the command line and runs the command. Errors are printed as
+//! one clear message with their causes, and the process exits 1 — never a panic.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = trunkline::cli::Cli::parse();
+    match trunkline::cli::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trunkline: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

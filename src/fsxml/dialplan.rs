@@ -80,7 +80,7 @@ fn a_leg_defaults() -> [Action; 2] {
 /// the causes of a carrier that could not be tried at all (GATEWAY_DOWN, INVALID_GATEWAY:
 /// killed, unregistered or ping-down gateway, §3.2) and, when the leg has a progress timeout,
 /// PROGRESS_TIMEOUT (a carrier that never answered in time).
-fn continue_on_fail(leg: &Leg) -> String {
+pub fn continue_on_fail_causes(leg: &Leg) -> Vec<&'static str> {
     let mut names = causes::compile(&leg.failover_codes).causes;
     let mut add = |c: Cause| {
         if !names.contains(&c.name) {
@@ -92,7 +92,11 @@ fn continue_on_fail(leg: &Leg) -> String {
     if leg.progress_timeout_seconds.is_some() {
         add(Cause::PROGRESS_TIMEOUT);
     }
-    names.join(",")
+    names
+}
+
+fn continue_on_fail(leg: &Leg) -> String {
+    continue_on_fail_causes(leg).join(",")
 }
 
 /// The default failover form: one document, one `bridge` per leg.

@@ -1,0 +1,217 @@
+//! The API's one error type and its mapping to HTTP — the only place that mapping lives.
+//!
+//! | error | status | body |
+//! |---|---|---|
+//! | `BadRequest` (malformed JSON or query) | 400 | the parser's message, and the field when known |
+//! | `Unauthorized` (missing, malformed, unknown or revoked token) | 401 | fixed text, `WWW-Authenticate: Bearer` |
+//! | `Forbidden` (missing scope, missing tenant feature, platform-managed resource) | 403 | why |
+//! | `NotFound` (absent, or another tenant's: existence is never revealed) | 404 | fixed text |
+//! | `Conflict` (unique value taken; carrier still referenced by enabled routes) | 409 | the field, or the routes |
+//! | `Validation` | 422 | every refused field with the rule it broke |
+//! | `Unavailable` (database unreachable, pool exhausted) | 503 | fixed text |
+//! | `Internal` | 500 | fixed text; the cause is logged once, never sent |
+//!
+//! Every body is `{"errors":[{"field": <name or null>, "detail": <text>}]}`. Details never echo
+//! the refused value (it may be hostile or a secret).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// One refused field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The JSON field or query parameter, or null when the error is not about one field.
+    pub field: Option<String>,
+    pub detail: String,
+}
+
+/// The error body of every API response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("bad request")]
+    BadRequest(FieldError),
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("conflict")]
+    Conflict(Vec<FieldError>),
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("service unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 422 about one field.
+    pub fn field(field: &str, detail: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError {
+            field: Some(field.to_string()),
+            detail: detail.into(),
+        }])
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(self) -> Vec<FieldError> {
+        let general = |detail: &str| {
+            vec![FieldError {
+                field: None,
+                detail: detail.to_string(),
+            }]
+        };
+        match self {
+            ApiError::BadRequest(e) => vec![e],
+            ApiError::Unauthorized => general("missing, invalid or revoked bearer token"),
+            ApiError::Forbidden(why) => general(&why),
+            ApiError::NotFound => general("not found"),
+            ApiError::Conflict(errors) | ApiError::Validation(errors) => errors,
+            ApiError::Unavailable => general("the database is unavailable; try again"),
+            ApiError::Internal(_) => general("internal error"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(%cause, "internal error"),
+            ApiError::Unavailable => tracing::warn!("database unavailable"),
+            _ => {}
+        }
+        let unauthorized = matches!(self, ApiError::Unauthorized);
+        let mut response = (status, Json(ErrorBody { errors: self.body() })).into_response();
+        if unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Conflict { field, detail } => ApiError::Conflict(vec![FieldError {
+                field: Some(field.to_string()),
+                detail,
+            }]),
+            StoreError::InUse { routes } => ApiError::Conflict(
+                routes
+                    .into_iter()
+                    .map(|(id, name)| FieldError {
+                        field: Some("status".into()),
+                        detail: format!("enabled outbound route {id} ({name}) still uses this carrier"),
+                    })
+                    .collect(),
+            ),
+            StoreError::Invalid { field, detail } => ApiError::field(field, detail),
+            StoreError::Unavailable(_) => ApiError::Unavailable,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Collects field errors while a request body is parsed, so one response names every bad
+/// field at once.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<FieldError>);
+
+impl FieldErrors {
+    /// Parses `raw` with `parse`, recording a failure under `field`.
+    pub fn parse<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        raw: &str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<T> {
+        match parse(raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.add(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Like [`FieldErrors::parse`] for an optional value (`None` stays `None`).
+    pub fn parse_opt<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Option<Option<T>> {
+        match raw {
+            None => Some(None),
+            Some(raw) => self.parse(field, raw, parse).map(Some),
+        }
+    }
+
+    /// Parses every item of a list, naming the failing index (`inbound_ips[2]`).
+    pub fn parse_list<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        raw: &[String],
+        parse: impl Fn(&str) -> Result<T, E>,
+    ) -> Option<Vec<T>> {
+        let mut ok = true;
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, item) in raw.iter().enumerate() {
+            match parse(item) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    ok = false;
+                    self.add(&format!("{field}[{i}]"), e.to_string());
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    pub fn add(&mut self, field: &str, detail: impl Into<String>) {
+        self.0.push(FieldError {
+            field: Some(field.to_string()),
+            detail: detail.into(),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Err(422)` naming every recorded field, or `Ok(())` when there were none.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Request-body and query-string extractors whose errors are JSON naming the field, instead of
+//! axum's plain-text rejections. Unknown fields are refused by the DTOs (`deny_unknown_fields`).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, FieldError};
+
+/// A JSON body deserialised with the failing field's path reported.
+pub struct ValidJson<T>(pub T);
+
+/// The largest API body accepted (carriers are the largest resource, well under this).
+pub const MAX_API_BODY: usize = 64 * 1024;
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::BadRequest(FieldError {
+                field: None,
+                detail: "expected Content-Type: application/json".into(),
+            }));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            ApiError::BadRequest(FieldError {
+                field: None,
+                detail: format!("body unreadable or larger than {MAX_API_BODY} bytes"),
+            })
+        })?;
+        from_json(&bytes).map(ValidJson)
+    }
+}
+
+/// Deserialises JSON, naming the field on failure: a type error is 422 on that field, a syntax
+/// error is 400.
+pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let detail = clean_serde_message(&inner.to_string());
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest(FieldError {
+                field: None,
+                detail: format!("body is not valid JSON: {detail}"),
+            })
+        } else {
+            ApiError::Validation(vec![FieldError {
+                field: field_of(&path, &detail),
+                detail,
+            }])
+        }
+    })
+}
+
+/// serde reports an unknown field at the path of its parent object; name the field itself.
+fn field_of(path: &str, detail: &str) -> Option<String> {
+    if let Some(rest) = detail.strip_prefix("unknown field `")
+        && let Some(name) = rest.split('`').next()
+    {
+        return Some(if path == "." || path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        });
+    }
+    (path != "." && !path.is_empty()).then(|| path.to_string())
+}
+
+/// Drops serde's " at line L column C" suffix; the field name says where.
+fn clean_serde_message(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// A query string deserialised with the failing parameter named.
+pub struct ValidQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
+        serde_path_to_error::deserialize(de)
+            .map(ValidQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let detail = e.into_inner().to_string();
+                ApiError::BadRequest(FieldError {
+                    field: field_of(&path, &detail),
+                    detail,
+                })
+            })
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        port: Option<u16>,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = from_json::<Body>(br#"{"name":"a","port":"x"}"#).unwrap_err();
+        let ApiError::Validation(errors) = err else { panic!("{err:?}") };
+        assert_eq!(errors[0].field.as_deref(), Some("port"));
+
+        let err = from_json::<Body>(br#"{"name":"a","evil":1}"#).unwrap_err();
+        let ApiError::Validation(errors) = err else { panic!("{err:?}") };
+        assert_eq!(errors[0].field.as_deref(), Some("evil"));
+
+        let err = from_json::<Body>(br#"{"name":"#).unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest(_)));
+    }
+}

@@ -1,0 +1,314 @@
+//! Wiring: application state, the router, the snapshot publisher and its background task, and
+//! graceful shutdown. [`Application::build`] binds the listener first, so tests can ask for
+//! port 0 and read the port back.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::routing::post;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::fsxml::acl::AclTemplate;
+use crate::fsxml::sofia::ProfileTemplates;
+use crate::routing::RoutingSettings;
+use crate::store::Store;
+use crate::xmlcurl::{self, PublishSettings, Published, Templates};
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database (SQLite or PostgreSQL).
+    pub store: Store,
+    /// What xml_curl fetches are answered from; swapped after every committed change.
+    pub published: Arc<ArcSwap<Published>>,
+    /// Rebuilds and swaps [`AppState::published`].
+    pub publisher: Arc<Publisher>,
+    pub settings: Arc<Settings>,
+    /// Prometheus exposition of the process-wide metrics recorder.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// Called by API handlers after a committed write: returns once the new configuration is
+    /// what FreeSWITCH gets, so a client that wrote and then fetches sees its own write.
+    pub async fn after_write(&self) {
+        let committed = *self.store.subscribe().borrow();
+        if let Err(e) = self.publisher.refresh_to(committed).await {
+            tracing::error!(error = %e, "snapshot rebuild after a write failed; the timer retries");
+        }
+    }
+}
+
+/// Rebuilds the published snapshot from the database and swaps it in. One rebuild at a time;
+/// a caller that finds the snapshot already at its version returns at once, so a burst of
+/// writes costs few rebuilds.
+pub struct Publisher {
+    store: Store,
+    target: Arc<ArcSwap<Published>>,
+    templates: Templates,
+    settings: PublishSettings,
+    lock: Mutex<()>,
+    /// Whether the last rebuild attempt failed (the database unreachable): /readyz says so while
+    /// the xml_curl endpoint keeps answering from the last good snapshot.
+    stale: watch::Sender<bool>,
+}
+
+impl Publisher {
+    /// Brings the published snapshot to at least `version`.
+    pub async fn refresh_to(&self, version: u64) -> anyhow::Result<()> {
+        let _guard = self.lock.lock().await;
+        if self.target.load().version() >= version {
+            return Ok(());
+        }
+        self.rebuild().await
+    }
+
+    /// Reloads unconditionally when the database's version differs from the published one
+    /// (the safety net for lost notifications).
+    pub async fn refresh_if_changed(&self) -> anyhow::Result<()> {
+        let _guard = self.lock.lock().await;
+        let version = match self.store.config_version().await {
+            Ok(v) => v,
+            Err(e) => {
+                self.stale.send_replace(true);
+                return Err(e.into());
+            }
+        };
+        if self.target.load().version() == version && !*self.stale.borrow() {
+            return Ok(());
+        }
+        self.rebuild().await
+    }
+
+    async fn rebuild(&self) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let dataset = match self.store.load_dataset().await {
+            Ok(d) => d,
+            Err(e) => {
+                self.stale.send_replace(true);
+                metrics::gauge!("trunkline_snapshot_stale").set(1.0);
+                return Err(e.into());
+            }
+        };
+        let published = Published::build(dataset, &self.templates, &self.settings)
+            .context("rendering documents from the new snapshot")?;
+        let version = published.version();
+        for skipped in &published.skipped_gateways {
+            tracing::warn!(?skipped, "carrier left out of sofia.conf");
+        }
+        self.target.store(Arc::new(published));
+        self.stale.send_replace(false);
+        metrics::gauge!("trunkline_snapshot_stale").set(0.0);
+        metrics::gauge!("trunkline_snapshot_version").set(version as f64);
+        metrics::histogram!("trunkline_snapshot_rebuild_seconds")
+            .record(started.elapsed().as_secs_f64());
+        tracing::debug!(version, elapsed = ?started.elapsed(), "snapshot published");
+        Ok(())
+    }
+
+    pub fn is_stale(&self) -> bool {
+        *self.stale.borrow()
+    }
+}
+
+/// Reads the operator templates: `sofia/<profile>.xml` and `acl.conf.xml` under `dir`.
+pub fn load_templates(dir: &Path, vars: &std::collections::BTreeMap<String, String>) -> anyhow::Result<Templates> {
+    let sofia_dir = dir.join("sofia");
+    let mut sources = Vec::new();
+    let entries = std::fs::read_dir(&sofia_dir)
+        .with_context(|| format!("reading sofia templates in {}", sofia_dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("xml") {
+            continue;
+        }
+        let profile = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("template name {} is not UTF-8", path.display()))?
+            .to_string();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        sources.push((profile, text));
+    }
+    sources.sort();
+    let profiles = ProfileTemplates::load(sources, vars).context("sofia profile templates")?;
+    let acl_path = dir.join("acl.conf.xml");
+    let acl_text = match std::fs::read_to_string(&acl_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", acl_path.display())),
+    };
+    let acl = AclTemplate::load(&acl_text).context("acl template")?;
+    Ok(Templates { profiles, acl })
+}
+
+/// The process-wide Prometheus recorder (metrics has one global recorder; tests build many apps).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0,
+                ])
+                .expect("static bucket list is valid")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program): our
+            // handle then renders nothing, which is harmless.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let xmlcurl = Router::new()
+        .route("/freeswitch/xml", post(xmlcurl::handle_fetch))
+        .with_state(state.clone());
+    crate::api::router(state)
+        .merge(xmlcurl)
+        .layer(TraceLayer::new_for_http())
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    refresh_every: Duration,
+}
+
+impl Application {
+    /// Connects and migrates the database, reads the templates, publishes the first snapshot and
+    /// binds the listener. Any failure here is a start-up error with a clear message.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let store = Store::connect(&settings.database_url)
+            .await
+            .with_context(|| "connecting to the database")?;
+        store.migrate().await.context("migrating the database")?;
+        Self::with_store(settings, store).await
+    }
+
+    /// [`Application::build`] over an already connected, migrated store.
+    pub async fn with_store(settings: Settings, store: Store) -> anyhow::Result<Application> {
+        let templates = load_templates(&settings.templates_dir, &settings.template_vars)?;
+        let publish_settings = PublishSettings {
+            default_context: settings.default_context.clone(),
+            failover_mode: settings.failover_mode,
+            routing: RoutingSettings {
+                default_failover_codes: settings.failover_codes.clone(),
+                max_legs: settings.max_legs,
+            },
+        };
+        let dataset = store.load_dataset().await.context("loading the configuration")?;
+        let first = Published::build(dataset, &templates, &publish_settings)
+            .context("rendering the first documents")?;
+        let published = Arc::new(ArcSwap::from_pointee(first));
+        let publisher = Arc::new(Publisher {
+            store: store.clone(),
+            target: published.clone(),
+            templates,
+            settings: publish_settings,
+            lock: Mutex::new(()),
+            stale: watch::channel(false).0,
+        });
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let refresh_every = settings.snapshot_refresh;
+        let state = AppState {
+            store,
+            published,
+            publisher,
+            settings: Arc::new(settings),
+            metrics: metrics_handle(),
+        };
+        Ok(Application { listener, state, refresh_every })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let refresher = tokio::spawn(refresh_loop(self.state.clone(), self.refresh_every));
+        let app = router(self.state);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+        refresher.abort();
+        Ok(())
+    }
+}
+
+/// Rebuilds the snapshot when the store announces a new version (this instance's writes, and
+/// other instances' through PostgreSQL NOTIFY) and, as a safety net, on a slow timer.
+async fn refresh_loop(state: AppState, every: Duration) {
+    let mut changes = state.store.subscribe();
+    let mut timer = tokio::time::interval(every);
+    timer.tick().await;
+    loop {
+        let result = tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let version = *changes.borrow_and_update();
+                state.publisher.refresh_to(version).await
+            }
+            _ = timer.tick() => state.publisher.refresh_if_changed().await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %format!("{e:#}"), "snapshot refresh failed; serving the last good snapshot");
+        }
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,307 @@
+//! The command line: `serve`, `migrate`, `tenant create`, `token create|revoke` and
+//! `route explain`. Every flag also reads a `TRUNKLINE_*` environment variable (see
+//! [`crate::config`]). Each command returns an error with a clear message; `main` prints it and
+//! exits 1.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::api::auth::generate_token;
+use crate::app::{Application, load_templates, shutdown_signal};
+use crate::config::{CommonArgs, DocumentArgs, LogFormat, ServeArgs, Settings, database_url};
+use crate::model::{ContextName, DisplayName, Feature, NewApiToken, NewTenant, Role, Scope};
+use crate::routing::RoutingSettings;
+use crate::store::Store;
+use crate::xmlcurl::explain::{ExplainRequest, Explanation, explain};
+use crate::xmlcurl::{PublishSettings, Published};
+
+#[derive(Debug, Parser)]
+#[command(name = "trunkline", version, about = "Outbound carrier routing for FreeSWITCH")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the admin API and the mod_xml_curl endpoint (creates and migrates the database).
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Explain routing decisions.
+    #[command(subcommand)]
+    Route(RouteCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its id.
+    Create {
+        name: String,
+        /// The FreeSWITCH dialplan context of the tenant's outbound calls.
+        #[arg(long)]
+        context: Option<String>,
+        /// A feature to grant (repeatable): `self_service_carriers`.
+        #[arg(long = "feature")]
+        features: Vec<String>,
+        #[command(flatten)]
+        documents: DocumentArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once (only its hash is stored).
+    Create(TokenCreateArgs),
+    /// Revoke a token by id.
+    Revoke { id: Uuid },
+}
+
+#[derive(Debug, Args)]
+#[group(id = "owner", required = true, multiple = false, args = ["platform_admin", "tenant"])]
+pub struct TokenCreateArgs {
+    /// A platform admin token: every tenant, every scope.
+    #[arg(long)]
+    pub platform_admin: bool,
+    /// A tenant admin token bound to this tenant id.
+    #[arg(long)]
+    pub tenant: Option<Uuid>,
+    /// A scope to grant a tenant token (repeatable), e.g. `carriers:read`; default: all scopes.
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouteCommand {
+    /// Which carriers a destination will use, why, and the exact XML FreeSWITCH would receive.
+    Explain {
+        destination: String,
+        /// The tenant whose call this is (default: platform scope).
+        #[arg(long)]
+        tenant: Option<Uuid>,
+        /// A forced carrier (the `trunkline_carrier_id` channel variable).
+        #[arg(long)]
+        carrier: Option<Uuid>,
+        /// The caller ID number.
+        #[arg(long)]
+        caller: Option<String>,
+        /// STIR/SHAKEN attestation level (A, B or C).
+        #[arg(long)]
+        attestation: Option<String>,
+        /// Print the explanation as JSON (the route-preview API's shape).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        documents: DocumentArgs,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(serve) => {
+            let settings = Settings::load(&cli.common, &serve)?;
+            init_logging(settings.log_format);
+            let app = Application::build(settings).await?;
+            tracing::info!(listen = %app.local_addr(), "trunkline serving");
+            app.run(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let store = open_store(&cli.common).await?;
+            println!("database migrated ({})", store.backend());
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create {
+            name,
+            context,
+            features,
+            documents,
+        }) => {
+            let settings = document_settings(&cli.common, documents)?;
+            let new = NewTenant {
+                name: DisplayName::parse(&name).map_err(|e| anyhow::anyhow!("name: {e}"))?,
+                context: context
+                    .as_deref()
+                    .map(ContextName::parse)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--context: {e}"))?,
+                features: features
+                    .iter()
+                    .map(|f| Feature::parse(f))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("--feature: {e}"))?,
+                failover_mode: None,
+            };
+            if new.context.as_ref() == Some(&settings.default_context) {
+                bail!("--context: is trunkline's own default context");
+            }
+            let store = open_store(&cli.common).await?;
+            let tenant = store.create_tenant(&new).await.context("creating the tenant")?;
+            println!("{}", tenant.id);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create(args)) => {
+            let (role, tenant_id, scopes) = token_grant(&args)?;
+            let store = open_store(&cli.common).await?;
+            if let Some(t) = tenant_id
+                && store.get_tenant(t).await?.is_none()
+            {
+                bail!("--tenant: no tenant with id {t}");
+            }
+            let generated = generate_token();
+            let token = store
+                .create_token(&NewApiToken {
+                    token_hash: generated.hash,
+                    tenant_id,
+                    role,
+                    scopes,
+                })
+                .await
+                .context("storing the token")?;
+            eprintln!("token {} created; it is shown once, store it now:", token.id);
+            println!("{}", generated.secret);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let store = open_store(&cli.common).await?;
+            store.revoke_token(id).await.with_context(|| format!("revoking token {id}"))?;
+            println!("token {id} revoked");
+            Ok(())
+        }
+        Command::Route(RouteCommand::Explain {
+            destination,
+            tenant,
+            carrier,
+            caller,
+            attestation,
+            json,
+            documents,
+        }) => {
+            let settings = document_settings(&cli.common, documents)?;
+            let store = open_store(&cli.common).await?;
+            let published = publish(&store, &settings).await?;
+            let request = ExplainRequest {
+                tenant_id: tenant,
+                destination,
+                forced_carrier: carrier,
+                caller,
+                attestation,
+            };
+            let explanation = explain(&published, &request, chrono::Utc::now())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                print!("{}", render_explanation(&explanation)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Settings for a command that must agree with `serve` on the documents (file and flags).
+fn document_settings(common: &CommonArgs, documents: DocumentArgs) -> anyhow::Result<Settings> {
+    let serve = ServeArgs {
+        documents,
+        ..ServeArgs::default()
+    };
+    Ok(Settings::load(common, &serve)?)
+}
+
+async fn open_store(common: &CommonArgs) -> anyhow::Result<Store> {
+    let url = database_url(common)?;
+    let store = Store::connect(&url).await.context("connecting to the database")?;
+    store.migrate().await.context("migrating the database")?;
+    Ok(store)
+}
+
+/// The documents `serve` would publish right now, for `route explain`.
+async fn publish(store: &Store, settings: &Settings) -> anyhow::Result<Published> {
+    let templates = load_templates(&settings.templates_dir, &settings.template_vars)?;
+    let dataset = store.load_dataset().await.context("loading the configuration")?;
+    let publish = PublishSettings {
+        default_context: settings.default_context.clone(),
+        failover_mode: settings.failover_mode,
+        routing: RoutingSettings {
+            default_failover_codes: settings.failover_codes.clone(),
+            max_legs: settings.max_legs,
+        },
+    };
+    Ok(Published::build(dataset, &templates, &publish)?)
+}
+
+fn token_grant(args: &TokenCreateArgs) -> anyhow::Result<(Role, Option<Uuid>, Vec<Scope>)> {
+    if args.platform_admin {
+        if !args.scopes.is_empty() {
+            bail!("--scope: a platform admin token holds every scope");
+        }
+        return Ok((Role::PlatformAdmin, None, Scope::ALL.to_vec()));
+    }
+    let scopes = if args.scopes.is_empty() {
+        Scope::ALL.to_vec()
+    } else {
+        args.scopes
+            .iter()
+            .map(|s| Scope::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("--scope: {e}"))?
+    };
+    Ok((Role::Admin, args.tenant, scopes))
+}
+
+/// The explanation for a terminal: legs, routes considered, failover causes, then the XML.
+fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let tenant = e.tenant_id.map_or("platform scope".to_string(), |t| format!("tenant {t}"));
+    writeln!(
+        out,
+        "{} ({tenant}, context {}, {} failover, configuration version {})",
+        e.destination, e.context, e.failover_mode, e.snapshot_version
+    )?;
+    writeln!(out, "outcome: {}", e.outcome)?;
+    if let Some(reason) = &e.reason {
+        writeln!(out, "reason: {reason}")?;
+    }
+    if let Some(forced) = &e.forced {
+        writeln!(out, "forced carrier: {}", serde_json::to_string(forced)?)?;
+    }
+    writeln!(out, "\nlegs:")?;
+    for leg in &e.legs {
+        writeln!(out, "  {}. {}", leg.position, leg.dial_string)?;
+        writeln!(out, "     continue_on_fail: {}", leg.continue_on_fail.join(","))?;
+        for c in &leg.collisions {
+            writeln!(
+                out,
+                "     collision: {} is reached by failover codes {:?} and also by {:?}",
+                c.cause, c.failover_codes, c.other_codes
+            )?;
+        }
+    }
+    writeln!(out, "\nroutes considered ({}):", serde_json::to_string(&e.scope)?)?;
+    for c in &e.considered {
+        writeln!(out, "  {}", serde_json::to_string(c)?)?;
+    }
+    writeln!(out, "\nxml:\n{}", e.xml)?;
+    Ok(out)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRUNKLINE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second init (tests) is harmless: the first subscriber stays.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+

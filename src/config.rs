@@ -1,0 +1,367 @@
+//! Settings: command-line flags, each also read from a `TRUNKLINE_*` environment variable, over an
+//! optional TOML file (`--config`), over embedded defaults that start a working service with no
+//! set-up at all (SQLite file in the working directory, loopback listener).
+//!
+//! Precedence: flag or environment variable > file > default. Everything is checked here, once,
+//! into typed values; a bad setting is a [`ConfigError`] with a message naming it, never a panic.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{Cidr, ContextName, FailoverCode, FailoverCodes, FailoverMode, Invalid};
+
+/// Flags shared by every command that touches the database.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "TRUNKLINE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Database URL: `sqlite://trunkline.db` (default) or `postgres://user:pass@host/db`.
+    #[arg(long, env = "TRUNKLINE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+/// Flags that shape the documents trunkline serves: `serve` uses them, and so do the commands
+/// that must agree with what `serve` answers (`route explain`, `tenant create`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DocumentArgs {
+    /// Dialplan context trunkline owns besides the tenants' own (default `trunkline`).
+    #[arg(long, env = "TRUNKLINE_CONTEXT")]
+    pub context: Option<String>,
+    /// Failover form: `default` (one document, continue_on_fail) or `exact` (transfer back per leg).
+    #[arg(long, env = "TRUNKLINE_FAILOVER_MODE")]
+    pub failover_mode: Option<String>,
+    /// Platform failover SIP codes, comma-separated (default `404,5xx,6xx`).
+    #[arg(long, env = "TRUNKLINE_FAILOVER_CODES")]
+    pub failover_codes: Option<String>,
+    /// Directory of the sofia profile and acl templates (default `templates`).
+    #[arg(long, env = "TRUNKLINE_TEMPLATES")]
+    pub templates: Option<PathBuf>,
+}
+
+/// Flags of `trunkline serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "TRUNKLINE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub documents: DocumentArgs,
+    /// HTTP basic-auth user FreeSWITCH must present on /freeswitch/xml.
+    #[arg(long, env = "TRUNKLINE_XMLCURL_USER")]
+    pub xmlcurl_user: Option<String>,
+    /// HTTP basic-auth password FreeSWITCH must present on /freeswitch/xml.
+    #[arg(long, env = "TRUNKLINE_XMLCURL_PASSWORD", hide_env_values = true)]
+    pub xmlcurl_password: Option<String>,
+    /// Client networks allowed on /freeswitch/xml, comma-separated CIDRs (default: any).
+    #[arg(long, env = "TRUNKLINE_XMLCURL_ALLOW")]
+    pub xmlcurl_allow: Option<String>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "TRUNKLINE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file: every key optional; the same names as the flags, in snake case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub context: Option<String>,
+    pub failover_mode: Option<String>,
+    pub failover_codes: Option<Vec<String>>,
+    pub max_legs: Option<usize>,
+    pub templates: Option<PathBuf>,
+    pub xmlcurl_user: Option<String>,
+    pub xmlcurl_password: Option<String>,
+    pub xmlcurl_allow: Option<Vec<String>>,
+    pub log_format: Option<String>,
+    /// Seconds between safety-net snapshot reloads (default 60).
+    pub snapshot_refresh_seconds: Option<u64>,
+    /// Variables for the sofia profile templates (`sip_ip`, `ext_sip_ip`, …).
+    #[serde(default)]
+    pub template_vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("setting `{setting}`: {message}")]
+    Invalid { setting: &'static str, message: String },
+}
+
+fn invalid(setting: &'static str) -> impl Fn(Invalid) -> ConfigError {
+    move |e| ConfigError::Invalid { setting, message: e.0 }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Credentials FreeSWITCH presents on the xml_curl endpoint (`gateway-credentials`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BasicCredentials({}:***)", self.user)
+    }
+}
+
+/// Everything `serve` needs, checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub default_context: ContextName,
+    pub failover_mode: FailoverMode,
+    pub failover_codes: FailoverCodes,
+    pub max_legs: usize,
+    pub templates_dir: PathBuf,
+    pub template_vars: BTreeMap<String, String>,
+    pub xmlcurl_credentials: Option<BasicCredentials>,
+    /// Empty means every client may fetch.
+    pub xmlcurl_allow: Vec<Cidr>,
+    pub log_format: LogFormat,
+    pub snapshot_refresh: Duration,
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://trunkline.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+impl Settings {
+    /// Defaults only: what `trunkline serve` runs with when nothing is configured.
+    pub fn defaults() -> Self {
+        Self::resolve(&CommonArgs::default(), &ServeArgs::default(), FileConfig::default())
+            .expect("the embedded defaults are valid")
+    }
+
+    /// Reads the file named by `--config` (if any) and merges flags over it.
+    pub fn load(common: &CommonArgs, serve: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &common.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Self::resolve(common, serve, file)
+    }
+
+    fn resolve(common: &CommonArgs, serve: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+        let database_url = common
+            .database_url
+            .clone()
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+        let listen = serve
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let default_context = ContextName::parse(
+            serve.documents.context.as_deref().or(file.context.as_deref()).unwrap_or("trunkline"),
+        )
+        .map_err(invalid("context"))?;
+        let failover_mode = FailoverMode::parse(
+            serve
+                .documents
+                .failover_mode
+                .as_deref()
+                .or(file.failover_mode.as_deref())
+                .unwrap_or("default"),
+        )
+        .map_err(invalid("failover_mode"))?;
+        let codes: Vec<String> = match (&serve.documents.failover_codes, file.failover_codes) {
+            (Some(flag), _) => split_list(flag),
+            (None, Some(list)) => list,
+            (None, None) => vec!["404".into(), "5xx".into(), "6xx".into()],
+        };
+        let failover_codes = codes
+            .iter()
+            .map(|c| FailoverCode::parse(c))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(FailoverCodes::new)
+            .map_err(invalid("failover_codes"))?;
+        let max_legs = file.max_legs.unwrap_or(10);
+        if !(1..=32).contains(&max_legs) {
+            return Err(ConfigError::Invalid {
+                setting: "max_legs",
+                message: "must be between 1 and 32".into(),
+            });
+        }
+        let xmlcurl_credentials = match (
+            serve.xmlcurl_user.clone().or(file.xmlcurl_user),
+            serve.xmlcurl_password.clone().or(file.xmlcurl_password),
+        ) {
+            (Some(user), Some(password)) if !user.is_empty() && !user.contains(':') => {
+                Some(BasicCredentials { user, password })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    setting: "xmlcurl_user",
+                    message: "set both xmlcurl_user (no ':') and xmlcurl_password, or neither"
+                        .into(),
+                });
+            }
+        };
+        let allow: Vec<String> = match (&serve.xmlcurl_allow, file.xmlcurl_allow) {
+            (Some(flag), _) => split_list(flag),
+            (None, Some(list)) => list,
+            (None, None) => Vec::new(),
+        };
+        let xmlcurl_allow = allow
+            .iter()
+            .map(|c| Cidr::parse(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid("xmlcurl_allow"))?;
+        let log_format = match serve
+            .log_format
+            .as_deref()
+            .or(file.log_format.as_deref())
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    setting: "log_format",
+                    message: "must be text or json".into(),
+                });
+            }
+        };
+        let refresh = file.snapshot_refresh_seconds.unwrap_or(60);
+        if refresh == 0 {
+            return Err(ConfigError::Invalid {
+                setting: "snapshot_refresh_seconds",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(Settings {
+            database_url,
+            listen,
+            default_context,
+            failover_mode,
+            failover_codes,
+            max_legs,
+            templates_dir: serve
+                .documents
+                .templates
+                .clone()
+                .or(file.templates)
+                .unwrap_or_else(|| PathBuf::from("templates")),
+            template_vars: with_default_template_vars(file.template_vars),
+            xmlcurl_credentials,
+            xmlcurl_allow,
+            log_format,
+            snapshot_refresh: Duration::from_secs(refresh),
+        })
+    }
+}
+
+/// The database URL for commands other than `serve` (migrate, tenant, token, route).
+pub fn database_url(common: &CommonArgs) -> Result<String, ConfigError> {
+    if let Some(url) = &common.database_url {
+        return Ok(url.clone());
+    }
+    let file = match &common.config {
+        Some(path) => read_file(path)?,
+        None => FileConfig::default(),
+    };
+    Ok(file.database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()))
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })
+}
+
+/// The shipped `external` template needs the node's addresses. Defaulting them to loopback
+/// lets `trunkline serve` start with no set-up; a real node sets them in `[template_vars]`.
+fn with_default_template_vars(mut vars: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for key in ["sip_ip", "rtp_ip", "ext_sip_ip", "ext_rtp_ip"] {
+        vars.entry(key.to_string())
+            .or_insert_with(|| "127.0.0.1".to_string());
+    }
+    vars
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_start_on_sqlite_and_loopback() {
+        let s = Settings::defaults();
+        assert_eq!(s.database_url, "sqlite://trunkline.db");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.default_context.as_str(), "trunkline");
+        assert_eq!(s.failover_codes, FailoverCodes::platform_default());
+        assert!(s.xmlcurl_credentials.is_none() && s.xmlcurl_allow.is_empty());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let file: FileConfig = toml::from_str(
+            "database_url = \"sqlite://file.db\"\nlisten = \"127.0.0.1:9000\"\nfailover_codes = [\"503\"]\n",
+        )
+        .unwrap();
+        let serve = ServeArgs {
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&CommonArgs::default(), &serve, file).unwrap();
+        assert_eq!(s.database_url, "sqlite://file.db");
+        assert_eq!(s.listen.port(), 9001);
+        assert!(s.failover_codes.matches(503) && !s.failover_codes.matches(404));
+    }
+
+    #[test]
+    fn bad_settings_name_the_setting() {
+        let serve = ServeArgs {
+            documents: DocumentArgs {
+                failover_codes: Some("404,sip:503".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = Settings::resolve(&CommonArgs::default(), &serve, FileConfig::default())
+            .unwrap_err();
+        assert!(err.to_string().starts_with("setting `failover_codes`"), "{err}");
+
+        let serve = ServeArgs {
+            xmlcurl_user: Some("fs".into()),
+            ..Default::default()
+        };
+        let err = Settings::resolve(&CommonArgs::default(), &serve, FileConfig::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("xmlcurl_user"), "{err}");
+
+        let unknown = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err();
+        assert!(unknown.message().contains("lisen"));
+    }
+}

@@ -1,0 +1,214 @@
+//! The xml_curl decision, top to bottom: form body → request → routing decision → legs → XML.
+//! Pure (no I/O): the HTTP handler and route explain both call it, so explain shows exactly
+//! what FreeSWITCH receives.
+//!
+//! Every answer is a document FreeSWITCH understands. Contexts trunkline does not own, other
+//! sections and other configuration files get the "not found" document (FreeSWITCH then tries
+//! its next binding or its static XML, FREESWITCH.md §1.4). In a context trunkline owns, a call
+//! that cannot be routed gets an extension that refuses it — never "not found", which would
+//! hand the call to the static dialplan.
+
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::published::Published;
+use crate::fsxml::dialplan::{
+    ExactStep, NOT_FOUND, RefuseReason, bridge_document, exact_document, exact_step,
+    refuse_document,
+};
+use crate::fsxml::request::{self, ConfigFetch, DialplanFetch, FetchRequest};
+use crate::model::{Attestation, CallerNumber, ContextName, Destination, FailoverMode};
+use crate::routing::{Decision, RouteRequest};
+
+/// One answer to one fetch, with what the handler logs and counts.
+#[derive(Debug)]
+pub struct Answer {
+    pub xml: Bytes,
+    /// `dialplan`, `sofia.conf`, `acl.conf` or `other`.
+    pub section: &'static str,
+    /// A short label for metrics: `bridge`, `exact`, `refused`, `not_found`, `document`.
+    pub outcome: &'static str,
+    /// Why, for the log line (never caller data beyond validated values).
+    pub reason: Option<String>,
+}
+
+impl Answer {
+    fn not_found(section: &'static str, reason: impl Into<String>) -> Self {
+        Answer {
+            xml: Bytes::from_static(NOT_FOUND.as_bytes()),
+            section,
+            outcome: "not_found",
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// Answers one mod_xml_curl POST body.
+pub fn answer(published: &Published, body: &[u8], now: DateTime<Utc>) -> Answer {
+    match request::parse(body) {
+        FetchRequest::Dialplan(fetch) => dialplan_answer(published, &fetch, now).answer,
+        FetchRequest::Configuration(fetch) => configuration(published, &fetch),
+        FetchRequest::Other { .. } => Answer::not_found("other", "section not served by trunkline"),
+    }
+}
+
+fn configuration(published: &Published, fetch: &ConfigFetch) -> Answer {
+    let document = |xml: Option<Bytes>, section: &'static str| match xml {
+        Some(xml) => Answer {
+            xml,
+            section,
+            outcome: "document",
+            reason: None,
+        },
+        None => Answer::not_found(section, "no template for the profile asked for"),
+    };
+    match fetch.file.as_str() {
+        "sofia.conf" => document(published.sofia(fetch.profile.as_deref()), "sofia.conf"),
+        "acl.conf" => document(Some(published.acl()), "acl.conf"),
+        _ => Answer::not_found("other", "configuration file not served by trunkline"),
+    }
+}
+
+/// A dialplan answer together with the routing decision behind it (for route explain).
+pub struct DialplanAnswer {
+    pub answer: Answer,
+    pub decision: Option<Decision>,
+    pub tenant_id: Option<Uuid>,
+    pub mode: FailoverMode,
+}
+
+pub fn dialplan_answer(
+    published: &Published,
+    fetch: &DialplanFetch,
+    now: DateTime<Utc>,
+) -> DialplanAnswer {
+    let mut out = DialplanAnswer {
+        answer: Answer::not_found("dialplan", "no context in the request"),
+        decision: None,
+        tenant_id: None,
+        mode: published.failover_mode,
+    };
+    let Some(context) = fetch
+        .context
+        .as_deref()
+        .filter(|c| published.owns_context(c))
+        .and_then(|c| ContextName::parse(c).ok())
+    else {
+        out.answer.reason = Some("context not owned by trunkline".into());
+        return out;
+    };
+    let snapshot = &published.snapshot;
+    let refuse = |reason: RefuseReason, why: String| refused(&context, reason, why);
+
+    let Some(destination) = fetch.destination.as_deref().and_then(|d| Destination::parse(d).ok())
+    else {
+        out.answer = refuse(RefuseReason::InvalidDestination, "invalid destination".into());
+        return out;
+    };
+    // Tenant: the channel variable, else the tenant owning the context, else platform scope.
+    let context_tenant = snapshot.tenant_by_context(context.as_str());
+    let tenant = match fetch.tenant_id.as_deref() {
+        Some(raw) => match Uuid::try_parse(raw.trim()).ok().and_then(|id| snapshot.tenant(id)) {
+            Some(t) => Some(t),
+            None => {
+                out.answer = refuse(RefuseReason::NoRoute, "unknown trunkline_tenant_id".into());
+                return out;
+            }
+        },
+        None => context_tenant,
+    };
+    out.tenant_id = tenant.map(|t| t.id);
+    out.mode = tenant.and_then(|t| t.failover_mode).unwrap_or(published.failover_mode);
+
+    let caller = fetch.caller_number.as_deref().and_then(|c| CallerNumber::parse(c).ok());
+    let decision = snapshot.resolve(&RouteRequest {
+        tenant_id: out.tenant_id,
+        destination: &destination,
+        forced_carrier: fetch
+            .forced_carrier
+            .as_deref()
+            .and_then(|c| Uuid::try_parse(c.trim()).ok()),
+        caller: caller.as_ref(),
+        attestation: fetch
+            .attestation
+            .as_deref()
+            .and_then(|a| Attestation::parse(a).ok()),
+        now,
+    });
+    let legs = &decision.legs;
+    out.answer = if legs.is_empty() {
+        let (reason, why) = if decision.considered.is_empty() {
+            (RefuseReason::NoRoute, "no route matches")
+        } else {
+            (RefuseReason::NoUsableCarrier, "no usable carrier on the matching routes")
+        };
+        refuse(reason, format!("{why} {destination}"))
+    } else {
+        let rendered = match out.mode {
+            FailoverMode::Default => bridge_document(&context, &destination, legs)
+                .map(|xml| (xml, "bridge")),
+            FailoverMode::Exact => {
+                let step = exact_step(
+                    legs,
+                    fetch.attempt.as_deref(),
+                    fetch.last_sip_cause.as_deref(),
+                    fetch.originate_disposition.as_deref(),
+                );
+                let outcome = match step {
+                    ExactStep::Bridge { .. } => "exact",
+                    _ => "refused",
+                };
+                exact_document(&context, &destination, legs, &step).map(|xml| (xml, outcome))
+            }
+        };
+        match rendered {
+            Ok((xml, outcome)) => Answer {
+                xml: Bytes::from(xml),
+                section: "dialplan",
+                outcome,
+                reason: None,
+            },
+            Err(e) => refuse(RefuseReason::NoUsableCarrier, format!("render failed: {e}")),
+        }
+    };
+    out.decision = Some(decision);
+    out
+}
+
+fn refused(context: &ContextName, reason: RefuseReason, why: String) -> Answer {
+    match refuse_document(context, reason) {
+        Ok(xml) => Answer {
+            xml: Bytes::from(xml),
+            section: "dialplan",
+            outcome: "refused",
+            reason: Some(why),
+        },
+        Err(e) => Answer::not_found("dialplan", format!("{why}; refusal failed to render: {e}")),
+    }
+}
+
+/// The dialplan fetch FreeSWITCH would send for a call of `tenant` to `destination`: what route
+/// explain feeds to [`dialplan_answer`] so that both give the same answer.
+pub fn synthetic_fetch(
+    published: &Published,
+    tenant_id: Option<Uuid>,
+    destination: &str,
+    forced_carrier: Option<Uuid>,
+    caller: Option<&str>,
+    attestation: Option<&str>,
+) -> DialplanFetch {
+    let context = tenant_id
+        .and_then(|t| published.snapshot.tenant(t))
+        .and_then(|t| t.context.clone())
+        .unwrap_or_else(|| published.default_context.clone());
+    DialplanFetch {
+        context: Some(context.to_string()),
+        destination: Some(destination.to_string()),
+        caller_number: caller.map(str::to_string),
+        tenant_id: tenant_id.map(|t| t.to_string()),
+        forced_carrier: forced_carrier.map(|c| c.to_string()),
+        attestation: attestation.map(str::to_string),
+        ..DialplanFetch::default()
+    }
+}

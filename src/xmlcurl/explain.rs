@@ -1,0 +1,150 @@
+//! Route explain: which carriers a destination will use, why, and the exact XML FreeSWITCH
+//! would receive. It builds the fetch FreeSWITCH would send and runs it through the same
+//! [`dialplan_answer`] as the xml_curl endpoint, so explain and a real call cannot disagree.
+//! Pure: the API's route preview and `trunkline route explain` both call it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::answer::{dialplan_answer, synthetic_fetch};
+use super::published::Published;
+use crate::causes::{self, Collision};
+use crate::dialstring::bridge_data;
+use crate::fsxml::dialplan::continue_on_fail_causes;
+use crate::model::{Attestation, CallerNumber, Destination, FailoverMode};
+use crate::routing::{Considered, Decision, ForcedOutcome, Leg, RouteScope};
+
+/// What to explain: the inputs of a dialplan fetch, unvalidated (they come from a query string
+/// or the command line).
+#[derive(Debug, Clone, Default)]
+pub struct ExplainRequest {
+    pub tenant_id: Option<Uuid>,
+    pub destination: String,
+    pub forced_carrier: Option<Uuid>,
+    pub caller: Option<String>,
+    pub attestation: Option<String>,
+}
+
+/// An input explain refuses, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {detail}")]
+pub struct ExplainError {
+    pub field: &'static str,
+    pub detail: String,
+}
+
+/// One leg as FreeSWITCH will try it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LegExplanation {
+    /// 1-based position in the failover order.
+    pub position: usize,
+    #[schema(value_type = Object)]
+    pub leg: Leg,
+    /// The bridge data FreeSWITCH receives for this leg.
+    pub dial_string: String,
+    /// The cause names that move the call on to the next leg after this one fails.
+    pub continue_on_fail: Vec<&'static str>,
+    /// Non-failover SIP codes that reach one of those causes too (the SIP → cause table is
+    /// lossy: 486 and 600 are both USER_BUSY); in the default failover form they fail over as
+    /// well. The exact form decides on the real SIP code instead.
+    #[schema(value_type = Vec<Object>)]
+    pub collisions: Vec<Collision>,
+}
+
+/// The whole explanation.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Explanation {
+    pub destination: String,
+    pub tenant_id: Option<Uuid>,
+    /// The dialplan context the fetch is made in.
+    pub context: String,
+    pub failover_mode: FailoverMode,
+    /// The configuration version the answer was computed from.
+    pub snapshot_version: u64,
+    /// `bridge`, `exact` or `refused`.
+    pub outcome: &'static str,
+    /// Why the call is refused, when it is.
+    pub reason: Option<String>,
+    pub legs: Vec<LegExplanation>,
+    /// Which route set was used: the tenant's own routes or the platform defaults.
+    #[schema(value_type = String)]
+    pub scope: RouteScope,
+    /// What happened to the forced carrier, when one was asked for.
+    #[schema(value_type = Option<Object>)]
+    pub forced: Option<ForcedOutcome>,
+    /// Every matching route in the order tried, and why each was used or skipped.
+    #[schema(value_type = Vec<Object>)]
+    pub considered: Vec<Considered>,
+    /// The exact document FreeSWITCH receives for this call's first fetch.
+    pub xml: String,
+}
+
+pub fn explain(
+    published: &Published,
+    request: &ExplainRequest,
+    now: DateTime<Utc>,
+) -> Result<Explanation, ExplainError> {
+    let refuse = |field: &'static str, detail: String| ExplainError { field, detail };
+    let destination = Destination::parse(&request.destination)
+        .map_err(|e| refuse("destination", e.to_string()))?;
+    if let Some(c) = &request.caller {
+        CallerNumber::parse(c).map_err(|e| refuse("caller", e.to_string()))?;
+    }
+    if let Some(a) = &request.attestation {
+        Attestation::parse(a).map_err(|e| refuse("attestation", e.to_string()))?;
+    }
+    if let Some(t) = request.tenant_id
+        && published.snapshot.tenant(t).is_none()
+    {
+        return Err(refuse("tenant_id", "no such tenant".into()));
+    }
+    let fetch = synthetic_fetch(
+        published,
+        request.tenant_id,
+        destination.as_str(),
+        request.forced_carrier,
+        request.caller.as_deref(),
+        request.attestation.as_deref(),
+    );
+    let answered = dialplan_answer(published, &fetch, now);
+    // dialplan_answer decides for every valid destination of a known tenant in a context
+    // trunkline owns, which is all synthetic_fetch builds; anything else is refused by name.
+    let Some(Decision {
+        legs,
+        scope,
+        forced,
+        considered,
+    }) = answered.decision
+    else {
+        return Err(refuse(
+            "destination",
+            answered.answer.reason.unwrap_or_else(|| "not routable".into()),
+        ));
+    };
+    let legs = legs
+        .into_iter()
+        .enumerate()
+        .map(|(i, leg)| LegExplanation {
+            position: i + 1,
+            dial_string: bridge_data(&leg),
+            continue_on_fail: continue_on_fail_causes(&leg),
+            collisions: causes::compile(&leg.failover_codes).collisions,
+            leg,
+        })
+        .collect();
+    Ok(Explanation {
+        destination: destination.to_string(),
+        tenant_id: answered.tenant_id,
+        context: fetch.context.unwrap_or_default(),
+        failover_mode: answered.mode,
+        snapshot_version: published.version(),
+        outcome: answered.answer.outcome,
+        reason: answered.answer.reason,
+        legs,
+        scope,
+        forced,
+        considered,
+        xml: String::from_utf8_lossy(&answered.answer.xml).into_owned(),
+    })
+}

@@ -1,0 +1,254 @@
+//! A running trunkline on a real socket, over a real database, with HTTP helpers: what the
+//! API and xml_curl integration tests drive.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use trunkline::api::auth::generate_token;
+use trunkline::app::Application;
+use trunkline::config::Settings;
+use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
+use trunkline::model::{NewApiToken, Role, Scope};
+use trunkline::store::Store;
+use uuid::Uuid;
+
+pub struct TestApp {
+    pub label: String,
+    pub base: String,
+    pub store: Store,
+    pub client: reqwest::Client,
+    /// A platform admin token.
+    pub admin: String,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response: status and JSON body (`Value::Null` when the body is not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    /// The `field` of every error in an error body.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn id(&self) -> Uuid {
+        Uuid::parse_str(self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {self:?}")))
+            .unwrap()
+    }
+}
+
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::defaults();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.templates_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    settings
+}
+
+impl TestApp {
+    pub async fn start(label: &str, store: Store) -> TestApp {
+        Self::start_with(label, store, test_settings()).await
+    }
+
+    pub async fn start_with(label: &str, store: Store, settings: Settings) -> TestApp {
+        let app = Application::with_store(settings, store.clone()).await.expect("app builds");
+        let base = format!("http://{}", app.local_addr());
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            app.run(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serves");
+        });
+        let admin = create_token(&store, Role::PlatformAdmin, None, Scope::ALL).await;
+        TestApp {
+            label: label.to_string(),
+            base,
+            store,
+            client: reqwest::Client::new(),
+            admin,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status();
+        let text = resp.text().await.expect("body read");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, body, text }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(reqwest::Method::POST, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(reqwest::Method::PATCH, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send(reqwest::Method::DELETE, path, Some(token), None).await
+    }
+
+    /// POST a created resource and return it, failing the test on anything but 201.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> Value {
+        let reply = self.post(path, token, body).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{path}: {}", reply.text);
+        reply.body
+    }
+
+    /// A tenant created by the platform admin.
+    pub async fn tenant(&self, name: &str, context: Option<&str>, self_service: bool) -> Uuid {
+        let features: Vec<&str> = if self_service { vec!["self_service_carriers"] } else { vec![] };
+        let body = self
+            .create(
+                "/api/v1/tenants",
+                &self.admin,
+                serde_json::json!({"name": name, "context": context, "features": features}),
+            )
+            .await;
+        Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
+    }
+
+    /// A tenant admin token with the given scopes.
+    pub async fn tenant_token(&self, tenant: Uuid, scopes: &[Scope]) -> String {
+        create_token(&self.store, Role::Admin, Some(tenant), scopes).await
+    }
+
+    /// The xml_curl endpoint's answer to a form body, as FreeSWITCH posts it.
+    pub async fn fetch(&self, body: String) -> (StatusCode, String) {
+        let resp = self
+            .client
+            .post(format!("{}/freeswitch/xml", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("user-agent", "freeswitch-xml/1.0")
+            .body(body)
+            .send()
+            .await
+            .expect("fetch sent");
+        let status = resp.status();
+        (status, resp.text().await.expect("fetch body"))
+    }
+}
+
+pub async fn create_token(store: &Store, role: Role, tenant: Option<Uuid>, scopes: &[Scope]) -> String {
+    let generated = generate_token();
+    store
+        .create_token(&NewApiToken {
+            token_hash: generated.hash,
+            tenant_id: tenant,
+            role,
+            scopes: scopes.to_vec(),
+        })
+        .await
+        .expect("token stored");
+    generated.secret
+}
+
+/// Percent-encodes a value as FreeSWITCH's `switch_url_encode` does for the form body: every
+/// byte outside the unreserved set, so `+` arrives as `%2B` and a space as `%20`.
+pub fn fs_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The realistic dialplan fetch fixture with some fields replaced (`Some`), removed (`None`) or
+/// appended (names not in the fixture).
+pub fn dialplan_body(changes: &[(&str, Option<&str>)]) -> String {
+    let mut pairs: Vec<(String, String)> = SAMPLE_DIALPLAN_FETCH
+        .split('&')
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    for (name, value) in changes {
+        match (pairs.iter().position(|(k, _)| k == name), value) {
+            (Some(i), Some(v)) => pairs[i].1 = fs_encode(v),
+            (Some(i), None) => {
+                pairs.remove(i);
+            }
+            (None, Some(v)) => pairs.push((name.to_string(), fs_encode(v))),
+            (None, None) => {}
+        }
+    }
+    pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A dialplan fetch for `destination` in `context`, for `tenant` (or none).
+pub fn call(context: &str, destination: &str, tenant: Option<Uuid>) -> String {
+    let tenant = tenant.map(|t| t.to_string());
+    dialplan_body(&[
+        ("Caller-Context", Some(context)),
+        ("Hunt-Context", Some(context)),
+        ("Caller-Destination-Number", Some(destination)),
+        ("Hunt-Destination-Number", Some(destination)),
+        ("variable_trunkline_tenant_id", tenant.as_deref()),
+        ("variable_trunkline_attestation", None),
+    ])
+}
+
+/// A configuration fetch for `file` (`sofia.conf`, `acl.conf`), optionally for one profile.
+pub fn config_body(file: &str, profile: Option<&str>) -> String {
+    let mut body = format!(
+        "hostname=fs1&section=configuration&tag_name=configuration&key_name=name&key_value={file}&Event-Name=REQUEST_PARAMS&Core-UUID=d2c6a4f0-9b1e-4e3d-8c7b-6a5f4e3d2c1b&FreeSWITCH-Hostname=fs1"
+    );
+    if let Some(p) = profile {
+        body.push_str(&format!("&profile={}", fs_encode(p)));
+    }
+    body
+}
