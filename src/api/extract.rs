@@ -62,13 +62,16 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// serde reports an unknown field at the path of its parent object; name the field itself.
+/// Names the field itself for an unknown field: depending on the serde_path_to_error version
+/// the path is that of the parent object or already ends with the field.
 fn field_of(path: &str, detail: &str) -> Option<String> {
     if let Some(rest) = detail.strip_prefix("unknown field `")
         && let Some(name) = rest.split('`').next()
     {
         return Some(if path == "." || path.is_empty() {
             name.to_string()
+        } else if path.rsplit('.').next() == Some(name) {
+            path.to_string()
         } else {
             format!("{path}.{name}")
         });
@@ -125,11 +128,15 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let err = from_json::<Body>(br#"{"name":"a","port":"x"}"#).unwrap_err();
-        let ApiError::Validation(errors) = err else { panic!("{err:?}") };
+        let ApiError::Validation(errors) = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(errors[0].field.as_deref(), Some("port"));
 
         let err = from_json::<Body>(br#"{"name":"a","evil":1}"#).unwrap_err();
-        let ApiError::Validation(errors) = err else { panic!("{err:?}") };
+        let ApiError::Validation(errors) = err else {
+            panic!("{err:?}")
+        };
         assert_eq!(errors[0].field.as_deref(), Some("evil"));
 
         let err = from_json::<Body>(br#"{"name":"#).unwrap_err();

@@ -395,8 +395,8 @@ fn partition<'a>(
 mod tests {
     use super::*;
     use crate::fsxml::testdata::assert_document_is_safe;
+    use crate::model::fixtures::carrier;
     use crate::model::*;
-    use chrono::{TimeZone, Utc};
 
     const EXTERNAL: &str = include_str!("../../templates/sofia/external.xml");
 
@@ -431,42 +431,6 @@ mod tests {
             ),
         ])
         .unwrap()
-    }
-
-    fn carrier(gw: &str, n: u128) -> Carrier {
-        let t = Utc.with_ymd_and_hms(2026, 11, 22, 14, 0, 0).unwrap();
-        Carrier {
-            id: Uuid::from_u128(n),
-            tenant_id: None,
-            name: DisplayName::parse(gw).unwrap(),
-            gateway_name: GatewayName::parse(gw).unwrap(),
-            carrier_type: CarrierType::SipTrunk,
-            direction: Direction::Outbound,
-            status: CarrierStatus::Active,
-            remote_host: Host::parse("sip.example.net").unwrap(),
-            remote_port: 5060,
-            transport: Transport::Udp,
-            profile: ProfileName::external(),
-            register: false,
-            auth_username: None,
-            auth_password: None,
-            realm: None,
-            from_user: None,
-            from_domain: None,
-            caller_id_in_from: false,
-            ping_seconds: None,
-            inbound_ips: vec![],
-            strip_prefix: Digits::empty(),
-            add_prefix: Digits::empty(),
-            add_suffix: Digits::empty(),
-            tech_headers: BTreeMap::new(),
-            attestation_header: None,
-            failover_codes: None,
-            leg_progress_timeout_seconds: None,
-            created_at: t,
-            updated_at: t,
-            archived_at: None,
-        }
     }
 
     fn registering(gw: &str, n: u128) -> Carrier {

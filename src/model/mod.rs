@@ -7,6 +7,8 @@
 //! caller (API, store, config) attaches the field name.
 
 mod entities;
+#[doc(hidden)]
+pub mod fixtures;
 mod values;
 
 pub use entities::*;

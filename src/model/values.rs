@@ -374,6 +374,15 @@ impl RouteRegex {
             .map_err(|_| Invalid::new("regex does not compile within the size limit"))?;
         Ok(Self(s.to_string()))
     }
+
+    /// The compiled pattern. `parse` already proved it compiles within the limit, so `None`
+    /// only means a changed regex crate; the caller treats the route as matching nothing.
+    pub fn compile(&self) -> Option<regex::Regex> {
+        regex::RegexBuilder::new(&self.0)
+            .size_limit(Self::SIZE_LIMIT)
+            .build()
+            .ok()
+    }
 }
 
 string_newtype!(

@@ -3,13 +3,45 @@
 //! legs to try plus an explanation of why. Pure: no I/O. The same `resolve` serves the xml_curl
 //! dialplan fetch, the route-preview API and `trunkline route explain`, so the explanation is
 //! exactly what FreeSWITCH gets.
+//!
+//! - [`snapshot`]: the data and its indexes, built once per committed change.
+//! - [`resolve`]: the routing rules of DESIGN.md §3, one call per dialplan fetch.
 
+mod index;
+mod resolve;
+mod snapshot;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use uuid::Uuid;
 
-use crate::model::{DialNumber, FailoverCodes, GatewayName, HeaderName, HeaderValue};
+pub use snapshot::Snapshot;
+
+use crate::model::{
+    Attestation, CallerNumber, Destination, DialNumber, FailoverCodes, GatewayName, HeaderName,
+    HeaderValue, MatchType,
+};
+
+/// The platform-wide settings resolve applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingSettings {
+    /// Failover codes of carriers that have none of their own.
+    pub default_failover_codes: FailoverCodes,
+    /// At most this many legs per call (carriers tried in one call).
+    pub max_legs: usize,
+}
+
+impl Default for RoutingSettings {
+    fn default() -> Self {
+        RoutingSettings {
+            default_failover_codes: FailoverCodes::platform_default(),
+            max_legs: 10,
+        }
+    }
+}
 
 /// One carrier attempt, ready for the dial-string builder: every field is already validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Leg {
     pub carrier_id: Uuid,
     pub gateway_name: GatewayName,
@@ -24,4 +56,124 @@ pub struct Leg {
     pub failover_codes: FailoverCodes,
     /// The route that produced this leg; `None` for a forced carrier.
     pub route_id: Option<Uuid>,
+}
+
+/// The inputs of one routing decision, all validated.
+#[derive(Debug, Clone)]
+pub struct RouteRequest<'a> {
+    /// The tenant whose call this is; `None` = platform scope (platform default routes only).
+    pub tenant_id: Option<Uuid>,
+    pub destination: &'a Destination,
+    /// A carrier the originator asked for (`trunkline_carrier_id`); tried first when usable.
+    pub forced_carrier: Option<Uuid>,
+    pub caller: Option<&'a CallerNumber>,
+    /// The STIR/SHAKEN level to send in each carrier's `attestation_header`.
+    pub attestation: Option<Attestation>,
+    pub now: DateTime<Utc>,
+}
+
+/// Which route set supplied the candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteScope {
+    /// The tenant's own routes (at least one matched).
+    Tenant,
+    /// The platform default routes: platform-scope calls, and tenants with no matching route.
+    Platform,
+}
+
+/// Why a route's carrier (or the forced carrier) gave no leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// No such carrier, or one the tenant may not use (its existence is not revealed).
+    UnknownCarrier,
+    CarrierDisabled,
+    CarrierArchived,
+    /// The carrier only takes inbound calls.
+    InboundOnly,
+    /// `iax2` / `webrtc`: stored, but FreeSWITCH has no sofia gateway for it.
+    NotSip,
+    /// An earlier leg already uses this carrier (one leg per carrier).
+    DuplicateCarrier,
+    /// `max_legs` legs are already chosen.
+    MaxLegsReached,
+    /// Strip/add left a number FreeSWITCH must not dial (empty or too long).
+    InvalidNumber,
+}
+
+impl SkipReason {
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Self::UnknownCarrier => "no such carrier for this tenant",
+            Self::CarrierDisabled => "carrier is disabled",
+            Self::CarrierArchived => "carrier is archived",
+            Self::InboundOnly => "carrier is inbound-only",
+            Self::NotSip => "carrier type has no sofia gateway",
+            Self::DuplicateCarrier => "carrier already used by an earlier leg",
+            Self::MaxLegsReached => "max_legs legs already chosen",
+            Self::InvalidNumber => "number after strip/add is not dialable",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.detail())
+    }
+}
+
+/// What became of one candidate (a matching route, or the forced carrier).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// It produced the leg at this 1-based position.
+    Used { position: usize },
+    Skipped {
+        reason: SkipReason,
+        detail: &'static str,
+    },
+}
+
+impl Outcome {
+    fn skipped(reason: SkipReason) -> Self {
+        Outcome::Skipped {
+            reason,
+            detail: reason.detail(),
+        }
+    }
+}
+
+/// A matching route, in the order tried, and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Considered {
+    pub route_id: Uuid,
+    pub route_name: String,
+    pub priority: i64,
+    pub match_type: MatchType,
+    /// The prefix digits (`""` = every destination) or the regex.
+    pub pattern: String,
+    pub carrier_id: Uuid,
+    /// The carrier's gateway, when the carrier exists for this tenant.
+    pub gateway_name: Option<GatewayName>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What became of the forced carrier.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForcedOutcome {
+    pub carrier_id: Uuid,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// The answer of [`Snapshot::resolve`]: the legs in order and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub legs: Vec<Leg>,
+    pub scope: RouteScope,
+    pub forced: Option<ForcedOutcome>,
+    /// Every matching route, in the order tried.
+    pub considered: Vec<Considered>,
 }

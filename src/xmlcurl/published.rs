@@ -59,7 +59,7 @@ impl Published {
         let sofia_all = sofia_document(&templates.profiles, &gateways, None)?;
         let mut sofia_by_profile = HashMap::new();
         for name in templates.profiles.names() {
-            let doc = sofia_document(&templates.profiles, &gateways, Some(name))?;
+            let doc = sofia_document(&templates.profiles, &gateways, Some(name.as_str()))?;
             sofia_by_profile.insert(name.to_string(), Bytes::from(doc.xml));
         }
         let acl = acl_document(&snapshot.inbound_cidrs(), &templates.acl)?;
@@ -93,6 +93,7 @@ impl Published {
     /// Whether trunkline answers dialplan fetches for `context`: its default context and every
     /// tenant's own context.
     pub fn owns_context(&self, context: &str) -> bool {
-        context == self.default_context.as_str() || self.snapshot.tenant_by_context(context).is_some()
+        context == self.default_context.as_str()
+            || self.snapshot.tenant_by_context(context).is_some()
     }
 }
