@@ -17,7 +17,11 @@ use crate::xmlcurl::explain::{ExplainRequest, Explanation, explain};
 use crate::xmlcurl::{PublishSettings, Published};
 
 #[derive(Debug, Parser)]
-#[command(name = "trunkline", version, about = "Outbound carrier routing for FreeSWITCH")]
+#[command(
+    name = "trunkline",
+    version,
+    about = "Outbound carrier routing for FreeSWITCH"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -53,8 +57,9 @@ pub enum TenantCommand {
         /// A feature to grant (repeatable): `self_service_carriers`.
         #[arg(long = "feature")]
         features: Vec<String>,
-        #[command(flatten)]
-        documents: DocumentArgs,
+        /// trunkline's own context (as `serve --context`), which no tenant may take.
+        #[arg(long, env = "TRUNKLINE_CONTEXT")]
+        default_context: Option<String>,
     },
 }
 
@@ -67,10 +72,9 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "owner", required = true, multiple = false, args = ["platform_admin", "tenant"])]
 pub struct TokenCreateArgs {
     /// A platform admin token: every tenant, every scope.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
     pub platform_admin: bool,
     /// A tenant admin token bound to this tenant id.
     #[arg(long)]
@@ -123,8 +127,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             context,
             features,
-            documents,
+            default_context,
         }) => {
+            let documents = DocumentArgs {
+                context: default_context,
+                ..DocumentArgs::default()
+            };
             let settings = document_settings(&cli.common, documents)?;
             let new = NewTenant {
                 name: DisplayName::parse(&name).map_err(|e| anyhow::anyhow!("name: {e}"))?,
@@ -144,7 +152,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("--context: is trunkline's own default context");
             }
             let store = open_store(&cli.common).await?;
-            let tenant = store.create_tenant(&new).await.context("creating the tenant")?;
+            let tenant = store
+                .create_tenant(&new)
+                .await
+                .context("creating the tenant")?;
             println!("{}", tenant.id);
             Ok(())
         }
@@ -166,13 +177,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
                 .await
                 .context("storing the token")?;
-            eprintln!("token {} created; it is shown once, store it now:", token.id);
+            eprintln!(
+                "token {} created; it is shown once, store it now:",
+                token.id
+            );
             println!("{}", generated.secret);
             Ok(())
         }
         Command::Token(TokenCommand::Revoke { id }) => {
             let store = open_store(&cli.common).await?;
-            store.revoke_token(id).await.with_context(|| format!("revoking token {id}"))?;
+            store
+                .revoke_token(id)
+                .await
+                .with_context(|| format!("revoking token {id}"))?;
             println!("token {id} revoked");
             Ok(())
         }
@@ -218,7 +235,9 @@ fn document_settings(common: &CommonArgs, documents: DocumentArgs) -> anyhow::Re
 
 async fn open_store(common: &CommonArgs) -> anyhow::Result<Store> {
     let url = database_url(common)?;
-    let store = Store::connect(&url).await.context("connecting to the database")?;
+    let store = Store::connect(&url)
+        .await
+        .context("connecting to the database")?;
     store.migrate().await.context("migrating the database")?;
     Ok(store)
 }
@@ -226,7 +245,10 @@ async fn open_store(common: &CommonArgs) -> anyhow::Result<Store> {
 /// The documents `serve` would publish right now, for `route explain`.
 async fn publish(store: &Store, settings: &Settings) -> anyhow::Result<Published> {
     let templates = load_templates(&settings.templates_dir, &settings.template_vars)?;
-    let dataset = store.load_dataset().await.context("loading the configuration")?;
+    let dataset = store
+        .load_dataset()
+        .await
+        .context("loading the configuration")?;
     let publish = PublishSettings {
         default_context: settings.default_context.clone(),
         failover_mode: settings.failover_mode,
@@ -261,7 +283,9 @@ fn token_grant(args: &TokenCreateArgs) -> anyhow::Result<(Role, Option<Uuid>, Ve
 fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
     use std::fmt::Write;
     let mut out = String::new();
-    let tenant = e.tenant_id.map_or("platform scope".to_string(), |t| format!("tenant {t}"));
+    let tenant = e
+        .tenant_id
+        .map_or("platform scope".to_string(), |t| format!("tenant {t}"));
     writeln!(
         out,
         "{} ({tenant}, context {}, {} failover, configuration version {})",
@@ -277,7 +301,11 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
     writeln!(out, "\nlegs:")?;
     for leg in &e.legs {
         writeln!(out, "  {}. {}", leg.position, leg.dial_string)?;
-        writeln!(out, "     continue_on_fail: {}", leg.continue_on_fail.join(","))?;
+        writeln!(
+            out,
+            "     continue_on_fail: {}",
+            leg.continue_on_fail.join(",")
+        )?;
         for c in &leg.collisions {
             writeln!(
                 out,
@@ -286,7 +314,11 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
             )?;
         }
     }
-    writeln!(out, "\nroutes considered ({}):", serde_json::to_string(&e.scope)?)?;
+    writeln!(
+        out,
+        "\nroutes considered ({}):",
+        serde_json::to_string(&e.scope)?
+    )?;
     for c in &e.considered {
         writeln!(out, "  {}", serde_json::to_string(c)?)?;
     }
@@ -304,4 +336,3 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
-

@@ -199,9 +199,10 @@ async fn pagination_is_stable_under_concurrent_inserts() {
             }
             pages += 1;
             // Another client inserts while we page.
+            let (late_a, late_b) = (format!("Late {pages}a"), format!("Late {pages}b"));
             let (a, b) = tokio::join!(
-                app.tenant(&format!("Late {pages}a"), None, false),
-                app.tenant(&format!("Late {pages}b"), None, false)
+                app.tenant(&late_a, None, false),
+                app.tenant(&late_b, None, false)
             );
             assert_ne!(a, b);
             match page.body["next_cursor"].as_str() {
@@ -238,34 +239,60 @@ async fn archiving_or_disabling_a_carrier_that_enabled_routes_use_is_refused_nam
             .await;
         let route_id = route["id"].as_str().unwrap();
 
-        let refused = app.delete(&format!("/api/v1/carriers/{carrier}"), &admin).await;
+        let refused = app
+            .delete(&format!("/api/v1/carriers/{carrier}"), &admin)
+            .await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
         assert!(refused.text.contains(route_id) && refused.text.contains("Everything"));
         let refused = app
-            .patch(&format!("/api/v1/carriers/{carrier}"), &admin, json!({"status": "disabled"}))
+            .patch(
+                &format!("/api/v1/carriers/{carrier}"),
+                &admin,
+                json!({"status": "disabled"}),
+            )
             .await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
-        let still = app.get(&format!("/api/v1/carriers/{carrier}"), &admin).await;
+        let still = app
+            .get(&format!("/api/v1/carriers/{carrier}"), &admin)
+            .await;
         assert_eq!(still.body["status"], "active");
 
         // Once the route is disabled the carrier can be archived; the row stays.
         let disabled = app
-            .patch(&format!("/api/v1/outbound-routes/{route_id}"), &admin, json!({"enabled": false}))
+            .patch(
+                &format!("/api/v1/outbound-routes/{route_id}"),
+                &admin,
+                json!({"enabled": false}),
+            )
             .await;
         assert_eq!(disabled.status, StatusCode::OK);
-        let archived = app.delete(&format!("/api/v1/carriers/{carrier}"), &admin).await;
+        let archived = app
+            .delete(&format!("/api/v1/carriers/{carrier}"), &admin)
+            .await;
         assert_eq!(archived.status, StatusCode::OK, "{}", archived.text);
         assert_eq!(archived.body["status"], "archived");
         assert!(archived.body["archived_at"].is_string());
         let listed = app.get("/api/v1/carriers", &admin).await;
-        assert!(listed.body["items"].as_array().unwrap().is_empty(), "archived carriers are not listed by default");
+        assert!(
+            listed.body["items"].as_array().unwrap().is_empty(),
+            "archived carriers are not listed by default"
+        );
         let listed = app.get("/api/v1/carriers?status=archived", &admin).await;
         assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
         // An archived carrier cannot be routed to again.
         let refused = app
-            .patch(&format!("/api/v1/outbound-routes/{route_id}"), &admin, json!({"enabled": true}))
+            .patch(
+                &format!("/api/v1/outbound-routes/{route_id}"),
+                &admin,
+                json!({"enabled": true}),
+            )
             .await;
-        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text);
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            refused.text
+        );
         assert_eq!(refused.error_fields(), ["carrier_id"]);
     })
     .await;
@@ -304,14 +331,24 @@ async fn tenants_create_carriers_and_routes_only_with_the_feature_and_the_write_
         // ...never another tenant's, and it cannot write a platform route or carrier.
         let other = app.tenant("Other", None, true).await;
         let other_token = app.tenant_token(other, all).await;
-        let foreign = app.create("/api/v1/carriers", &other_token, body.clone()).await;
+        let foreign = app
+            .create("/api/v1/carriers", &other_token, body.clone())
+            .await;
         let r = app
-            .post("/api/v1/outbound-routes", &token, json!({"name": "r", "prefix": "+1", "carrier_id": foreign["id"]}))
+            .post(
+                "/api/v1/outbound-routes",
+                &token,
+                json!({"name": "r", "prefix": "+1", "carrier_id": foreign["id"]}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
         assert_eq!(r.error_fields(), ["carrier_id"]);
         let r = app
-            .patch(&format!("/api/v1/carriers/{platform}"), &token, json!({"remote_port": 5070}))
+            .patch(
+                &format!("/api/v1/carriers/{platform}"),
+                &token,
+                json!({"remote_port": 5070}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
         let r = app
@@ -331,15 +368,27 @@ async fn another_tenants_resources_answer_404_on_every_endpoint() {
         let a_token = app.tenant_token(a, Scope::ALL).await;
         let b_token = app.tenant_token(b, Scope::ALL).await;
         let carrier = app
-            .create("/api/v1/carriers", &a_token, json!({"name": "A gw", "remote_host": "sip.a.example"}))
+            .create(
+                "/api/v1/carriers",
+                &a_token,
+                json!({"name": "A gw", "remote_host": "sip.a.example"}),
+            )
             .await["id"]
             .clone();
         let route = app
-            .create("/api/v1/outbound-routes", &a_token, json!({"name": "A r", "prefix": "+1", "carrier_id": carrier}))
+            .create(
+                "/api/v1/outbound-routes",
+                &a_token,
+                json!({"name": "A r", "prefix": "+1", "carrier_id": carrier}),
+            )
             .await["id"]
             .clone();
         let number = app
-            .create("/api/v1/phone-numbers", &a_token, json!({"number": "+15550001111", "capabilities": ["voice"]}))
+            .create(
+                "/api/v1/phone-numbers",
+                &a_token,
+                json!({"number": "+15550001111", "capabilities": ["voice"]}),
+            )
             .await["id"]
             .clone();
         let (carrier, route, number) = (
@@ -348,43 +397,130 @@ async fn another_tenants_resources_answer_404_on_every_endpoint() {
             number.as_str().unwrap().to_string(),
         );
         let cases: Vec<(reqwest::Method, String, Option<Value>)> = vec![
-            (reqwest::Method::GET, format!("/api/v1/carriers/{carrier}"), None),
-            (reqwest::Method::PATCH, format!("/api/v1/carriers/{carrier}"), Some(json!({"name": "x"}))),
-            (reqwest::Method::DELETE, format!("/api/v1/carriers/{carrier}"), None),
-            (reqwest::Method::GET, format!("/api/v1/outbound-routes/{route}"), None),
-            (reqwest::Method::PATCH, format!("/api/v1/outbound-routes/{route}"), Some(json!({"name": "x"}))),
-            (reqwest::Method::DELETE, format!("/api/v1/outbound-routes/{route}"), None),
-            (reqwest::Method::GET, format!("/api/v1/phone-numbers/{number}"), None),
-            (reqwest::Method::PATCH, format!("/api/v1/phone-numbers/{number}"), Some(json!({"capabilities": []}))),
-            (reqwest::Method::DELETE, format!("/api/v1/phone-numbers/{number}"), None),
+            (
+                reqwest::Method::GET,
+                format!("/api/v1/carriers/{carrier}"),
+                None,
+            ),
+            (
+                reqwest::Method::PATCH,
+                format!("/api/v1/carriers/{carrier}"),
+                Some(json!({"name": "x"})),
+            ),
+            (
+                reqwest::Method::DELETE,
+                format!("/api/v1/carriers/{carrier}"),
+                None,
+            ),
+            (
+                reqwest::Method::GET,
+                format!("/api/v1/outbound-routes/{route}"),
+                None,
+            ),
+            (
+                reqwest::Method::PATCH,
+                format!("/api/v1/outbound-routes/{route}"),
+                Some(json!({"name": "x"})),
+            ),
+            (
+                reqwest::Method::DELETE,
+                format!("/api/v1/outbound-routes/{route}"),
+                None,
+            ),
+            (
+                reqwest::Method::GET,
+                format!("/api/v1/phone-numbers/{number}"),
+                None,
+            ),
+            (
+                reqwest::Method::PATCH,
+                format!("/api/v1/phone-numbers/{number}"),
+                Some(json!({"capabilities": []})),
+            ),
+            (
+                reqwest::Method::DELETE,
+                format!("/api/v1/phone-numbers/{number}"),
+                None,
+            ),
             (reqwest::Method::GET, format!("/api/v1/tenants/{a}"), None),
-            (reqwest::Method::PATCH, format!("/api/v1/tenants/{a}"), Some(json!({"name": "x"}))),
-            (reqwest::Method::GET, format!("/api/v1/carriers?tenant_id={a}"), None),
-            (reqwest::Method::GET, format!("/api/v1/outbound-routes?tenant_id={a}"), None),
-            (reqwest::Method::GET, format!("/api/v1/phone-numbers?tenant_id={a}"), None),
-            (reqwest::Method::GET, format!("/api/v1/route-preview?destination=%2B15551234567&tenant_id={a}"), None),
+            (
+                reqwest::Method::PATCH,
+                format!("/api/v1/tenants/{a}"),
+                Some(json!({"name": "x"})),
+            ),
+            (
+                reqwest::Method::GET,
+                format!("/api/v1/carriers?tenant_id={a}"),
+                None,
+            ),
+            (
+                reqwest::Method::GET,
+                format!("/api/v1/outbound-routes?tenant_id={a}"),
+                None,
+            ),
+            (
+                reqwest::Method::GET,
+                format!("/api/v1/phone-numbers?tenant_id={a}"),
+                None,
+            ),
+            (
+                reqwest::Method::GET,
+                format!("/api/v1/route-preview?destination=%2B15551234567&tenant_id={a}"),
+                None,
+            ),
         ];
         let before = app.store.load_dataset().await.unwrap();
         for (method, path, body) in &cases {
-            let r = app.send(method.clone(), path, Some(&b_token), body.as_ref()).await;
-            assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {path}: {}", r.text);
+            let r = app
+                .send(method.clone(), path, Some(&b_token), body.as_ref())
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{method} {path}: {}",
+                r.text
+            );
             assert!(!r.text.contains("A gw") && !r.text.contains("sip.a.example"));
         }
         // Forcing another tenant's carrier in route preview does not reveal it either.
         let r = app
-            .get(&format!("/api/v1/route-preview?destination=%2B15551234567&carrier_id={carrier}"), &b_token)
+            .get(
+                &format!("/api/v1/route-preview?destination=%2B15551234567&carrier_id={carrier}"),
+                &b_token,
+            )
             .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
         assert_eq!(r.error_fields(), ["carrier_id"]);
         // B's lists do not contain A's rows.
-        for path in ["/api/v1/carriers", "/api/v1/outbound-routes", "/api/v1/phone-numbers", "/api/v1/tenants"] {
+        for path in [
+            "/api/v1/carriers",
+            "/api/v1/outbound-routes",
+            "/api/v1/phone-numbers",
+            "/api/v1/tenants",
+        ] {
             let r = app.get(path, &b_token).await;
             assert_eq!(r.status, StatusCode::OK);
-            assert!(!r.text.contains(&carrier) && !r.text.contains(&route) && !r.text.contains(&number) && !r.text.contains(&a.to_string()), "{path}: {}", r.text);
+            assert!(
+                !r.text.contains(&carrier)
+                    && !r.text.contains(&route)
+                    && !r.text.contains(&number)
+                    && !r.text.contains(&a.to_string()),
+                "{path}: {}",
+                r.text
+            );
         }
-        assert_eq!(app.store.load_dataset().await.unwrap().version, before.version, "nothing changed");
+        assert_eq!(
+            app.store.load_dataset().await.unwrap().version,
+            before.version,
+            "nothing changed"
+        );
         // The platform admin still sees everything.
-        assert_eq!(app.get(&format!("/api/v1/carriers/{carrier}"), &admin).await.status, StatusCode::OK);
+        assert_eq!(
+            app.get(&format!("/api/v1/carriers/{carrier}"), &admin)
+                .await
+                .status,
+            StatusCode::OK
+        );
     })
     .await;
 }
@@ -392,18 +528,32 @@ async fn another_tenants_resources_answer_404_on_every_endpoint() {
 #[tokio::test]
 async fn missing_bad_or_revoked_tokens_answer_401_and_missing_scopes_403() {
     on_every_backend(|app| async move {
-        let r = app.send(reqwest::Method::GET, "/api/v1/carriers", None, None).await;
+        let r = app
+            .send(reqwest::Method::GET, "/api/v1/carriers", None, None)
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
         assert_eq!(r.body["errors"][0]["field"], Value::Null);
         let bogus = format!("tl_{}", "0".repeat(64));
         for token in ["nonsense", bogus.as_str()] {
-            assert_eq!(app.get("/api/v1/carriers", token).await.status, StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                app.get("/api/v1/carriers", token).await.status,
+                StatusCode::UNAUTHORIZED
+            );
         }
         let tenant = app.tenant("T", None, true).await;
         let token = app.tenant_token(tenant, &[Scope::CarriersRead]).await;
-        assert_eq!(app.get("/api/v1/carriers", &token).await.status, StatusCode::OK);
-        assert_eq!(app.get("/api/v1/outbound-routes", &token).await.status, StatusCode::FORBIDDEN);
-        assert_eq!(app.get("/api/v1/phone-numbers", &token).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            app.get("/api/v1/carriers", &token).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.get("/api/v1/outbound-routes", &token).await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            app.get("/api/v1/phone-numbers", &token).await.status,
+            StatusCode::FORBIDDEN
+        );
         let found = app
             .store
             .find_token_by_hash(&trunkline::api::auth::hash_token(&token))
@@ -411,12 +561,23 @@ async fn missing_bad_or_revoked_tokens_answer_401_and_missing_scopes_403() {
             .unwrap()
             .unwrap();
         app.store.revoke_token(found.id).await.unwrap();
-        assert_eq!(app.get("/api/v1/carriers", &token).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.get("/api/v1/carriers", &token).await.status,
+            StatusCode::UNAUTHORIZED
+        );
     })
     .await;
 }
 
 /// `(path, body, field)`: each body is valid except for one hostile value in `field`.
+/// An error names `field` itself or an element or member of it (`inbound_ips[0]`).
+fn names_field(reported: &str, field: &str) -> bool {
+    reported == field
+        || reported
+            .strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with('[') || rest.starts_with('.'))
+}
+
 fn hostile_cases(carrier: &str, tenant: Uuid) -> Vec<(&'static str, Value, &'static str)> {
     let carrier_with = |field: &str, value: Value| {
         let mut body = json!({"name": "Hostile", "remote_host": "sip.ok.example"});
@@ -429,29 +590,121 @@ fn hostile_cases(carrier: &str, tenant: Uuid) -> Vec<(&'static str, Value, &'sta
         body
     };
     vec![
-        ("/api/v1/carriers", carrier_with("gateway_name", json!("${system id}")), "gateway_name"),
-        ("/api/v1/carriers", carrier_with("gateway_name", json!("a|b")), "gateway_name"),
-        ("/api/v1/carriers", carrier_with("remote_host", json!("x\r\nY: z")), "remote_host"),
-        ("/api/v1/carriers", carrier_with("remote_host", json!("evil.example;transport=tcp")), "remote_host"),
-        ("/api/v1/carriers", carrier_with("remote_port", json!(70000)), "remote_port"),
-        ("/api/v1/carriers", carrier_with("profile", json!("<external>")), "profile"),
-        ("/api/v1/carriers", carrier_with("auth_username", json!("a@b")), "auth_username"),
-        ("/api/v1/carriers", carrier_with("auth_password", json!("${system id}")), "auth_password"),
-        ("/api/v1/carriers", carrier_with("from_domain", json!("a,b")), "from_domain"),
-        ("/api/v1/carriers", carrier_with("inbound_ips", json!(["10.0.0.0/33"])), "inbound_ips"),
-        ("/api/v1/carriers", carrier_with("inbound_ips", json!(["0.0.0.0/0"])), "inbound_ips"),
-        ("/api/v1/carriers", carrier_with("add_prefix", json!("1|sofia/gateway/x/")), "add_prefix"),
-        ("/api/v1/carriers", carrier_with("tech_headers", json!({"X-Ok": "x\r\nVia: evil"})), "tech_headers"),
-        ("/api/v1/carriers", carrier_with("tech_headers", json!({"X-A,b": "1"})), "tech_headers"),
-        ("/api/v1/carriers", carrier_with("tech_headers", json!({"X-Ok": "${system id}"})), "tech_headers"),
-        ("/api/v1/carriers", carrier_with("attestation_header", json!("X-Att]")), "attestation_header"),
-        ("/api/v1/carriers", carrier_with("failover_codes", json!(["486,api_on_answer=system"])), "failover_codes"),
-        ("/api/v1/carriers", carrier_with("ping_seconds", json!(2)), "ping_seconds"),
-        ("/api/v1/carriers", carrier_with("colour", json!("red")), "colour"),
-        ("/api/v1/outbound-routes", route_with("prefix", json!("1@evil.example")), "prefix"),
-        ("/api/v1/outbound-routes", route_with("prefix", json!("<")), "prefix"),
-        ("/api/v1/outbound-routes", route_with("add_prefix", json!("[x]")), "add_prefix"),
-        ("/api/v1/outbound-routes", route_with("name", json!("")), "name"),
+        (
+            "/api/v1/carriers",
+            carrier_with("gateway_name", json!("${system id}")),
+            "gateway_name",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("gateway_name", json!("a|b")),
+            "gateway_name",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("remote_host", json!("x\r\nY: z")),
+            "remote_host",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("remote_host", json!("evil.example;transport=tcp")),
+            "remote_host",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("remote_port", json!(70000)),
+            "remote_port",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("profile", json!("<external>")),
+            "profile",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("auth_username", json!("a@b")),
+            "auth_username",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("auth_password", json!("${system id}")),
+            "auth_password",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("from_domain", json!("a,b")),
+            "from_domain",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("inbound_ips", json!(["10.0.0.0/33"])),
+            "inbound_ips",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("inbound_ips", json!(["0.0.0.0/0"])),
+            "inbound_ips",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("add_prefix", json!("1|sofia/gateway/x/")),
+            "add_prefix",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("tech_headers", json!({"X-Ok": "x\r\nVia: evil"})),
+            "tech_headers",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("tech_headers", json!({"X-A,b": "1"})),
+            "tech_headers",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("tech_headers", json!({"X-Ok": "${system id}"})),
+            "tech_headers",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("attestation_header", json!("X-Att]")),
+            "attestation_header",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("failover_codes", json!(["486,api_on_answer=system"])),
+            "failover_codes",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("ping_seconds", json!(2)),
+            "ping_seconds",
+        ),
+        (
+            "/api/v1/carriers",
+            carrier_with("colour", json!("red")),
+            "colour",
+        ),
+        (
+            "/api/v1/outbound-routes",
+            route_with("prefix", json!("1@evil.example")),
+            "prefix",
+        ),
+        (
+            "/api/v1/outbound-routes",
+            route_with("prefix", json!("<")),
+            "prefix",
+        ),
+        (
+            "/api/v1/outbound-routes",
+            route_with("add_prefix", json!("[x]")),
+            "add_prefix",
+        ),
+        (
+            "/api/v1/outbound-routes",
+            route_with("name", json!("")),
+            "name",
+        ),
         (
             "/api/v1/outbound-routes",
             json!({"name": "r", "match_type": "regex", "regex": "^(a|b)$", "carrier_id": carrier}),
@@ -462,12 +715,36 @@ fn hostile_cases(carrier: &str, tenant: Uuid) -> Vec<(&'static str, Value, &'sta
             json!({"name": "r", "match_type": "regex", "regex": "[0-9]{1000}{1000}", "carrier_id": carrier}),
             "regex",
         ),
-        ("/api/v1/phone-numbers", json!({"tenant_id": tenant, "number": "+1${x}"}), "number"),
-        ("/api/v1/phone-numbers", json!({"tenant_id": tenant, "number": "15551234567"}), "number"),
-        ("/api/v1/phone-numbers", json!({"tenant_id": tenant, "number": "+15551234567", "capabilities": ["telepathy"]}), "capabilities"),
-        ("/api/v1/tenants", json!({"name": "T", "context": "a b"}), "context"),
-        ("/api/v1/tenants", json!({"name": "T", "context": "trunkline"}), "context"),
-        ("/api/v1/tenants", json!({"name": "T", "features": ["root"]}), "features"),
+        (
+            "/api/v1/phone-numbers",
+            json!({"tenant_id": tenant, "number": "+1${x}"}),
+            "number",
+        ),
+        (
+            "/api/v1/phone-numbers",
+            json!({"tenant_id": tenant, "number": "15551234567"}),
+            "number",
+        ),
+        (
+            "/api/v1/phone-numbers",
+            json!({"tenant_id": tenant, "number": "+15551234567", "capabilities": ["telepathy"]}),
+            "capabilities",
+        ),
+        (
+            "/api/v1/tenants",
+            json!({"name": "T", "context": "a b"}),
+            "context",
+        ),
+        (
+            "/api/v1/tenants",
+            json!({"name": "T", "context": "trunkline"}),
+            "context",
+        ),
+        (
+            "/api/v1/tenants",
+            json!({"name": "T", "features": ["root"]}),
+            "features",
+        ),
     ]
 }
 
@@ -481,12 +758,25 @@ async fn hostile_values_are_refused_with_422_naming_the_field_and_change_nothing
         let numbers_before = app.get("/api/v1/phone-numbers", &admin).await.body;
         for (path, body, field) in hostile_cases(&carrier, tenant) {
             let r = app.post(path, &admin, body.clone()).await;
-            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{path} {body}: {}", r.text);
-            assert!(r.error_fields().iter().any(|f| f == field), "{path} {body}: expected {field}, got {}", r.text);
+            assert_eq!(
+                r.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {body}: {}",
+                r.text
+            );
+            assert!(
+                r.error_fields().iter().any(|f| names_field(f, field)),
+                "{path} {body}: expected {field}, got {}",
+                r.text
+            );
         }
         // The same values through PATCH.
         let r = app
-            .patch(&format!("/api/v1/carriers/{carrier}"), &admin, json!({"remote_host": "x\r\nY: z"}))
+            .patch(
+                &format!("/api/v1/carriers/{carrier}"),
+                &admin,
+                json!({"remote_host": "x\r\nY: z"}),
+            )
             .await;
         assert_eq!(r.error_fields(), ["remote_host"], "{}", r.text);
         let after = app.store.load_dataset().await.unwrap();
@@ -494,18 +784,34 @@ async fn hostile_values_are_refused_with_422_naming_the_field_and_change_nothing
         assert_eq!(after.carriers, before.carriers);
         assert_eq!(after.routes, before.routes);
         assert_eq!(after.tenants, before.tenants);
-        assert_eq!(app.get("/api/v1/phone-numbers", &admin).await.body, numbers_before);
+        assert_eq!(
+            app.get("/api/v1/phone-numbers", &admin).await.body,
+            numbers_before
+        );
 
         // Duplicates are 409 naming the field.
         let r = app
-            .post("/api/v1/carriers", &admin, json!({"name": "Again", "gateway_name": "good-gw", "remote_host": "h.example"}))
+            .post(
+                "/api/v1/carriers",
+                &admin,
+                json!({"name": "Again", "gateway_name": "good-gw", "remote_host": "h.example"}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
         assert_eq!(r.error_fields(), ["gateway_name"]);
-        let r = app.post("/api/v1/tenants", &admin, json!({"name": "U", "context": "tctx"})).await;
+        let r = app
+            .post(
+                "/api/v1/tenants",
+                &admin,
+                json!({"name": "U", "context": "tctx"}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
         assert_eq!(r.error_fields(), ["context"]);
-        assert_eq!(app.store.load_dataset().await.unwrap().version, before.version);
+        assert_eq!(
+            app.store.load_dataset().await.unwrap().version,
+            before.version
+        );
     })
     .await;
 }
@@ -519,7 +825,11 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
         let (status, _) = app.fetch(support::app::config_body("acl.conf", None)).await;
         assert_eq!(status, StatusCode::OK);
         let metrics = get("/metrics").await;
-        assert!(metrics.text.contains("trunkline_xmlcurl_requests_total"), "{}", metrics.text);
+        assert!(
+            metrics.text.contains("trunkline_xmlcurl_requests_total"),
+            "{}",
+            metrics.text
+        );
         let doc = get("/api/openapi.json").await;
         assert_eq!(doc.status, StatusCode::OK);
         for path in [
@@ -533,9 +843,15 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
             "/api/v1/tenants/{id}",
             "/api/v1/route-preview",
         ] {
-            assert!(doc.body["paths"].get(path).is_some(), "openapi lacks {path}");
+            assert!(
+                doc.body["paths"].get(path).is_some(),
+                "openapi lacks {path}"
+            );
         }
-        assert_eq!(doc.body["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+        assert_eq!(
+            doc.body["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
         let unknown = get("/api/v1/nothing-here").await;
         assert_eq!(unknown.status, StatusCode::NOT_FOUND);
         assert!(unknown.body["errors"].is_array());

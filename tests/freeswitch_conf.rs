@@ -35,13 +35,15 @@ fn elements(relative: &str) -> Vec<Element> {
                     .map(|a| {
                         let a = a.expect("well-formed attribute");
                         (
-                            String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
-                            a.unescape_value().expect("escaped value").into_owned(),
+                            AsRef::<str>::as_ref(&a.key).to_string(),
+                            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                                .expect("escaped value")
+                                .into_owned(),
                         )
                     })
                     .collect();
                 out.push(Element {
-                    name: String::from_utf8(e.name().as_ref().to_vec()).unwrap(),
+                    name: AsRef::<str>::as_ref(&e.name()).to_string(),
                     attrs,
                 });
             }
@@ -72,13 +74,21 @@ fn every_file_in_freeswitch_conf_is_well_formed_xml() {
             if path.is_dir() {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "xml") {
-                let relative = path.strip_prefix(conf_dir()).unwrap().to_str().unwrap().to_string();
+                let relative = path
+                    .strip_prefix(conf_dir())
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
                 elements(&relative);
                 seen += 1;
             }
         }
     }
-    assert!(seen >= 8, "expected the whole drop-in set, found {seen} files");
+    assert!(
+        seen >= 8,
+        "expected the whole drop-in set, found {seen} files"
+    );
 }
 
 #[test]
@@ -126,7 +136,12 @@ fn mod_xml_curl_loads_before_mod_sofia() {
         .filter(|e| e.name == "load")
         .map(|e| e.attrs["module"].clone())
         .collect();
-    let at = |m: &str| modules.iter().position(|x| x == m).unwrap_or_else(|| panic!("{m}"));
+    let at = |m: &str| {
+        modules
+            .iter()
+            .position(|x| x == m)
+            .unwrap_or_else(|| panic!("{m}"))
+    };
     assert!(at("mod_xml_curl") < at("mod_sofia"));
     assert!(at("mod_event_socket") < at("mod_sofia"));
 }
@@ -141,8 +156,15 @@ fn static_fallbacks_refuse_calls_start_no_profile_and_admit_no_carrier() {
         .filter(|e| e.name == "action")
         .map(|e| (e.attrs["application"].as_str(), e.attrs["data"].as_str()))
         .collect();
-    assert_eq!(actions.last(), Some(&("hangup", "NORMAL_TEMPORARY_FAILURE")));
-    assert!(!actions.iter().any(|(app, _)| *app == "bridge" || *app == "transfer"));
+    assert_eq!(
+        actions.last(),
+        Some(&("hangup", "NORMAL_TEMPORARY_FAILURE"))
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|(app, _)| *app == "bridge" || *app == "transfer")
+    );
 
     let sofia = elements("autoload_configs/sofia.conf.xml");
     assert!(!sofia.iter().any(|e| e.name == "profile"));
@@ -163,7 +185,13 @@ fn hardening_switches_are_the_ones_freeswitch_reads() {
         .collect();
     assert_eq!(
         vars,
-        ["disable_system_api_commands=true", "disable_system_app_commands=true"]
+        [
+            "disable_system_api_commands=true",
+            "disable_system_app_commands=true"
+        ]
     );
-    assert_eq!(params(&elements("hardening.switch.xml"))["api-expansion"], "false");
+    assert_eq!(
+        params(&elements("hardening.switch.xml"))["api-expansion"],
+        "false"
+    );
 }

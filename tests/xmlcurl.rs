@@ -24,7 +24,11 @@ struct World {
 
 impl World {
     fn carrier(&self, gateway: &str) -> Uuid {
-        self.gateway_ids.iter().find(|(g, _)| g == gateway).unwrap().1
+        self.gateway_ids
+            .iter()
+            .find(|(g, _)| g == gateway)
+            .unwrap()
+            .1
     }
 
     /// Fetches, checks the document is safe, and returns it.
@@ -37,7 +41,11 @@ impl World {
 }
 
 async fn world() -> World {
-    let (_, store) = support::db::backends().await.into_iter().next().expect("sqlite backend");
+    let (_, store) = support::db::backends()
+        .await
+        .into_iter()
+        .next()
+        .expect("sqlite backend");
     world_on(TestApp::start("sqlite", store).await).await
 }
 
@@ -68,7 +76,8 @@ async fn world_on(app: TestApp) -> World {
             Uuid::parse_str(c["id"].as_str().unwrap()).unwrap(),
         ));
     }
-    let id = |g: &str| gateway_ids.iter().find(|(n, _)| n == g).unwrap().1;
+    let platform_ids = gateway_ids.clone();
+    let id = |g: &str| platform_ids.iter().find(|(n, _)| n == g).unwrap().1;
     let platform_routes = [
         json!({"name": "NANP 1", "prefix": "+1", "carrier_id": id("alpha"), "priority": 1}),
         json!({"name": "NANP 2", "prefix": "+1", "carrier_id": id("bravo"), "priority": 2}),
@@ -109,7 +118,11 @@ async fn world_on(app: TestApp) -> World {
     let beta = app.tenant("Beta", Some("beta"), false).await;
     let exacto = app.tenant("Exacto", Some("exacto"), false).await;
     let r = app
-        .patch(&format!("/api/v1/tenants/{exacto}"), &admin, json!({"failover_mode": "exact"}))
+        .patch(
+            &format!("/api/v1/tenants/{exacto}"),
+            &admin,
+            json!({"failover_mode": "exact"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let other = app.tenant("Other", None, true).await;
@@ -135,7 +148,7 @@ fn bridged_gateways(xml: &str) -> Vec<String> {
     assert_document_is_safe(xml)
         .into_iter()
         .filter(|(app, _)| app == "bridge")
-        .map(|(_, data)| parse_bridge_data(&data).expect("strict grammar").gateway)
+        .map(|(_, data)| parse_bridge_data(&data).expect("strict grammar").gateway.to_string())
         .collect()
 }
 
@@ -151,16 +164,28 @@ async fn dialplan_documents_for_each_routing_case_match_their_snapshots() {
                 ("variable_trunkline_attestation", Some("A")),
             ]),
         ),
-        ("tenant_routes_override_platform_defaults", call("acme", "+33142685300", Some(w.acme))),
-        ("tenant_own_prefix_route", call("acme", "+442071234567", None)),
-        ("platform_defaults_when_the_tenant_has_none", call("beta", "+15551234567", None)),
+        (
+            "tenant_routes_override_platform_defaults",
+            call("acme", "+33142685300", Some(w.acme)),
+        ),
+        (
+            "tenant_own_prefix_route",
+            call("acme", "+442071234567", None),
+        ),
+        (
+            "platform_defaults_when_the_tenant_has_none",
+            call("beta", "+15551234567", None),
+        ),
         (
             "forced_carrier_valid",
             dialplan_body(&[
                 ("Hunt-Context", Some("acme")),
                 ("variable_trunkline_tenant_id", Some(&w.acme.to_string())),
                 ("variable_trunkline_attestation", None),
-                ("variable_trunkline_carrier_id", Some(&w.carrier("charlie").to_string())),
+                (
+                    "variable_trunkline_carrier_id",
+                    Some(&w.carrier("charlie").to_string()),
+                ),
             ]),
         ),
         (
@@ -169,13 +194,22 @@ async fn dialplan_documents_for_each_routing_case_match_their_snapshots() {
                 ("Hunt-Context", Some("acme")),
                 ("variable_trunkline_tenant_id", Some(&w.acme.to_string())),
                 ("variable_trunkline_attestation", None),
-                ("variable_trunkline_carrier_id", Some(&w.other_tenants_carrier.to_string())),
+                (
+                    "variable_trunkline_carrier_id",
+                    Some(&w.other_tenants_carrier.to_string()),
+                ),
             ]),
         ),
-        ("regex_and_prefix_at_equal_priority", call("trunkline", "+493012345678", None)),
+        (
+            "regex_and_prefix_at_equal_priority",
+            call("trunkline", "+493012345678", None),
+        ),
         ("no_route", call("trunkline", "+999123", None)),
         ("no_usable_carrier", call("trunkline", "+61212345678", None)),
-        ("invalid_destination", call("trunkline", "1@evil.example", None)),
+        (
+            "invalid_destination",
+            call("trunkline", "1@evil.example", None),
+        ),
         ("unknown_context", call("default", "+15551234567", None)),
         ("exact_first_fetch", call("exacto", "+15551234567", None)),
         (
@@ -185,8 +219,14 @@ async fn dialplan_documents_for_each_routing_case_match_their_snapshots() {
                 ("variable_trunkline_tenant_id", None),
                 ("variable_trunkline_attestation", None),
                 ("variable_trunkline_attempt", Some("1")),
-                ("variable_last_bridge_proto_specific_hangup_cause", Some("sip:503")),
-                ("variable_originate_disposition", Some("NORMAL_TEMPORARY_FAILURE")),
+                (
+                    "variable_last_bridge_proto_specific_hangup_cause",
+                    Some("sip:503"),
+                ),
+                (
+                    "variable_originate_disposition",
+                    Some("NORMAL_TEMPORARY_FAILURE"),
+                ),
             ]),
         ),
         (
@@ -196,7 +236,10 @@ async fn dialplan_documents_for_each_routing_case_match_their_snapshots() {
                 ("variable_trunkline_tenant_id", None),
                 ("variable_trunkline_attestation", None),
                 ("variable_trunkline_attempt", Some("1")),
-                ("variable_last_bridge_proto_specific_hangup_cause", Some("sip:486")),
+                (
+                    "variable_last_bridge_proto_specific_hangup_cause",
+                    Some("sip:486"),
+                ),
                 ("variable_originate_disposition", Some("USER_BUSY")),
             ]),
         ),
@@ -211,18 +254,45 @@ async fn dialplan_documents_for_each_routing_case_match_their_snapshots() {
 async fn the_routing_cases_pick_the_expected_carriers_in_order() {
     let w = world().await;
     let gateways = |xml: String| bridged_gateways(&xml);
-    assert_eq!(gateways(w.fetch(call("trunkline", "+15551234567", None)).await), ["alpha", "bravo", "charlie"]);
-    assert_eq!(gateways(w.fetch(call("acme", "+33142685300", None)).await), ["echo"], "tenant route wins");
-    assert_eq!(gateways(w.fetch(call("beta", "+33142685300", None)).await), ["delta"], "platform default");
-    assert_eq!(gateways(w.fetch(call("trunkline", "+493012345678", None)).await), ["delta", "echo"], "prefix before regex");
-    assert_eq!(gateways(w.fetch(call("trunkline", "+491711234567", None)).await), ["delta"]);
-    assert!(gateways(w.fetch(call("trunkline", "+61212345678", None)).await).is_empty(), "inbound-only carrier skipped");
+    assert_eq!(
+        gateways(w.fetch(call("trunkline", "+15551234567", None)).await),
+        ["alpha", "bravo", "charlie"]
+    );
+    assert_eq!(
+        gateways(w.fetch(call("acme", "+33142685300", None)).await),
+        ["echo"],
+        "tenant route wins"
+    );
+    assert_eq!(
+        gateways(w.fetch(call("beta", "+33142685300", None)).await),
+        ["delta"],
+        "platform default"
+    );
+    assert_eq!(
+        gateways(w.fetch(call("trunkline", "+493012345678", None)).await),
+        ["delta", "echo"],
+        "prefix before regex"
+    );
+    assert_eq!(
+        gateways(w.fetch(call("trunkline", "+491711234567", None)).await),
+        ["delta"]
+    );
+    assert!(
+        gateways(w.fetch(call("trunkline", "+61212345678", None)).await).is_empty(),
+        "inbound-only carrier skipped"
+    );
     // The realistic fixture (≈160 fields) for tenant Acme, attestation A: Acme has no +1 route,
     // so the platform defaults apply and Charlie carries the attestation header.
-    let fixture = SAMPLE_DIALPLAN_FETCH.replace("7d6f1c2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f", &w.acme.to_string());
+    let fixture =
+        SAMPLE_DIALPLAN_FETCH.replace("7d6f1c2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f", &w.acme.to_string());
     let xml = w.fetch(fixture).await;
     assert_eq!(bridged_gateways(&xml), ["alpha", "bravo", "charlie"]);
-    assert!(xml.contains("[sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"), "{xml}");
+    assert!(
+        xml.contains(
+            "[sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
+        ),
+        "{xml}"
+    );
     assert!(xml.contains("sofia/gateway/alpha/9915551234567"), "{xml}");
     assert!(xml.contains(r#"<context name="trunkline">"#));
 }
@@ -232,11 +302,20 @@ async fn configuration_documents_match_their_snapshots() {
     let w = world().await;
     for (name, body) in [
         ("sofia_conf_full", config_body("sofia.conf", None)),
-        ("sofia_conf_profile_external", config_body("sofia.conf", Some("external"))),
-        ("sofia_conf_unknown_profile", config_body("sofia.conf", Some("internal"))),
+        (
+            "sofia_conf_profile_external",
+            config_body("sofia.conf", Some("external")),
+        ),
+        (
+            "sofia_conf_unknown_profile",
+            config_body("sofia.conf", Some("internal")),
+        ),
         ("acl_conf", config_body("acl.conf", None)),
         ("other_configuration_file", config_body("switch.conf", None)),
-        ("directory_section", "section=directory&tag_name=domain&key_name=name&key_value=example.com".into()),
+        (
+            "directory_section",
+            "section=directory&tag_name=domain&key_name=name&key_value=example.com".into(),
+        ),
         ("malformed_body", "%%%&&&=".into()),
     ] {
         let (status, xml) = w.app.fetch(body).await;
@@ -268,8 +347,14 @@ async fn hostile_destinations_and_caller_ids_never_change_document_structure() {
     for value in hostile {
         for context in ["trunkline", "acme"] {
             let xml = w.fetch(call(context, value, None)).await;
-            assert!(bridged_gateways(&xml).is_empty(), "{value:?} was bridged:\n{xml}");
-            assert!(xml.contains("application=\"hangup\"") || xml.contains("application=\"respond\""), "{value:?} not refused:\n{xml}");
+            assert!(
+                bridged_gateways(&xml).is_empty(),
+                "{value:?} was bridged:\n{xml}"
+            );
+            assert!(
+                xml.contains("application=\"hangup\"") || xml.contains("application=\"respond\""),
+                "{value:?} not refused:\n{xml}"
+            );
         }
         // As a caller ID with a valid destination: the carriers trunkline chose, nothing else.
         let body = dialplan_body(&[
@@ -285,10 +370,17 @@ async fn hostile_destinations_and_caller_ids_never_change_document_structure() {
             assert!(!xml.contains(fragment), "{value:?} leaked into:\n{xml}");
         }
         // As a tenant id, a forced carrier and an attestation level: refused or ignored.
-        for field in ["variable_trunkline_tenant_id", "variable_trunkline_carrier_id", "variable_trunkline_attestation"] {
+        for field in [
+            "variable_trunkline_tenant_id",
+            "variable_trunkline_carrier_id",
+            "variable_trunkline_attestation",
+        ] {
             let xml = w.fetch(dialplan_body(&[(field, Some(value))])).await;
             assert!(bridged_gateways(&xml).iter().all(|g| known.contains(g)));
-            assert!(!xml.contains("evil") && !xml.contains("system id"), "{field}={value:?}:\n{xml}");
+            assert!(
+                !xml.contains("evil") && !xml.contains("system id"),
+                "{field}={value:?}:\n{xml}"
+            );
         }
     }
 }
@@ -298,14 +390,30 @@ async fn hostile_stored_names_never_reach_a_document() {
     let w = world().await;
     let admin = w.app.admin.clone();
     let hostile = "${system id}|sofia/gateway/x/1<b>\"'&";
-    let tenant = w.app.create("/api/v1/tenants", &admin, json!({"name": hostile, "context": "hostile"})).await;
+    let tenant = w
+        .app
+        .create(
+            "/api/v1/tenants",
+            &admin,
+            json!({"name": hostile, "context": "hostile"}),
+        )
+        .await;
     let tenant = Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
     let carrier = w
         .app
-        .create("/api/v1/carriers", &admin, json!({"tenant_id": tenant, "name": hostile, "remote_host": "sip.h.example"}))
+        .create(
+            "/api/v1/carriers",
+            &admin,
+            json!({"tenant_id": tenant, "name": hostile, "remote_host": "sip.h.example"}),
+        )
         .await;
     let gateway = carrier["gateway_name"].as_str().unwrap().to_string();
-    assert!(gateway.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c)), "{gateway}");
+    assert!(
+        gateway
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c)),
+        "{gateway}"
+    );
     w.app
         .create(
             "/api/v1/outbound-routes",
@@ -340,7 +448,10 @@ async fn route_explain_and_the_dialplan_fetch_give_the_same_answer() {
         (None, "+493012345678", None),
     ];
     for (tenant, destination, forced) in cases {
-        let mut query = format!("/api/v1/route-preview?destination={}", support::app::fs_encode(destination));
+        let mut query = format!(
+            "/api/v1/route-preview?destination={}",
+            support::app::fs_encode(destination)
+        );
         if let Some(t) = tenant {
             query.push_str(&format!("&tenant_id={t}"));
         }
@@ -368,7 +479,12 @@ async fn route_explain_and_the_dialplan_fetch_give_the_same_answer() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|l| parse_bridge_data(l["dial_string"].as_str().unwrap()).unwrap().gateway)
+            .map(|l| {
+                parse_bridge_data(l["dial_string"].as_str().unwrap())
+                    .unwrap()
+                    .gateway
+                    .to_string()
+            })
             .collect();
         let mode = preview.body["failover_mode"].as_str().unwrap();
         if mode == "default" {
@@ -379,28 +495,64 @@ async fn route_explain_and_the_dialplan_fetch_give_the_same_answer() {
         }
     }
     // The failover section names the causes and the collisions (486 and 600 are USER_BUSY).
-    let preview = w.app.get("/api/v1/route-preview?destination=%2B15551234567", &admin).await;
+    let preview = w
+        .app
+        .get("/api/v1/route-preview?destination=%2B15551234567", &admin)
+        .await;
     let first = &preview.body["legs"][0];
     assert_eq!(first["leg"]["gateway_name"], "alpha");
-    let causes: Vec<&str> = first["continue_on_fail"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert!(causes.contains(&"USER_BUSY") && causes.contains(&"GATEWAY_DOWN") && causes.contains(&"PROGRESS_TIMEOUT"));
+    let causes: Vec<&str> = first["continue_on_fail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        causes.contains(&"USER_BUSY")
+            && causes.contains(&"GATEWAY_DOWN")
+            && causes.contains(&"PROGRESS_TIMEOUT")
+    );
     let busy = first["collisions"]
         .as_array()
         .unwrap()
         .iter()
         .find(|c| c["cause"] == "USER_BUSY")
         .expect("USER_BUSY collision");
-    assert!(busy["other_codes"].as_array().unwrap().contains(&json!(486)));
-    assert!(busy["failover_codes"].as_array().unwrap().contains(&json!(600)));
+    assert!(
+        busy["other_codes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(486))
+    );
+    assert!(
+        busy["failover_codes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(600))
+    );
     let considered = preview.body["considered"].as_array().unwrap();
     assert_eq!(considered.len(), 3);
     // A forced carrier that does not exist is ignored and the explanation says why.
     let preview = w
         .app
-        .get(&format!("/api/v1/route-preview?destination=%2B15551234567&carrier_id={}", Uuid::now_v7()), &admin)
+        .get(
+            &format!(
+                "/api/v1/route-preview?destination=%2B15551234567&carrier_id={}",
+                Uuid::now_v7()
+            ),
+            &admin,
+        )
         .await;
-    assert_eq!(preview.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", preview.text);
-    let preview = w.app.get("/api/v1/route-preview?destination=1%40evil.example", &admin).await;
+    assert_eq!(
+        preview.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        preview.text
+    );
+    let preview = w
+        .app
+        .get("/api/v1/route-preview?destination=1%40evil.example", &admin)
+        .await;
     assert_eq!(preview.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(preview.error_fields(), ["destination"]);
 }
@@ -417,11 +569,26 @@ async fn a_committed_write_is_in_the_very_next_fetch() {
             json!({"name": "Japan", "prefix": "+81", "carrier_id": w.carrier("echo")}),
         )
         .await;
-    assert_eq!(bridged_gateways(&w.fetch(call("trunkline", "+81312345678", None)).await), ["echo"]);
+    assert_eq!(
+        bridged_gateways(&w.fetch(call("trunkline", "+81312345678", None)).await),
+        ["echo"]
+    );
     let sofia = w.fetch(config_body("sofia.conf", Some("external"))).await;
     assert!(sofia.contains(r#"<gateway name="echo">"#));
-    let r = w.app.patch(&format!("/api/v1/carriers/{}", w.carrier("delta")), &admin, json!({"status": "disabled"})).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "routes still use delta: {}", r.text);
+    let r = w
+        .app
+        .patch(
+            &format!("/api/v1/carriers/{}", w.carrier("delta")),
+            &admin,
+            json!({"status": "disabled"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "routes still use delta: {}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -435,11 +602,31 @@ async fn the_endpoint_checks_credentials_and_the_client_allow_list() {
     let app = TestApp::start_with("sqlite", store, settings).await;
     let url = format!("{}/freeswitch/xml", app.base);
     let body = config_body("acl.conf", None);
-    let anonymous = app.client.post(&url).body(body.clone()).send().await.unwrap();
+    let anonymous = app
+        .client
+        .post(&url)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let wrong = app.client.post(&url).basic_auth("freeswitch", Some("nope")).body(body.clone()).send().await.unwrap();
+    let wrong = app
+        .client
+        .post(&url)
+        .basic_auth("freeswitch", Some("nope"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let right = app.client.post(&url).basic_auth("freeswitch", Some("pw")).body(body.clone()).send().await.unwrap();
+    let right = app
+        .client
+        .post(&url)
+        .basic_auth("freeswitch", Some("pw"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(right.status(), StatusCode::OK);
     assert!(right.text().await.unwrap().contains("trunkline_carriers"));
 
@@ -448,13 +635,21 @@ async fn the_endpoint_checks_credentials_and_the_client_allow_list() {
     let (_, store) = support::db::backends().await.into_iter().next().unwrap();
     let app = TestApp::start_with("sqlite", store, settings).await;
     let (status, _) = app.fetch(body).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "127.0.0.1 is outside 10.0.0.0/8");
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "127.0.0.1 is outside 10.0.0.0/8"
+    );
 }
 
 #[tokio::test]
 async fn an_oversized_body_gets_the_not_found_document() {
     let w = world().await;
-    let body = format!("{}&padding={}", call("trunkline", "+15551234567", None), "x".repeat(600 * 1024));
+    let body = format!(
+        "{}&padding={}",
+        call("trunkline", "+15551234567", None),
+        "x".repeat(600 * 1024)
+    );
     let (status, xml) = w.app.fetch(body).await;
     assert_eq!(status, StatusCode::OK);
     assert!(xml.contains(r#"<result status="not found"/>"#), "{xml}");

@@ -23,7 +23,11 @@ use crate::store::{PhoneNumberFilter, TenantScope};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_phone_numbers, create_phone_number))
-        .routes(routes!(get_phone_number, update_phone_number, delete_phone_number))
+        .routes(routes!(
+            get_phone_number,
+            update_phone_number,
+            delete_phone_number
+        ))
 }
 
 /// A phone number as the API writes it.
@@ -64,9 +68,13 @@ impl PhoneNumberBody {
             return Err(e.finish().expect_err("an error was recorded"));
         };
         e.finish()?;
-        let mut capabilities = self.capabilities;
-        capabilities.sort_by_key(|c| c.as_str());
-        capabilities.dedup();
+        // A set, kept in the order written so that it round-trips; repeats are dropped.
+        let mut capabilities = Vec::with_capacity(self.capabilities.len());
+        for c in self.capabilities {
+            if !capabilities.contains(&c) {
+                capabilities.push(c);
+            }
+        }
         Ok(NewPhoneNumber {
             tenant_id,
             number: number.ok_or_else(|| ApiError::Internal("number missing".into()))?,
@@ -126,7 +134,10 @@ pub async fn list_phone_numbers(
         None => TenantScope::All,
         Some(t) => TenantScope::Tenant(t),
     };
-    let filter = PhoneNumberFilter { scope, carrier_id: q.carrier_id };
+    let filter = PhoneNumberFilter {
+        scope,
+        carrier_id: q.carrier_id,
+    };
     let found = state.store.list_phone_numbers(&filter, &page).await?;
     Ok(Json(ListResponse::from_page(found, PhoneNumberView::from)))
 }
@@ -203,7 +214,11 @@ async fn owned_number(
     principal: &Principal,
     id: Uuid,
 ) -> Result<PhoneNumber, ApiError> {
-    let number = state.store.get_phone_number(id).await?.ok_or(ApiError::NotFound)?;
+    let number = state
+        .store
+        .get_phone_number(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if principal.can_read(Some(number.tenant_id), false) {
         Ok(number)
     } else {

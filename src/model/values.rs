@@ -192,7 +192,9 @@ impl DisplayName {
 }
 
 string_newtype!(
-    /// The dialled number, validated: `^\+?[0-9*#]{1,32}$` after trimming (DESIGN.md §3 rule 1).
+    /// The dialled number, validated: `^\+?[0-9*#]{1,32}$` after trimming spaces (DESIGN.md §3
+    /// rule 1). Only spaces are trimmed: a CR, LF or other control character is refused, since
+    /// FreeSWITCH's own value would then differ from the literal we route on.
     /// This literal — never `${destination_number}` or `$1` — is what documents embed
     /// (FREESWITCH.md §6.4.1).
     Destination
@@ -200,7 +202,7 @@ string_newtype!(
 
 impl Destination {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        let t = s.trim();
+        let t = s.trim_matches(' ');
         let digits = t.strip_prefix('+').unwrap_or(t);
         if (1..=32).contains(&digits.len()) && all_chars(digits, is_digit_or_star_hash) {
             Ok(Self(t.to_string()))
@@ -243,7 +245,7 @@ string_newtype!(
 
 impl CallerNumber {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        let t = s.trim();
+        let t = s.trim_matches(' ');
         let digits = t.strip_prefix('+').unwrap_or(t);
         if (1..=20).contains(&digits.len()) && all_chars(digits, |c| c.is_ascii_digit()) {
             Ok(Self(t.to_string()))
@@ -255,14 +257,14 @@ impl CallerNumber {
 
 string_newtype!(
     /// A digit string used for number manipulation (strip/add prefix, add suffix):
-    /// `^\+?[0-9*#]{0,16}$`. Empty means "nothing".
+    /// `^\+?[0-9*#]{0,16}$`. Empty means "nothing"; `+` alone strips or adds the plus.
     Digits
 );
 
 impl Digits {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
         let digits = s.strip_prefix('+').unwrap_or(s);
-        if digits.len() <= 16 && all_chars(digits, is_digit_or_star_hash) && s != "+" {
+        if digits.len() <= 16 && all_chars(digits, is_digit_or_star_hash) {
             Ok(Self(s.to_string()))
         } else {
             Err(Invalid::new("must match ^\\+?[0-9*#]{0,16}$"))
@@ -285,21 +287,21 @@ impl Default for Digits {
 }
 
 string_newtype!(
-    /// A route's destination prefix: digits with an optional leading `+` (ignored for matching),
-    /// up to 16 digits. `""` and `"all"` both parse to the empty prefix, which matches every
-    /// destination.
+    /// A route's destination prefix: digits with an optional leading `+` (kept as written,
+    /// ignored for matching), up to 16 digits. `""` and `"all"` both parse to the empty prefix,
+    /// which matches every destination.
     RoutePrefix
 );
 
 impl RoutePrefix {
     pub fn parse(s: &str) -> Result<Self, Invalid> {
-        let t = s.trim();
+        let t = s.trim_matches(' ');
         if t.eq_ignore_ascii_case("all") || t.is_empty() {
             return Ok(Self(String::new()));
         }
         let digits = t.strip_prefix('+').unwrap_or(t);
         if (1..=16).contains(&digits.len()) && all_chars(digits, is_digit_or_star_hash) {
-            Ok(Self(digits.to_string()))
+            Ok(Self(t.to_string()))
         } else {
             Err(Invalid::new(
                 "prefix must be \"all\", \"\" or match ^\\+?[0-9*#]{1,16}$",
@@ -309,7 +311,7 @@ impl RoutePrefix {
 
     /// The digits to match (never includes `+`); empty matches every destination.
     pub fn digits(&self) -> &str {
-        &self.0
+        self.0.strip_prefix('+').unwrap_or(&self.0)
     }
 }
 
@@ -576,6 +578,17 @@ impl Cidr {
                 .map_err(|_| Invalid::new("must be an IPv4 or IPv6 CIDR such as 203.0.113.0/24"))?;
             ipnet::IpNet::from(ip)
         };
+        // An allow-list entry this broad admits (nearly) the whole Internet: for a carrier ACL
+        // or the xml_curl allow-list that is always a mistake.
+        let too_broad = match net {
+            ipnet::IpNet::V4(n) => n.prefix_len() < 8,
+            ipnet::IpNet::V6(n) => n.prefix_len() < 16,
+        };
+        if too_broad {
+            return Err(Invalid::new(
+                "too broad for an allow-list: at least /8 for IPv4 and /16 for IPv6",
+            ));
+        }
         Ok(Self(net.trunc()))
     }
 
@@ -847,6 +860,25 @@ mod tests {
         assert!(RouteRegex::parse("(?i)1").is_err());
         assert!(E164::parse("+442071234567").is_ok());
         assert!(E164::parse("442071234567").is_err());
+    }
+
+    #[test]
+    fn allow_list_cidrs_broader_than_8_or_16_bits_are_refused() {
+        for s in ["0.0.0.0/0", "128.0.0.0/1", "10.0.0.0/7", "::/0", "2000::/15"] {
+            assert!(Cidr::parse(s).is_err(), "{s}");
+        }
+        assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(Cidr::parse("2001:db8::/16").unwrap().to_string(), "2001::/16");
+    }
+
+    #[test]
+    fn numbers_trim_spaces_but_refuse_control_characters() {
+        assert_eq!(Destination::parse(" +1555 ").unwrap().as_str(), "+1555");
+        assert_eq!(CallerNumber::parse(" 1555").unwrap().as_str(), "1555");
+        for s in ["+1555\n", "+1555\r", "\t1555", "1555\u{0}"] {
+            assert!(Destination::parse(s).is_err(), "destination {s:?}");
+            assert!(CallerNumber::parse(s).is_err(), "caller {s:?}");
+        }
     }
 
     #[test]
