@@ -1,0 +1,316 @@
+//! HTTP load on `POST /freeswitch/xml` the way mod_xml_curl sends it: a **new TCP connection
+//! per request** (FREESWITCH.md §1.1: `curl_easy_init` per fetch, no keep-alive), a realistic
+//! ~160-field dialplan form body, over loopback only, bounded in time.
+//!
+//! It starts trunkline in-process on a generated platform (1,000 tenants, 1,000 carriers,
+//! 100,000 routes) and, in the same run, a baseline: a minimal axum handler that reads the same
+//! body and returns a fixed document of the same size. Each server gets a closed-loop phase
+//! (maximum throughput) and an open-loop phase at half that rate (latency percentiles, measured
+//! from each request's scheduled start so a stall is not hidden). The result that holds on a
+//! noisy machine is the ratio of the two.
+//!
+//! `cargo bench --bench http_load` (about 45 s). Under `cargo test` it runs a short smoke pass
+//! on a small platform. The dataset is published in-process with the same `Published::build` the
+//! service uses after a committed change: writing 100,000 routes through the API first would
+//! take minutes and measure nothing more.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::routing::post;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use trunkline::app::{Application, load_templates};
+use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
+use trunkline::model::fixtures::platform;
+use trunkline::model::{Route, RouteMatch};
+use trunkline::routing::RoutingSettings;
+use trunkline::store::{Dataset, Store};
+use trunkline::xmlcurl::{PublishSettings, Published};
+use uuid::Uuid;
+
+struct Plan {
+    routes: usize,
+    phase: Duration,
+    workers: usize,
+}
+
+fn plan() -> Plan {
+    if std::env::args().any(|a| a == "--bench") {
+        Plan {
+            routes: 100_000,
+            phase: Duration::from_secs(10),
+            workers: 32,
+        }
+    } else {
+        Plan {
+            routes: 1_000,
+            phase: Duration::from_millis(300),
+            workers: 4,
+        }
+    }
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The fixture body with its tenant, destination and call id replaced, encoded as FreeSWITCH
+/// encodes values (`+` as `%2B`).
+fn dialplan_body(tenant: Uuid, destination: &str, call: usize) -> String {
+    let encoded = destination.replace('+', "%2B");
+    SAMPLE_DIALPLAN_FETCH
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = match name {
+                "variable_trunkline_tenant_id" => tenant.to_string(),
+                "Caller-Destination-Number" | "Hunt-Destination-Number" => encoded.clone(),
+                "Unique-ID" | "Caller-Unique-ID" => format!("{:08x}-0000-4000-8000-000000000000", call),
+                _ => value.to_string(),
+            };
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Raw HTTP/1.1 requests, one per body, each asking the server to close the connection.
+fn build_requests(addr: SocketAddr, routes: &[Route]) -> Vec<Vec<u8>> {
+    routes
+        .iter()
+        .step_by((routes.len() / 256).max(1))
+        .enumerate()
+        .map(|(i, r)| {
+            let digits = match &r.matcher {
+                RouteMatch::Prefix(p) => p.digits().to_string(),
+                RouteMatch::Regex(_) => "1".to_string(),
+            };
+            let destination = format!("+{digits}{}", "5550123456".get(..(12 - digits.len().min(11))).unwrap_or("5"));
+            let body = dialplan_body(r.tenant_id.unwrap_or_default(), &destination, i);
+            format!(
+                "POST /freeswitch/xml HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: freeswitch-xml/1.0\r\nAccept: */*\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// One fetch on a new connection; the time to the last byte of the answer.
+async fn fetch(addr: SocketAddr, request: &[u8]) -> std::io::Result<usize> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    stream.write_all(request).await?;
+    let mut answer = Vec::with_capacity(4096);
+    stream.read_to_end(&mut answer).await?;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other("not HTTP 200"));
+    }
+    Ok(answer.len())
+}
+
+struct Phase {
+    completed: u64,
+    errors: u64,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, self.latencies_us.len());
+        self.latencies_us[i - 1] as f64 / 1000.0
+    }
+}
+
+/// Closed loop: `workers` clients each fetch back to back for `duration`.
+async fn max_throughput(addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, workers: usize, duration: Duration) -> Phase {
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let (stop, errors, requests) = (stop.clone(), errors.clone(), requests.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    match fetch(addr, &requests[i % requests.len()]).await {
+                        Ok(_) => latencies.push(t.elapsed().as_micros() as u64),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    i += workers;
+                }
+                latencies
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies_us = Vec::new();
+    for t in tasks {
+        latencies_us.extend(t.await.expect("worker"));
+    }
+    let elapsed = started.elapsed();
+    latencies_us.sort_unstable();
+    Phase {
+        completed: latencies_us.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed,
+        latencies_us,
+    }
+}
+
+/// Open loop: requests start at a fixed `rate` whatever the server does; latency counts from
+/// the scheduled start (no coordinated omission).
+async fn paced(addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, rate: f64, duration: Duration) -> Phase {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let total = (duration.as_secs_f64() * rate).max(1.0) as usize;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = started + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            fetch(addr, &requests[i % requests.len()])
+                .await
+                .map(|_| scheduled.elapsed().as_micros() as u64)
+        }));
+    }
+    let mut latencies_us = Vec::with_capacity(total);
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.expect("request task") {
+            Ok(us) => latencies_us.push(us),
+            Err(_) => errors += 1,
+        }
+    }
+    latencies_us.sort_unstable();
+    Phase {
+        completed: latencies_us.len() as u64,
+        errors,
+        elapsed: started.elapsed(),
+        latencies_us,
+    }
+}
+
+async fn measure(name: &str, addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, plan: &Plan) -> (Phase, Phase) {
+    let max = max_throughput(addr, requests.clone(), plan.workers, plan.phase).await;
+    let half = paced(addr, requests, max.rate() / 2.0, plan.phase).await;
+    for (phase, label) in [(&max, "closed loop"), (&half, "paced at half")] {
+        println!(
+            "| {name} | {label} | {:.0} req/s | {:.3} | {:.3} | {:.3} | {} |",
+            phase.rate(),
+            phase.percentile(0.50),
+            phase.percentile(0.99),
+            phase.percentile(0.999),
+            phase.errors
+        );
+    }
+    (max, half)
+}
+
+/// The baseline: reads the body, answers a fixed document of `size` bytes.
+async fn baseline(size: usize) -> SocketAddr {
+    let document = Bytes::from(vec![b' '; size]);
+    let app = axum::Router::new().route(
+        "/freeswitch/xml",
+        post(move |body: Bytes| {
+            let document = document.clone();
+            async move {
+                std::hint::black_box(body);
+                ([(axum::http::header::CONTENT_TYPE, "text/xml")], document)
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind baseline");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("baseline serves") });
+    addr
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let plan = plan();
+    let rss_start = rss_mib();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("load.db").display()))
+        .await
+        .expect("database");
+    store.migrate().await.expect("migrate");
+    let mut settings = trunkline::config::Settings::defaults();
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.templates_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let templates = load_templates(&settings.templates_dir, &settings.template_vars).expect("templates");
+    let publish = PublishSettings {
+        default_context: settings.default_context.clone(),
+        failover_mode: settings.failover_mode,
+        routing: RoutingSettings {
+            default_failover_codes: settings.failover_codes.clone(),
+            max_legs: settings.max_legs,
+        },
+    };
+    let app = Application::with_store(settings, store).await.expect("trunkline builds");
+    let (tenants, carriers, routes) = platform(1_000, 1_000, plan.routes);
+    let built = Instant::now();
+    // Version 0 is the empty database's: the safety-net refresh then sees nothing to reload.
+    let published = Published::build(
+        Dataset {
+            version: 0,
+            tenants,
+            carriers,
+            routes: routes.clone(),
+        },
+        &templates,
+        &publish,
+    )
+    .expect("documents render");
+    let build_time = built.elapsed();
+    app.state().published.store(Arc::new(published));
+    let rss_loaded = rss_mib();
+    let addr = app.local_addr();
+    tokio::spawn(app.run(std::future::pending()));
+
+    let requests = Arc::new(build_requests(addr, &routes));
+    let sample = fetch(addr, &requests[0]).await.expect("first fetch");
+    let baseline_addr = baseline(sample).await;
+    let baseline_requests = Arc::new(build_requests(baseline_addr, &routes));
+
+    println!(
+        "platform: 1000 tenants, 1000 carriers, {} routes; snapshot + documents built in {:.0} ms; RSS {rss_start:.0} MiB at start, {rss_loaded:.0} MiB loaded",
+        plan.routes,
+        build_time.as_secs_f64() * 1000.0
+    );
+    println!("| server | phase | throughput | p50 ms | p99 ms | p99.9 ms | errors |");
+    println!("|---|---|---|---|---|---|---|");
+    let (base_max, _) = measure("baseline", baseline_addr, baseline_requests, &plan).await;
+    let (tl_max, tl_half) = measure("trunkline", addr, requests, &plan).await;
+    println!(
+        "ratio trunkline/baseline throughput: {:.2}; trunkline p99 at half load: {:.3} ms; RSS at end {:.0} MiB",
+        tl_max.rate() / base_max.rate(),
+        tl_half.percentile(0.99),
+        rss_mib()
+    );
+    assert_eq!(tl_max.errors + tl_half.errors, 0, "trunkline answered with errors");
+    assert!(tl_max.completed > 0, "no request completed");
+}
