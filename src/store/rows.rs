@@ -52,7 +52,11 @@ fn from_json<T: DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> 
     serde_json::from_str(s).map_err(|e| corrupt(what, e))
 }
 
-fn value<T>(what: &str, s: &str, parse: impl Fn(&str) -> Result<T, Invalid>) -> Result<T, StoreError> {
+fn value<T>(
+    what: &str,
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, Invalid>,
+) -> Result<T, StoreError> {
     parse(s).map_err(|e| corrupt(what, e))
 }
 
@@ -64,8 +68,36 @@ fn opt_value<T>(
     s.map(|s| value(what, s, &parse)).transpose()
 }
 
+/// A cost from its two columns, which are both set or both NULL.
+fn cost(
+    what: &str,
+    micros: Option<i64>,
+    currency: Option<&str>,
+) -> Result<Option<Cost>, StoreError> {
+    match (micros, currency) {
+        (None, None) => Ok(None),
+        (Some(micros), Some(currency)) => Ok(Some(Cost {
+            rate: Rate::from_micros(micros).map_err(|e| corrupt(what, e))?,
+            currency: value(what, currency, Currency::parse)?,
+        })),
+        _ => Err(corrupt(
+            what,
+            "micro-units and currency must be set together",
+        )),
+    }
+}
+
+/// The two columns (`…_micros`, `…_currency`) of an optional cost.
+pub fn cost_columns(c: Option<&Cost>) -> (Option<i64>, Option<String>) {
+    (
+        c.map(|c| c.rate.micros()),
+        c.map(|c| c.currency.to_string()),
+    )
+}
+
 fn small(what: &str, n: Option<i64>) -> Result<Option<u32>, StoreError> {
-    n.map(|n| u32::try_from(n).map_err(|e| corrupt(what, e))).transpose()
+    n.map(|n| u32::try_from(n).map_err(|e| corrupt(what, e)))
+        .transpose()
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -75,6 +107,8 @@ pub struct TenantRow {
     pub context: Option<String>,
     pub features: String,
     pub failover_mode: Option<String>,
+    pub max_cost_micros: Option<i64>,
+    pub max_cost_currency: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -84,12 +118,21 @@ impl TenantRow {
         Ok(Tenant {
             id: parse_id("tenants.id", &self.id)?,
             name: value("tenants.name", &self.name, DisplayName::parse)?,
-            context: opt_value("tenants.context", self.context.as_deref(), ContextName::parse)?,
+            context: opt_value(
+                "tenants.context",
+                self.context.as_deref(),
+                ContextName::parse,
+            )?,
             features: from_json("tenants.features", &self.features)?,
             failover_mode: opt_value(
                 "tenants.failover_mode",
                 self.failover_mode.as_deref(),
                 FailoverMode::parse,
+            )?,
+            max_cost: cost(
+                "tenants.max_cost",
+                self.max_cost_micros,
+                self.max_cost_currency.as_deref(),
             )?,
             created_at: parse_ts("tenants.created_at", &self.created_at)?,
             updated_at: parse_ts("tenants.updated_at", &self.updated_at)?,
@@ -126,6 +169,8 @@ pub struct CarrierRow {
     pub attestation_header: Option<String>,
     pub failover_codes: Option<String>,
     pub leg_progress_timeout_seconds: Option<i64>,
+    pub cost_micros: Option<i64>,
+    pub cost_currency: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
@@ -139,8 +184,16 @@ impl CarrierRow {
             id: parse_id("carriers.id", &self.id)?,
             tenant_id: parse_opt_id("carriers.tenant_id", self.tenant_id.as_deref())?,
             name: value("carriers.name", &self.name, DisplayName::parse)?,
-            gateway_name: value("carriers.gateway_name", &self.gateway_name, GatewayName::parse)?,
-            carrier_type: value("carriers.carrier_type", &self.carrier_type, CarrierType::parse)?,
+            gateway_name: value(
+                "carriers.gateway_name",
+                &self.gateway_name,
+                GatewayName::parse,
+            )?,
+            carrier_type: value(
+                "carriers.carrier_type",
+                &self.carrier_type,
+                CarrierType::parse,
+            )?,
             direction: value("carriers.direction", &self.direction, Direction::parse)?,
             status: value("carriers.status", &self.status, CarrierStatus::parse)?,
             remote_host: value("carriers.remote_host", &self.remote_host, Host::parse)?,
@@ -160,8 +213,16 @@ impl CarrierRow {
                 Password::parse,
             )?,
             realm: opt_value("carriers.realm", self.realm.as_deref(), Host::parse)?,
-            from_user: opt_value("carriers.from_user", self.from_user.as_deref(), SipUser::parse)?,
-            from_domain: opt_value("carriers.from_domain", self.from_domain.as_deref(), Host::parse)?,
+            from_user: opt_value(
+                "carriers.from_user",
+                self.from_user.as_deref(),
+                SipUser::parse,
+            )?,
+            from_domain: opt_value(
+                "carriers.from_domain",
+                self.from_domain.as_deref(),
+                Host::parse,
+            )?,
             caller_id_in_from: self.caller_id_in_from,
             ping_seconds: small("carriers.ping_seconds", self.ping_seconds)?,
             inbound_ips: from_json("carriers.inbound_ips", &self.inbound_ips)?,
@@ -183,6 +244,11 @@ impl CarrierRow {
                 "carriers.leg_progress_timeout_seconds",
                 self.leg_progress_timeout_seconds,
             )?,
+            cost: cost(
+                "carriers.cost",
+                self.cost_micros,
+                self.cost_currency.as_deref(),
+            )?,
             created_at: parse_ts("carriers.created_at", &self.created_at)?,
             updated_at: parse_ts("carriers.updated_at", &self.updated_at)?,
             archived_at: parse_opt_ts("carriers.archived_at", self.archived_at.as_deref())?,
@@ -203,13 +269,23 @@ pub struct RouteRow {
     pub strip_prefix: String,
     pub add_prefix: String,
     pub enabled: bool,
+    pub cost_micros: Option<i64>,
+    pub cost_currency: Option<String>,
+    pub weight: Option<i64>,
+    pub caller_prefix: Option<String>,
+    pub caller_regex: Option<String>,
+    pub schedule: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl RouteRow {
     pub fn into_model(self) -> Result<Route, StoreError> {
-        let matcher = match value("outbound_routes.match_type", &self.match_type, MatchType::parse)? {
+        let matcher = match value(
+            "outbound_routes.match_type",
+            &self.match_type,
+            MatchType::parse,
+        )? {
             MatchType::Prefix => RouteMatch::Prefix(value(
                 "outbound_routes.prefix",
                 self.prefix.as_deref().unwrap_or_default(),
@@ -228,9 +304,43 @@ impl RouteRow {
             matcher,
             carrier_id: parse_id("outbound_routes.carrier_id", &self.carrier_id)?,
             priority: self.priority,
-            strip_prefix: value("outbound_routes.strip_prefix", &self.strip_prefix, Digits::parse)?,
-            add_prefix: value("outbound_routes.add_prefix", &self.add_prefix, Digits::parse)?,
+            strip_prefix: value(
+                "outbound_routes.strip_prefix",
+                &self.strip_prefix,
+                Digits::parse,
+            )?,
+            add_prefix: value(
+                "outbound_routes.add_prefix",
+                &self.add_prefix,
+                Digits::parse,
+            )?,
             enabled: self.enabled,
+            criteria: RouteCriteria {
+                schedule: self
+                    .schedule
+                    .as_deref()
+                    .map(|s| from_json("outbound_routes.schedule", s))
+                    .transpose()?,
+                cost: cost(
+                    "outbound_routes.cost",
+                    self.cost_micros,
+                    self.cost_currency.as_deref(),
+                )?,
+                weight: self
+                    .weight
+                    .map(|w| Weight::new(w).map_err(|e| corrupt("outbound_routes.weight", e)))
+                    .transpose()?,
+                caller_prefix: opt_value(
+                    "outbound_routes.caller_prefix",
+                    self.caller_prefix.as_deref(),
+                    CallerPrefix::parse,
+                )?,
+                caller_regex: opt_value(
+                    "outbound_routes.caller_regex",
+                    self.caller_regex.as_deref(),
+                    RouteRegex::parse,
+                )?,
+            },
             created_at: parse_ts("outbound_routes.created_at", &self.created_at)?,
             updated_at: parse_ts("outbound_routes.updated_at", &self.updated_at)?,
         })

@@ -1,0 +1,8 @@
+//! Shared by the integration test binaries: real databases ([`db`]) and a running trunkline
+//! over one ([`app`]).
+
+#![allow(dead_code)]
+
+pub mod app;
+pub mod db;
+pub mod fake_switch;
