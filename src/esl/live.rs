@@ -1,0 +1,166 @@
+//! What the supervisors know right now, per switch, for the API: connection state, Core-UUID,
+//! last successful sync, pending operations, every gateway as the node last reported it
+//! (xmlstatus, then `sofia::gateway_state` events), and each gateway's last reconcile result.
+//! In memory only: it is rebuilt from the node on every connection.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::gateway_status::GatewayStatus;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    Connected,
+    Connecting,
+    AuthFailed,
+    Down,
+    Disabled,
+    /// Another trunkline instance holds this node's lease and acts on it.
+    Standby,
+}
+
+/// The outcome of the last reconcile pass for one gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct GatewayResult {
+    /// `ok` or `failed`.
+    pub result: &'static str,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl GatewayResult {
+    pub fn ok() -> Self {
+        GatewayResult {
+            result: "ok",
+            detail: None,
+            at: Utc::now(),
+        }
+    }
+
+    pub fn failed(detail: String) -> Self {
+        GatewayResult {
+            result: "failed",
+            detail: Some(detail),
+            at: Utc::now(),
+        }
+    }
+}
+
+/// One switch's live view.
+#[derive(Debug, Clone)]
+pub struct SwitchLive {
+    pub connection: ConnectionState,
+    pub last_error: Option<String>,
+    pub core_uuid: Option<String>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub pending_operations: usize,
+    pub gateways: HashMap<String, GatewayStatus>,
+    pub results: HashMap<String, GatewayResult>,
+}
+
+impl Default for SwitchLive {
+    fn default() -> Self {
+        SwitchLive {
+            connection: ConnectionState::Down,
+            last_error: None,
+            core_uuid: None,
+            last_sync_at: None,
+            pending_operations: 0,
+            gateways: HashMap::new(),
+            results: HashMap::new(),
+        }
+    }
+}
+
+/// Every switch's live view. Short critical sections, never held across an await.
+#[derive(Debug, Default)]
+pub struct LiveState {
+    switches: RwLock<HashMap<Uuid, SwitchLive>>,
+}
+
+impl LiveState {
+    fn with(&self, id: Uuid, f: impl FnOnce(&mut SwitchLive)) {
+        let mut all = self.switches.write().unwrap_or_else(|e| e.into_inner());
+        f(all.entry(id).or_default());
+    }
+
+    pub fn get(&self, id: Uuid) -> Option<SwitchLive> {
+        self.switches
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn remove(&self, id: Uuid) {
+        self.switches
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    pub fn set_connection(&self, id: Uuid, state: ConnectionState, error: Option<String>) {
+        self.with(id, |s| {
+            s.connection = state;
+            if error.is_some() || state == ConnectionState::Connected {
+                s.last_error = error;
+            }
+        });
+    }
+
+    pub fn set_core_uuid(&self, id: Uuid, core_uuid: &str) {
+        self.with(id, |s| s.core_uuid = Some(core_uuid.to_string()));
+    }
+
+    pub fn set_pending(&self, id: Uuid, pending: usize) {
+        self.with(id, |s| s.pending_operations = pending);
+    }
+
+    /// Replaces the gateway table with a fresh `sofia xmlstatus gateway` list. Of duplicate
+    /// names (a deleted gateway not yet reaped, and its replacement), the last listed wins.
+    pub fn set_gateways(&self, id: Uuid, running: &[GatewayStatus]) {
+        self.with(id, |s| {
+            s.gateways = running
+                .iter()
+                .map(|g| (g.name.clone(), g.clone()))
+                .collect();
+        });
+    }
+
+    /// A `sofia::gateway_state` event (FREESWITCH.md §3.3).
+    pub fn gateway_state(&self, id: Uuid, gateway: &str, state: &str, ping_status: Option<&str>) {
+        self.with(id, |s| {
+            if let Some(g) = s.gateways.get_mut(gateway) {
+                if !state.is_empty() {
+                    g.state = state.to_string();
+                }
+                if let Some(p @ ("UP" | "DOWN")) = ping_status {
+                    g.status = p.to_string();
+                }
+            }
+        });
+    }
+
+    pub fn record_pass(
+        &self,
+        id: Uuid,
+        converged: bool,
+        results: HashMap<String, GatewayResult>,
+        pending: usize,
+        error: Option<String>,
+    ) {
+        self.with(id, |s| {
+            s.results.extend(results);
+            s.pending_operations = pending;
+            if converged {
+                s.last_sync_at = Some(Utc::now());
+            }
+            s.last_error = error;
+        });
+    }
+}

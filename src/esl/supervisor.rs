@@ -1,0 +1,416 @@
+//! One background task per enabled switch: take the node's lease, connect, authenticate,
+//! subscribe, then reconcile on (re)connection, on every committed configuration change
+//! (debounced, so a burst costs one pass), after gateway add/delete events and on a slow timer;
+//! check liveness with a periodic `status`; reconnect with capped exponential backoff; after a
+//! refused password wait long (no hammering). Never panics; errors are logged and retried.
+//!
+//! Durability is level-triggered: every pass compares desired (the published snapshot), applied
+//! (the store) and actual (`sofia xmlstatus gateway`), and the store is written only after
+//! verification. So work missed while the node or trunkline was down is done on the next pass.
+//! Events during a disconnection are lost (DEPENDENCIES.md), hence the full re-read on connect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::client::{ApiCommand, EslConnection, EslError, EslTarget, SwitchEvent};
+use super::gateway_status::{NamedStatus, parse_gateways, parse_named};
+use super::live::{ConnectionState, GatewayResult, LiveState};
+use super::reconcile::{AppliedGateway, Desired, plan, verify};
+use super::switch::Switch;
+use crate::app::Publisher;
+use crate::model::GatewayName;
+use crate::store::Store;
+use crate::xmlcurl::Published;
+
+/// Timings of the supervisors (configurable; see `config.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EslSettings {
+    /// Wait after a change before reconciling, so a burst of writes costs one pass.
+    pub debounce: Duration,
+    /// Full reconcile pass even without a change (the safety net).
+    pub resync_every: Duration,
+    /// `api status` probe interval; no answer within `command_timeout` drops the connection.
+    pub liveness_every: Duration,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Wait after the switch refused the password.
+    pub auth_retry: Duration,
+    /// How long a node's lease lasts unless renewed (renewed every third of it).
+    pub lease_ttl: Duration,
+}
+
+impl Default for EslSettings {
+    fn default() -> Self {
+        EslSettings {
+            debounce: Duration::from_millis(500),
+            resync_every: Duration::from_secs(60),
+            liveness_every: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            auth_retry: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What every supervisor shares.
+pub struct SyncContext {
+    pub store: Store,
+    pub published: Arc<ArcSwap<Published>>,
+    pub publisher: Arc<Publisher>,
+    pub settings: EslSettings,
+    /// This instance's lease holder id.
+    pub instance: String,
+    pub live: Arc<LiveState>,
+}
+
+/// Capped exponential backoff.
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(s: &EslSettings) -> Self {
+        Backoff {
+            next: s.backoff_min,
+            min: s.backoff_min,
+            max: s.backoff_max,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Sleeps for `d`; `true` when asked to stop meanwhile.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = stop.changed() => true,
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+    }
+}
+
+/// The task of one switch, until `stop` turns true.
+pub async fn supervise<C: EslConnection>(
+    ctx: Arc<SyncContext>,
+    switch: Switch,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = switch.name.to_string();
+    let target = EslTarget {
+        host: switch.esl_host.to_string(),
+        port: switch.esl_port,
+        password: switch.esl_password.expose().to_string(),
+        connect_timeout: ctx.settings.connect_timeout,
+        command_timeout: ctx.settings.command_timeout,
+    };
+    let mut backoff = Backoff::new(&ctx.settings);
+    let connected = metrics::gauge!("trunkline_esl_connected", "switch" => name.clone());
+    while !*stop.borrow() {
+        match ctx
+            .store
+            .take_switch_lease(switch.id, &ctx.instance, ctx.settings.lease_ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                ctx.live
+                    .set_connection(switch.id, ConnectionState::Standby, None);
+                if pause(&mut stop, ctx.settings.lease_ttl / 3).await {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(switch = %name, error = %e, "cannot take the switch lease");
+                if pause(&mut stop, backoff.next()).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        ctx.live
+            .set_connection(switch.id, ConnectionState::Connecting, None);
+        let conn = match C::open(&target).await {
+            Ok(conn) => conn,
+            Err(EslError::Auth) => {
+                tracing::error!(switch = %name, "the switch refused the Event Socket password; retrying in {:?}", ctx.settings.auth_retry);
+                ctx.live.set_connection(
+                    switch.id,
+                    ConnectionState::AuthFailed,
+                    Some(EslError::Auth.to_string()),
+                );
+                if pause(&mut stop, ctx.settings.auth_retry).await {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                let wait = backoff.next();
+                tracing::warn!(switch = %name, error = %e, ?wait, "cannot connect to the switch");
+                ctx.live
+                    .set_connection(switch.id, ConnectionState::Down, Some(e.to_string()));
+                if pause(&mut stop, wait).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        tracing::info!(switch = %name, "Event Socket connected");
+        ctx.live
+            .set_connection(switch.id, ConnectionState::Connected, None);
+        connected.set(1.0);
+        let ended = session(&ctx, &switch, &conn, &mut stop, &mut backoff).await;
+        conn.close().await;
+        connected.set(0.0);
+        match ended {
+            Ok(()) => break,
+            Err(e) => {
+                let wait = backoff.next();
+                tracing::warn!(switch = %name, error = %format!("{e:#}"), ?wait, "Event Socket session ended");
+                ctx.live
+                    .set_connection(switch.id, ConnectionState::Down, Some(format!("{e:#}")));
+                if pause(&mut stop, wait).await {
+                    break;
+                }
+            }
+        }
+    }
+    if let Err(e) = ctx
+        .store
+        .release_switch_lease(switch.id, &ctx.instance)
+        .await
+    {
+        tracing::warn!(switch = %name, error = %e, "cannot release the switch lease");
+    }
+}
+
+/// One connected session: `Ok` when asked to stop, `Err` when the connection or the lease is
+/// lost.
+async fn session<C: EslConnection>(
+    ctx: &SyncContext,
+    switch: &Switch,
+    conn: &C,
+    stop: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let core_uuid = run(switch, conn, &ApiCommand::CoreUuid)
+        .await?
+        .trim()
+        .to_string();
+    ctx.live.set_core_uuid(switch.id, &core_uuid);
+    let mut changes = ctx.store.subscribe();
+    changes.borrow_and_update();
+    let mut retry = Backoff::new(&ctx.settings);
+    let mut due = Some(Instant::now());
+    let mut liveness = tokio::time::interval(ctx.settings.liveness_every);
+    let mut resync = tokio::time::interval(ctx.settings.resync_every);
+    let mut lease = tokio::time::interval(ctx.settings.lease_ttl / 3);
+    for timer in [&mut liveness, &mut resync, &mut lease] {
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer.reset();
+    }
+    let debounced =
+        |due: Option<Instant>| Some(due.unwrap_or_else(|| Instant::now() + ctx.settings.debounce));
+    loop {
+        let wake = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.changed() => return Ok(()),
+            event = conn.next_event() => match event? {
+                SwitchEvent::GatewayState { gateway, state, ping_status } => {
+                    ctx.live.gateway_state(switch.id, &gateway, &state, ping_status.as_deref());
+                }
+                // Add/delete change what runs (a delete arrives 1-2 s after killgw): re-read.
+                SwitchEvent::GatewayAdd { .. } | SwitchEvent::GatewayDelete { .. } | SwitchEvent::Lost => {
+                    due = debounced(due);
+                }
+                SwitchEvent::Other => {}
+            },
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+                changes.borrow_and_update();
+                due = debounced(due);
+            }
+            _ = wake => {
+                due = None;
+                match reconcile_once(ctx, switch, conn, &core_uuid).await {
+                    Ok(true) => {
+                        retry.reset();
+                        backoff.reset();
+                    }
+                    Ok(false) => due = Some(Instant::now() + retry.next()),
+                    Err(e) if e.downcast_ref::<EslError>().is_some_and(EslError::is_fatal) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(switch = %switch.name, error = %format!("{e:#}"), "reconcile failed");
+                        due = Some(Instant::now() + retry.next());
+                    }
+                }
+            }
+            _ = liveness.tick() => {
+                run(switch, conn, &ApiCommand::Status).await.context("liveness probe")?;
+            }
+            _ = resync.tick() => due = Some(Instant::now()),
+            _ = lease.tick() => {
+                if !ctx.store.take_switch_lease(switch.id, &ctx.instance, ctx.settings.lease_ttl).await? {
+                    anyhow::bail!("lost the lease on this switch to another instance");
+                }
+            }
+        }
+    }
+}
+
+/// Runs one command, counting it; a fatal error (connection gone, timeout) is returned as is.
+async fn run<C: EslConnection>(
+    switch: &Switch,
+    conn: &C,
+    command: &ApiCommand,
+) -> Result<String, EslError> {
+    let result = conn
+        .api(command)
+        .await
+        .and_then(|out| command.check(&out).map(|()| out));
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.is_fatal() => "error",
+        Err(_) => "failed",
+    };
+    metrics::counter!("trunkline_esl_commands_total", "switch" => switch.name.to_string(), "command" => command.label(), "result" => label)
+        .increment(1);
+    tracing::debug!(switch = %switch.name, command = %command.wire(), result = label, "esl command");
+    result
+}
+
+/// One reconcile pass; `Ok(true)` when the node converged and the store says so.
+async fn reconcile_once<C: EslConnection>(
+    ctx: &SyncContext,
+    switch: &Switch,
+    conn: &C,
+    core_uuid: &str,
+) -> anyhow::Result<bool> {
+    // Act on the latest committed configuration, not on a snapshot the publisher has not
+    // rebuilt yet.
+    let committed = *ctx.store.subscribe().borrow();
+    if let Err(e) = ctx.publisher.refresh_to(committed).await {
+        tracing::warn!(error = %format!("{e:#}"), "snapshot refresh before reconcile failed");
+    }
+    let desired = Desired::from_published(&ctx.published.load(), &switch.profiles);
+    let state = ctx.store.switch_sync_state(switch.id).await?;
+    let running = parse_gateways(&run(switch, conn, &ApiCommand::GatewayList).await?);
+    ctx.live.set_gateways(switch.id, &running);
+    let plan = plan(&desired, &running, &state.applied);
+    ctx.live.set_pending(switch.id, plan.pending());
+    let mut failures: Vec<String> = Vec::new();
+    let mut acl_reloaded = false;
+    for command in plan.commands() {
+        match run(switch, conn, &command).await {
+            Ok(_) => acl_reloaded |= command == ApiCommand::ReloadAcl,
+            Err(e) if e.is_fatal() => return Err(e.into()),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    let verdict = if plan.touches_node() {
+        let after = parse_gateways(&run(switch, conn, &ApiCommand::GatewayList).await?);
+        let mut named = HashMap::new();
+        for g in plan.named_checks() {
+            let out = match conn.api(&ApiCommand::Gateway(g.clone())).await {
+                Ok(out) => parse_named(&out),
+                Err(e) if e.is_fatal() => return Err(e.into()),
+                Err(e) => NamedStatus::Unreadable(e.to_string()),
+            };
+            named.insert(g, out);
+        }
+        ctx.live.set_gateways(switch.id, &after);
+        verify(&plan, &desired, &after, &named)
+    } else {
+        verify(&plan, &desired, &running, &HashMap::new())
+    };
+    let confirmed: Vec<AppliedGateway> = verdict
+        .confirmed
+        .iter()
+        .chain(plan.adopt.iter())
+        .filter_map(|g| desired.gateways.get(g))
+        .map(|d| AppliedGateway {
+            name: d.name.clone(),
+            profile: d.profile.clone(),
+            fingerprint: d.fingerprint.clone(),
+        })
+        .collect();
+    let gone: Vec<GatewayName> = verdict
+        .gone
+        .iter()
+        .chain(plan.forget.iter())
+        .cloned()
+        .collect();
+    let acl_pending = plan.reload_acl && !acl_reloaded;
+    let converged = verdict.is_success() && failures.is_empty() && !acl_pending;
+    ctx.store
+        .record_applied(
+            switch.id,
+            &confirmed,
+            &gone,
+            acl_reloaded.then_some(desired.acl.as_str()),
+            converged.then_some(core_uuid),
+        )
+        .await?;
+    let mut results: HashMap<String, GatewayResult> = HashMap::new();
+    for g in &verdict.confirmed {
+        results.insert(g.to_string(), GatewayResult::ok());
+    }
+    for (g, why) in &verdict.failures {
+        results.insert(g.to_string(), GatewayResult::failed(why.clone()));
+    }
+    ctx.live.record_pass(
+        switch.id,
+        converged,
+        results,
+        verdict.failures.len() + usize::from(acl_pending),
+        failures.first().cloned().or_else(|| {
+            verdict
+                .failures
+                .first()
+                .map(|(g, why)| format!("{g}: {why}"))
+        }),
+    );
+    let result = if converged { "ok" } else { "failed" };
+    metrics::counter!("trunkline_reconcile_total", "switch" => switch.name.to_string(), "result" => result).increment(1);
+    if plan.touches_node() || !converged {
+        tracing::info!(
+            switch = %switch.name,
+            version = desired.version,
+            commands = plan.commands().len(),
+            converged,
+            failures = ?verdict.failures,
+            "reconcile pass"
+        );
+    }
+    Ok(converged)
+}

@@ -1,0 +1,84 @@
+//! A FreeSWITCH node trunkline keeps in step ("switch"), as configured and as stored: where its
+//! Event Socket is, its password, and which sofia profiles trunkline manages there. Pure data
+//! with its validation; persistence is `store/switches.rs`.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::model::{Host, Invalid, Password, ProfileName};
+
+/// The Event Socket port FreeSWITCH listens on by default (event_socket.conf.xml).
+pub const DEFAULT_ESL_PORT: u16 = 8021;
+
+/// A switch's name: the label in the API, logs and metrics. Same grammar as a profile name
+/// (`^[a-z0-9][a-z0-9_.-]{0,62}$`), so it is safe as a metrics label and a log field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SwitchName(String);
+
+impl SwitchName {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        ProfileName::parse(s)
+            .map(|p| SwitchName(p.to_string()))
+            .map_err(|_| Invalid::new("a switch name must match ^[a-z0-9][a-z0-9_.-]{0,62}$"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SwitchName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A switch as written (API body or `[[switches]]` in the configuration file), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSwitch {
+    pub name: SwitchName,
+    pub esl_host: Host,
+    pub esl_port: u16,
+    /// Goes on the `auth <password>` line: printable ASCII without spaces (FREESWITCH.md §3.1).
+    pub esl_password: Password,
+    pub enabled: bool,
+    /// The sofia profiles trunkline manages there; never empty.
+    pub profiles: Vec<ProfileName>,
+}
+
+/// A stored switch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Switch {
+    pub id: Uuid,
+    pub name: SwitchName,
+    pub esl_host: Host,
+    pub esl_port: u16,
+    pub esl_password: Password,
+    pub enabled: bool,
+    pub profiles: Vec<ProfileName>,
+    /// Declared in the configuration file: the file owns it, the API cannot change it.
+    pub from_config: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Switch {
+    /// Whether a running supervisor must restart to pick up this version of the switch.
+    pub fn same_connection(&self, other: &Switch) -> bool {
+        self.esl_host == other.esl_host
+            && self.esl_port == other.esl_port
+            && self.esl_password.expose() == other.esl_password.expose()
+            && self.enabled == other.enabled
+            && self.profiles == other.profiles
+    }
+}
+
+/// Sorted, without duplicates; `["external"]` when empty.
+pub fn normalise_profiles(mut profiles: Vec<ProfileName>) -> Vec<ProfileName> {
+    profiles.sort();
+    profiles.dedup();
+    if profiles.is_empty() {
+        profiles.push(ProfileName::external());
+    }
+    profiles
+}

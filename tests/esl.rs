@@ -1,0 +1,681 @@
+//! Keeping a FreeSWITCH node's gateways in step over a real Event Socket (TCP), against a fake
+//! switch that fetches trunkline's real sofia.conf / acl.conf and obeys sofia's rescan / killgw
+//! rules (`support/fake_switch.rs`). Carriers are written through the real API over a real
+//! SQLite file; the assertions are on the exact commands the node received and on what it runs.
+//! Conditions are awaited with a timeout, never assumed after a sleep.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::app::{TestApp, test_settings};
+use support::fake_switch::FakeSwitch;
+use trunkline::config::Settings;
+use trunkline::esl::switch::{NewSwitch, SwitchName};
+use trunkline::model::{Host, Password, ProfileName};
+use trunkline::store::Store;
+use uuid::Uuid;
+
+const PASSWORD: &str = "ClueCon-test";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Waits until `check` holds, failing the test after [`WAIT`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let polled = async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(WAIT, polled).await.is_err() {
+        panic!("timed out waiting for: {what}");
+    }
+}
+
+fn esl_settings() -> Settings {
+    let mut settings = test_settings();
+    settings.esl.debounce = Duration::from_millis(100);
+    settings.esl.backoff_min = Duration::from_millis(50);
+    settings.esl.backoff_max = Duration::from_millis(400);
+    settings.esl.liveness_every = Duration::from_secs(1);
+    settings.esl.connect_timeout = Duration::from_secs(2);
+    settings.esl.command_timeout = Duration::from_secs(5);
+    settings.esl.lease_ttl = Duration::from_secs(3);
+    settings
+}
+
+struct Env {
+    app: TestApp,
+    fake: FakeSwitch,
+    switch: Uuid,
+}
+
+async fn new_store() -> (String, Store) {
+    let fresh = support::db::fresh()
+        .await
+        .into_iter()
+        .next()
+        .expect("sqlite");
+    (fresh.url, fresh.store)
+}
+
+async fn add_switch(store: &Store, fake: &FakeSwitch, password: &str) -> Uuid {
+    store
+        .create_switch(
+            &NewSwitch {
+                name: SwitchName::parse("fs1").unwrap(),
+                esl_host: Host::parse("127.0.0.1").unwrap(),
+                esl_port: fake.addr.port(),
+                esl_password: Password::parse(password).unwrap(),
+                enabled: true,
+                profiles: vec![ProfileName::external()],
+            },
+            false,
+        )
+        .await
+        .expect("switch stored")
+        .id
+}
+
+impl Env {
+    /// trunkline with one switch, after its first pass (which reloads the ACL once).
+    async fn start() -> Env {
+        let fake = FakeSwitch::start(PASSWORD).await;
+        let (_, store) = new_store().await;
+        let switch = add_switch(&store, &fake, PASSWORD).await;
+        let env = Env::on(fake, store, switch).await;
+        env.synced().await;
+        env.fake.take_commands();
+        env
+    }
+
+    async fn on(fake: FakeSwitch, store: Store, switch: Uuid) -> Env {
+        let app = TestApp::start_with("sqlite", store, esl_settings()).await;
+        fake.set_trunkline(&app.base);
+        Env { app, fake, switch }
+    }
+
+    /// What trunkline recorded as applied on the node: gateway → fingerprint.
+    async fn applied(&self) -> BTreeMap<String, String> {
+        let state = self
+            .app
+            .store
+            .switch_sync_state(self.switch)
+            .await
+            .expect("sync state");
+        state
+            .applied
+            .gateways
+            .into_iter()
+            .map(|(g, a)| (g.to_string(), a.fingerprint))
+            .collect()
+    }
+
+    /// Waits for a converged pass of the current configuration.
+    async fn synced(&self) {
+        eventually("a converged pass", || async {
+            let Ok(state) = self.app.store.switch_sync_state(self.switch).await else {
+                return false;
+            };
+            state.last_sync_at.is_some()
+                && state.applied.acl.is_some()
+                && self.switch_view().await["pending_operations"] == 0
+        })
+        .await;
+    }
+
+    async fn switch_view(&self) -> Value {
+        self.app
+            .get(
+                &format!("/api/v1/switches/{}", self.switch),
+                &self.app.admin,
+            )
+            .await
+            .body
+    }
+
+    async fn carrier(&self, gateway: &str, extra: Value) -> Uuid {
+        let mut body = json!({"name": gateway, "gateway_name": gateway, "remote_host": format!("sip.{gateway}.example")});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        let created = self
+            .app
+            .create("/api/v1/carriers", &self.app.admin, body)
+            .await;
+        Uuid::parse_str(created["id"].as_str().unwrap()).unwrap()
+    }
+
+    async fn patch(&self, carrier: Uuid, body: Value) {
+        let reply = self
+            .app
+            .patch(
+                &format!("/api/v1/carriers/{carrier}"),
+                &self.app.admin,
+                body,
+            )
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.text);
+    }
+
+    /// The commands that change the node (rescan, killgw, reloadacl), in order.
+    fn mutations(&self) -> Vec<String> {
+        self.fake
+            .take_commands()
+            .into_iter()
+            .filter(|c| c.starts_with("api sofia profile") || c == "api reloadacl")
+            .collect()
+    }
+
+    async fn runs_port(&self, gateway: &str, port: u16) {
+        let want = format!("sip.{gateway}.example:{port}");
+        eventually(&format!("{gateway} running on {want}"), || async {
+            self.fake
+                .gateway(gateway)
+                .is_some_and(|g| g.param("proxy") == Some(want.as_str()))
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_new_carrier_is_one_rescan_and_the_gateway_appears() {
+    let env = Env::start().await;
+    env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    assert_eq!(env.mutations(), ["api sofia profile external rescan"]);
+    assert!(env.applied().await.contains_key("alpha"));
+}
+
+#[tokio::test]
+async fn changed_params_are_killgw_then_rescan_and_the_node_runs_the_new_ones() {
+    let env = Env::start().await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    env.fake.take_commands();
+
+    env.patch(alpha, json!({"remote_port": 5080})).await;
+    env.runs_port("alpha", 5080).await;
+    env.synced().await;
+    assert_eq!(
+        env.mutations(),
+        [
+            "api sofia profile external killgw alpha",
+            "api sofia profile external rescan"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_archived_carrier_is_killed_and_others_are_untouched() {
+    let env = Env::start().await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.carrier("bravo", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.runs_port("bravo", 5060).await;
+    env.synced().await;
+    env.fake.take_commands();
+
+    let reply = env
+        .app
+        .delete(&format!("/api/v1/carriers/{alpha}"), &env.app.admin)
+        .await;
+    assert!(reply.status.is_success(), "{}", reply.text);
+    eventually("alpha gone", || async {
+        env.fake.gateway("alpha").is_none()
+    })
+    .await;
+    eventually("alpha forgotten", || async {
+        !env.applied().await.contains_key("alpha")
+    })
+    .await;
+    env.synced().await;
+    assert_eq!(env.mutations(), ["api sofia profile external killgw alpha"]);
+    assert!(env.fake.gateway("bravo").is_some());
+}
+
+#[tokio::test]
+async fn an_inbound_ip_change_is_one_reloadacl() {
+    let env = Env::start().await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    env.fake.take_commands();
+    let fetches = env.fake.acl_fetches();
+
+    env.patch(alpha, json!({"inbound_ips": ["203.0.113.7/32"]}))
+        .await;
+    eventually("acl.conf fetched", || async {
+        env.fake.acl_fetches() > fetches
+    })
+    .await;
+    env.synced().await;
+    assert_eq!(env.mutations(), ["api reloadacl"]);
+}
+
+#[tokio::test]
+async fn a_change_freeswitch_does_not_see_sends_nothing() {
+    let env = Env::start().await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    env.fake.take_commands();
+    let before = env.app.store.config_version().await.unwrap();
+
+    env.patch(
+        alpha,
+        json!({"add_prefix": "99", "leg_progress_timeout_seconds": 9}),
+    )
+    .await;
+    eventually("the change published", || async {
+        env.app.store.config_version().await.unwrap() > before
+    })
+    .await;
+    // A full pass after the change: the node was read and left alone.
+    eventually("a pass after the change", || async {
+        env.fake
+            .commands()
+            .iter()
+            .any(|c| c == "api sofia xmlstatus gateway")
+    })
+    .await;
+    env.synced().await;
+    assert!(env.mutations().is_empty());
+}
+
+#[tokio::test]
+async fn a_burst_of_fifty_changes_coalesces_into_few_commands() {
+    let env = Env::start().await;
+    for i in 0..50 {
+        env.carrier(&format!("gw-{i:02}"), json!({})).await;
+    }
+    eventually("all fifty running", || async {
+        env.fake.running().len() == 50
+    })
+    .await;
+    env.synced().await;
+    let commands = env.mutations();
+    assert!(!commands.is_empty() && commands.len() <= 5, "{commands:?}");
+    assert!(
+        commands
+            .iter()
+            .all(|c| c == "api sofia profile external rescan"),
+        "{commands:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_a_reconnect_unchanged_gateways_are_not_killed() {
+    let env = Env::start().await;
+    env.carrier("alpha", json!({"register": true, "type": "register_trunk", "auth_username": "acct", "auth_password": "pw-1"})).await;
+    env.carrier("bravo", json!({})).await;
+    eventually("both running", || async { env.fake.running().len() == 2 }).await;
+    env.synced().await;
+    let uuid = env.fake.core_uuid();
+    env.fake.take_commands();
+
+    env.fake.drop_connections();
+    eventually("reconnected and re-read", || async {
+        env.fake
+            .commands()
+            .iter()
+            .any(|c| c == "api sofia xmlstatus gateway")
+    })
+    .await;
+    env.synced().await;
+    assert!(env.mutations().is_empty());
+    assert_eq!(env.fake.core_uuid(), uuid);
+}
+
+#[tokio::test]
+async fn a_freeswitch_restart_loading_trunklines_sofia_conf_needs_no_killgw() {
+    let env = Env::start().await;
+    env.carrier("alpha", json!({})).await;
+    env.carrier("bravo", json!({})).await;
+    eventually("both running", || async { env.fake.running().len() == 2 }).await;
+    env.synced().await;
+    env.fake.take_commands();
+
+    env.fake.restart().await;
+    let uuid = env.fake.core_uuid();
+    eventually("the new Core-UUID seen", || async {
+        env.switch_view().await["core_uuid"] == uuid.as_str()
+    })
+    .await;
+    env.synced().await;
+    assert!(env.mutations().is_empty());
+}
+
+#[tokio::test]
+async fn changes_committed_while_the_node_is_down_are_applied_when_it_returns() {
+    let env = Env::start().await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+
+    env.fake.down();
+    eventually("seen down", || async {
+        env.switch_view().await["connection"] != "connected"
+    })
+    .await;
+    env.patch(alpha, json!({"remote_port": 5070})).await;
+    for i in 0..100 {
+        env.carrier(&format!("late-{i:03}"), json!({})).await;
+    }
+    env.fake.take_commands();
+    env.fake.up();
+
+    env.runs_port("alpha", 5070).await;
+    eventually("all 101 running", || async {
+        env.fake.running().len() == 101
+    })
+    .await;
+    env.synced().await;
+    let commands = env.mutations();
+    assert_eq!(
+        commands[0], "api sofia profile external killgw alpha",
+        "{commands:?}"
+    );
+    assert!(commands.len() <= 3, "{commands:?}");
+}
+
+#[tokio::test]
+async fn a_connection_dropped_in_the_middle_of_a_command_still_converges() {
+    let env = Env::start().await;
+    env.fake.drop_after("sofia profile external rescan");
+    env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    assert!(env.applied().await.contains_key("alpha"));
+}
+
+#[tokio::test]
+async fn a_trunkline_restart_resumes_pending_work() {
+    let fake = FakeSwitch::start(PASSWORD).await;
+    let (url, store) = new_store().await;
+    let switch = add_switch(&store, &fake, PASSWORD).await;
+    let env = Env::on(fake.clone(), store, switch).await;
+    env.synced().await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+
+    // The node goes away, a change is committed, trunkline stops before it could act.
+    fake.down();
+    env.patch(alpha, json!({"remote_port": 5090})).await;
+    drop(env);
+    fake.up();
+    fake.take_commands();
+
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let env = Env::on(fake, store, switch).await;
+    env.runs_port("alpha", 5090).await;
+    env.synced().await;
+    assert_eq!(
+        env.mutations(),
+        [
+            "api sofia profile external killgw alpha",
+            "api sofia profile external rescan"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_reported_and_not_hammered() {
+    let fake = FakeSwitch::start(PASSWORD).await;
+    let (_, store) = new_store().await;
+    let switch = add_switch(&store, &fake, "wrong-password").await;
+    let env = Env::on(fake, store, switch).await;
+    eventually("auth_failed shown", || async {
+        env.switch_view().await["connection"] == "auth_failed"
+    })
+    .await;
+    assert_eq!(env.fake.auth_attempts(), 1);
+    let view = env.switch_view().await;
+    assert!(!view.to_string().contains("wrong-password"), "{view}");
+    assert_eq!(view["has_password"], true);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_only_the_lease_holder_acts() {
+    // On PostgreSQL too (CI): that is where several instances share one database.
+    for fresh in support::db::fresh().await {
+        let label = fresh.label;
+        let fake = FakeSwitch::start(PASSWORD).await;
+        let switch = add_switch(&fresh.store, &fake, PASSWORD).await;
+        let first = Env::on(fake.clone(), fresh.store, switch).await;
+        first.synced().await;
+        let second_store = Store::connect(&fresh.url).await.unwrap();
+        let second = Env::on(fake.clone(), second_store, switch).await;
+        eventually(
+            &format!("{label}: the second instance stands by"),
+            || async { second.switch_view().await["connection"] == "standby" },
+        )
+        .await;
+        assert_eq!(
+            fake.auth_attempts(),
+            1,
+            "{label}: only the holder connected"
+        );
+
+        // The holder stops: the other takes over and acts.
+        drop(first);
+        eventually(
+            &format!("{label}: the second instance took over"),
+            || async { second.switch_view().await["connection"] == "connected" },
+        )
+        .await;
+        second.carrier("alpha", json!({})).await;
+        second.runs_port("alpha", 5060).await;
+    }
+}
+
+#[tokio::test]
+async fn a_carriers_status_shows_its_gateway_on_every_switch_and_metrics_count_the_work() {
+    let env = Env::start().await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    let path = format!("/api/v1/carriers/{alpha}/status");
+    eventually("the live state shows alpha", || async {
+        env.app.get(&path, &env.app.admin).await.body["switches"][0]["exists"] == true
+    })
+    .await;
+    let status = env.app.get(&path, &env.app.admin).await.body;
+    let on_fs1 = &status["switches"][0];
+    assert_eq!(status["gateway_name"], "alpha");
+    assert_eq!(on_fs1["switch"], "fs1");
+    assert_eq!(on_fs1["connection"], "connected");
+    // An IP-authenticated trunk (register=false) is NOREG and UP at once (FREESWITCH.md §2.2).
+    assert_eq!(
+        (on_fs1["state"].as_str(), on_fs1["status"].as_str()),
+        (Some("NOREG"), Some("UP"))
+    );
+    assert_eq!(on_fs1["last_reconcile"]["result"], "ok");
+
+    // Tenants read platform carriers' status; another tenant's carrier stays invisible.
+    let owner = env.app.tenant("Owner", None, true).await;
+    let other = env.app.tenant("Other", None, true).await;
+    let token = env
+        .app
+        .tenant_token(other, trunkline::model::Scope::ALL)
+        .await;
+    assert_eq!(
+        env.app.get(&path, &token).await.status,
+        reqwest::StatusCode::OK
+    );
+    let owned = env.carrier("owned", json!({"tenant_id": owner})).await;
+    let owned_path = format!("/api/v1/carriers/{owned}/status");
+    assert_eq!(
+        env.app.get(&owned_path, &token).await.status,
+        reqwest::StatusCode::NOT_FOUND
+    );
+
+    let metrics = env
+        .app
+        .client
+        .get(format!("{}/metrics", env.app.base))
+        .send()
+        .await
+        .unwrap();
+    let metrics = metrics.text().await.unwrap();
+    for name in [
+        "trunkline_esl_connected",
+        "trunkline_esl_commands_total",
+        "trunkline_reconcile_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("{name}{{")),
+            "{name} missing from /metrics"
+        );
+    }
+}
+
+#[tokio::test]
+async fn switches_are_for_platform_admins_only_and_never_show_their_password() {
+    for (label, store) in support::db::backends().await {
+        let app = TestApp::start_with(&label, store, esl_settings()).await;
+        let admin = app.admin.clone();
+        // Disabled: nothing listens on port 1, and no supervisor is started for it.
+        let created = app
+            .create(
+                "/api/v1/switches",
+                &admin,
+                json!({"name": "fs-a", "esl_host": "127.0.0.1", "esl_port": 1,
+                       "esl_password": "Secret-ESL-pw", "enabled": false}),
+            )
+            .await;
+        let id = created["id"].as_str().unwrap().to_string();
+        assert_eq!(created["has_password"], true);
+        assert_eq!(created["connection"], "disabled");
+        assert_eq!(created["profiles"], json!(["external"]));
+        let path = format!("/api/v1/switches/{id}");
+
+        let patched = app
+            .patch(
+                &path,
+                &admin,
+                json!({"name": "fs-b", "profiles": ["external", "carriers"]}),
+            )
+            .await;
+        assert_eq!(patched.status, reqwest::StatusCode::OK, "{}", patched.text);
+        assert_eq!(patched.body["name"], "fs-b");
+        let listed = app.get("/api/v1/switches", &admin).await;
+        assert_eq!(listed.body.as_array().unwrap().len(), 1);
+        for reply in [&patched, &listed, &app.get(&path, &admin).await] {
+            assert!(
+                !reply.text.contains("Secret-ESL-pw"),
+                "{label}: {}",
+                reply.text
+            );
+        }
+
+        for (body, field) in [
+            (
+                json!({"name": "fs-c", "esl_host": "${system id}", "esl_password": "x1"}),
+                "esl_host",
+            ),
+            (
+                json!({"name": "fs c", "esl_host": "127.0.0.1", "esl_password": "x1"}),
+                "name",
+            ),
+            (
+                json!({"name": "fs-c", "esl_host": "127.0.0.1", "esl_port": 70000, "esl_password": "x1"}),
+                "esl_port",
+            ),
+            (
+                json!({"name": "fs-c", "esl_host": "127.0.0.1", "esl_password": "a b"}),
+                "esl_password",
+            ),
+            (
+                json!({"name": "fs-c", "esl_host": "127.0.0.1", "esl_password": "x1", "profiles": ["ex ternal"]}),
+                "profiles[0]",
+            ),
+        ] {
+            let reply = app.post("/api/v1/switches", &admin, body).await;
+            assert_eq!(
+                reply.status,
+                reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+                "{label}: {}",
+                reply.text
+            );
+            assert!(
+                reply.error_fields().iter().any(|f| f == field),
+                "{label}: {field}: {}",
+                reply.text
+            );
+        }
+        let duplicate = app
+            .post(
+                "/api/v1/switches",
+                &admin,
+                json!({"name": "fs-b", "esl_host": "127.0.0.2", "esl_password": "x1"}),
+            )
+            .await;
+        assert_eq!(
+            duplicate.status,
+            reqwest::StatusCode::CONFLICT,
+            "{label}: {}",
+            duplicate.text
+        );
+
+        // A tenant admin with every scope is refused on every switch endpoint; no token is 401.
+        let tenant = app.tenant("T", None, true).await;
+        let token = app.tenant_token(tenant, trunkline::model::Scope::ALL).await;
+        let body = json!({"name": "fs-t", "esl_host": "127.0.0.1", "esl_password": "x1"});
+        let attempts = [
+            (reqwest::Method::GET, "/api/v1/switches".to_string(), None),
+            (
+                reqwest::Method::POST,
+                "/api/v1/switches".to_string(),
+                Some(body.clone()),
+            ),
+            (reqwest::Method::GET, path.clone(), None),
+            (
+                reqwest::Method::PATCH,
+                path.clone(),
+                Some(json!({"enabled": true})),
+            ),
+            (reqwest::Method::DELETE, path.clone(), None),
+        ];
+        for (method, p, body) in &attempts {
+            let reply = app
+                .send(method.clone(), p, Some(&token), body.as_ref())
+                .await;
+            assert_eq!(
+                reply.status,
+                reqwest::StatusCode::FORBIDDEN,
+                "{label} {method} {p}"
+            );
+            let anonymous = app.send(method.clone(), p, None, body.as_ref()).await;
+            assert_eq!(
+                anonymous.status,
+                reqwest::StatusCode::UNAUTHORIZED,
+                "{label} {method} {p}"
+            );
+        }
+        assert_eq!(
+            app.get(&path, &admin).await.body["name"],
+            "fs-b",
+            "{label}: unchanged"
+        );
+
+        assert_eq!(
+            app.delete(&path, &admin).await.status,
+            reqwest::StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            app.get(&path, &admin).await.status,
+            reqwest::StatusCode::NOT_FOUND
+        );
+    }
+}

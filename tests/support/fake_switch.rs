@@ -1,0 +1,462 @@
+//! A fake FreeSWITCH on 127.0.0.1:0 that speaks the real Event Socket framing (FREESWITCH.md
+//! §3.1) and models sofia's gateway rules (§0.7, §3.2): it fetches sofia.conf / acl.conf from
+//! trunkline's real `POST /freeswitch/xml` endpoint; `rescan` only adds gateways and ignores
+//! existing names; `killgw` marks deleted (the named xmlstatus hides it at once, the list keeps
+//! it until it is reaped a moment later, then `sofia::gateway_delete` fires); every command
+//! prints `+OK` even when it did nothing. It records every command, can refuse the password,
+//! go down, drop the connection mid-command and restart (new Core-UUID, gateways reloaded from
+//! sofia.conf).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use regex::Regex;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// How long a killed gateway stays listed before it is reaped (sofia: 1–2 s).
+const REAP_AFTER: Duration = Duration::from_millis(300);
+
+#[derive(Debug, Clone)]
+pub struct FakeGateway {
+    pub name: String,
+    pub profile: String,
+    pub params: BTreeMap<String, String>,
+    pub deleted: bool,
+    id: u64,
+}
+
+impl FakeGateway {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+}
+
+struct State {
+    password: String,
+    refuse_auth: bool,
+    down: bool,
+    core_uuid: String,
+    profiles: Vec<String>,
+    gateways: Vec<FakeGateway>,
+    next_id: u64,
+    commands: Vec<String>,
+    auth_attempts: usize,
+    acl_fetches: usize,
+    /// Execute the next command starting with this, then drop the connection without replying.
+    drop_after: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct FakeSwitch {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    events: broadcast::Sender<String>,
+    /// Bumped to drop every open connection.
+    generation: Arc<watch::Sender<u64>>,
+    trunkline: Arc<watch::Sender<Option<String>>>,
+    http: reqwest::Client,
+}
+
+impl FakeSwitch {
+    pub async fn start(password: &str) -> FakeSwitch {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let fake = FakeSwitch {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::new(Mutex::new(State {
+                password: password.to_string(),
+                refuse_auth: false,
+                down: false,
+                core_uuid: uuid::Uuid::new_v4().to_string(),
+                profiles: vec!["external".into(), "carriers".into()],
+                gateways: Vec::new(),
+                next_id: 0,
+                commands: Vec::new(),
+                auth_attempts: 0,
+                acl_fetches: 0,
+                drop_after: None,
+            })),
+            events: broadcast::channel(1024).0,
+            generation: Arc::new(watch::channel(0).0),
+            trunkline: Arc::new(watch::channel(None).0),
+            http: reqwest::Client::new(),
+        };
+        let server = fake.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let conn = server.clone();
+                tokio::spawn(async move { conn.serve(socket).await });
+            }
+        });
+        fake
+    }
+
+    /// Where trunkline's xml_curl endpoint is (fetches wait until this is known).
+    pub fn set_trunkline(&self, base: &str) {
+        self.trunkline.send_replace(Some(base.to_string()));
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap())
+    }
+
+    /// Every command received since the last call.
+    pub fn take_commands(&self) -> Vec<String> {
+        self.with(|s| std::mem::take(&mut s.commands))
+    }
+
+    pub fn commands(&self) -> Vec<String> {
+        self.with(|s| s.commands.clone())
+    }
+
+    /// The gateways running (not marked deleted).
+    pub fn running(&self) -> Vec<FakeGateway> {
+        self.with(|s| s.gateways.iter().filter(|g| !g.deleted).cloned().collect())
+    }
+
+    pub fn gateway(&self, name: &str) -> Option<FakeGateway> {
+        self.running().into_iter().find(|g| g.name == name)
+    }
+
+    pub fn auth_attempts(&self) -> usize {
+        self.with(|s| s.auth_attempts)
+    }
+
+    pub fn acl_fetches(&self) -> usize {
+        self.with(|s| s.acl_fetches)
+    }
+
+    pub fn core_uuid(&self) -> String {
+        self.with(|s| s.core_uuid.clone())
+    }
+
+    pub fn set_password(&self, password: &str) {
+        self.with(|s| s.password = password.to_string());
+    }
+
+    /// Down: drops every connection and refuses new ones until `up`.
+    pub fn down(&self) {
+        self.with(|s| s.down = true);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn up(&self) {
+        self.with(|s| s.down = false);
+    }
+
+    pub fn drop_connections(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn drop_after(&self, command_prefix: &str) {
+        self.with(|s| s.drop_after = Some(command_prefix.to_string()));
+    }
+
+    /// A FreeSWITCH restart: connections drop, a new Core-UUID, and the gateways are what
+    /// trunkline's full sofia.conf says at load.
+    pub async fn restart(&self) {
+        self.drop_connections();
+        let doc = self.fetch("sofia.conf", None).await.unwrap_or_default();
+        self.with(|s| {
+            s.core_uuid = uuid::Uuid::new_v4().to_string();
+            s.gateways.clear();
+            for (profile, name, params) in parse_sofia(&doc) {
+                s.next_id += 1;
+                let id = s.next_id;
+                s.gateways.push(FakeGateway {
+                    name,
+                    profile,
+                    params,
+                    deleted: false,
+                    id,
+                });
+            }
+        });
+    }
+
+    async fn serve(self, socket: TcpStream) {
+        if self.with(|s| s.down) {
+            return;
+        }
+        let mut generation = self.generation.subscribe();
+        generation.borrow_and_update();
+        let mut events = self.events.subscribe();
+        let (read, mut write) = socket.into_split();
+        let (tx, mut commands) = mpsc::channel::<String>(64);
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(read);
+            loop {
+                let mut block = String::new();
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if line == "\n" || line == "\r\n" {
+                        if block.is_empty() {
+                            continue;
+                        }
+                        break;
+                    }
+                    block.push_str(&line);
+                }
+                let first = block.lines().next().unwrap_or("").trim_end().to_string();
+                if tx.send(first).await.is_err() {
+                    return;
+                }
+            }
+        });
+        if write
+            .write_all(b"Content-Type: auth/request\n\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Some(auth) = commands.recv().await else {
+            return;
+        };
+        let ok = self.with(|s| {
+            s.auth_attempts += 1;
+            !s.refuse_auth && auth.strip_prefix("auth ") == Some(s.password.as_str())
+        });
+        if !ok {
+            // mod_event_socket.c L1756-1762: -ERR invalid, then disconnect.
+            let _ = write
+                .write_all(b"Content-Type: command/reply\nReply-Text: -ERR invalid\n\n")
+                .await;
+            return;
+        }
+        if write
+            .write_all(b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut subscribed = false;
+        loop {
+            tokio::select! {
+                _ = generation.changed() => return,
+                event = events.recv() => {
+                    if let (true, Ok(json)) = (subscribed, event) {
+                        let frame = format!("Content-Length: {}\nContent-Type: text/event-json\n\n{json}", json.len());
+                        if write.write_all(frame.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { return };
+                    self.with(|s| s.commands.push(command.clone()));
+                    let reply = if let Some(rest) = command.strip_prefix("event json ") {
+                        subscribed = rest.starts_with("CUSTOM");
+                        "Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n".to_string()
+                    } else if let Some(api) = command.strip_prefix("api ") {
+                        let body = self.api(api).await;
+                        let drop_now = self.with(|s| match &s.drop_after {
+                            Some(p) if api.starts_with(p.as_str()) => {
+                                s.drop_after = None;
+                                true
+                            }
+                            _ => false,
+                        });
+                        if drop_now {
+                            return;
+                        }
+                        format!("Content-Type: api/response\nContent-Length: {}\n\n{body}", body.len())
+                    } else if command == "exit" {
+                        let _ = write.write_all(b"Content-Type: command/reply\nReply-Text: +OK bye\n\n").await;
+                        return;
+                    } else {
+                        "Content-Type: command/reply\nReply-Text: -ERR command not found\n\n".to_string()
+                    };
+                    if write.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn emit(&self, subclass: &str, gateway: &str, profile: &str) {
+        let json = serde_json::json!({
+            "Event-Name": "CUSTOM",
+            "Event-Subclass": subclass,
+            "Core-UUID": self.core_uuid(),
+            "Gateway": gateway,
+            "profile-name": profile,
+        });
+        let _ = self.events.send(json.to_string());
+    }
+
+    async fn fetch(&self, file: &str, profile: Option<&str>) -> Option<String> {
+        let mut rx = self.trunkline.subscribe();
+        let base = rx.wait_for(Option::is_some).await.ok()?.clone()?;
+        let mut body = format!(
+            "hostname=fake&section=configuration&tag_name=configuration&key_name=name&key_value={file}&Event-Name=REQUEST_PARAMS"
+        );
+        if let Some(p) = profile {
+            body.push_str(&format!("&profile={p}&reconfig=true"));
+        }
+        let resp = self
+            .http
+            .post(format!("{base}/freeswitch/xml"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        resp.text().await.ok()
+    }
+
+    async fn api(&self, api: &str) -> String {
+        let words: Vec<&str> = api.split(' ').collect();
+        match words.as_slice() {
+            ["status"] => "UP 0 years, 0 days, 0 hours, 1 minute, 0 seconds\nFreeSWITCH (Version 1.10.12) is ready\n".into(),
+            ["global_getvar", "core_uuid"] => self.core_uuid(),
+            ["reloadacl"] => match self.fetch("acl.conf", None).await {
+                Some(doc) if doc.contains("acl.conf") => {
+                    self.with(|s| s.acl_fetches += 1);
+                    "+OK acl reloaded\n".into()
+                }
+                _ => "-ERR [fetch failed]\n".into(),
+            },
+            ["sofia", "xmlstatus", "gateway"] => {
+                let all = self.with(|s| s.gateways.clone());
+                let mut out = String::from("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<gateways>\n");
+                for g in &all {
+                    out.push_str(&xml_gateway(g));
+                }
+                out.push_str("</gateways>\n");
+                out
+            }
+            ["sofia", "xmlstatus", "gateway", name] => match self.gateway(name) {
+                Some(g) => format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n{}", xml_gateway(&g)),
+                None => "Invalid Gateway!\n".into(),
+            },
+            ["sofia", "profile", profile, rest @ ..] => {
+                if !self.with(|s| s.profiles.iter().any(|p| p == profile)) {
+                    return format!("Invalid Profile [{profile}]");
+                }
+                match rest {
+                    ["rescan"] => self.rescan(profile).await,
+                    ["killgw", name] => self.killgw(name),
+                    _ => "-ERR usage\n".into(),
+                }
+            }
+            _ => format!("-ERR {} Command not found!\n", words[0]),
+        }
+    }
+
+    /// sofia.c:3783-3789: existing, non-deleted names are ignored ("Ignoring duplicate
+    /// gateway"); a deleted entry of the same name is evicted (sofia_reg.c:3698-3705).
+    async fn rescan(&self, profile: &str) -> String {
+        let Some(doc) = self.fetch("sofia.conf", Some(profile)).await else {
+            return format!(
+                "Reload XML [Success]\n-ERR cannot find config for profile {profile}\n"
+            );
+        };
+        let added = self.with(|s| {
+            let mut added = Vec::new();
+            for (p, name, params) in parse_sofia(&doc) {
+                if p != profile || s.gateways.iter().any(|g| g.name == name && !g.deleted) {
+                    continue;
+                }
+                s.gateways.retain(|g| g.name != name);
+                s.next_id += 1;
+                let id = s.next_id;
+                s.gateways.push(FakeGateway {
+                    name: name.clone(),
+                    profile: p.clone(),
+                    params,
+                    deleted: false,
+                    id,
+                });
+                added.push((name, p));
+            }
+            added
+        });
+        for (name, p) in added {
+            self.emit("sofia::gateway_add", &name, &p);
+        }
+        "Reload XML [Success]\n+OK scan complete\n".into()
+    }
+
+    /// The name is looked up globally; the gateway is only marked, then reaped a moment later.
+    fn killgw(&self, name: &str) -> String {
+        let marked = self.with(|s| {
+            s.gateways
+                .iter_mut()
+                .find(|g| g.name == name && !g.deleted)
+                .map(|g| {
+                    g.deleted = true;
+                    (g.id, g.profile.clone())
+                })
+        });
+        let Some((id, profile)) = marked else {
+            return "-ERR no such gateway.\n".into();
+        };
+        let fake = self.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(REAP_AFTER).await;
+            fake.with(|s| s.gateways.retain(|g| g.id != id));
+            fake.emit("sofia::gateway_delete", &name, &profile);
+        });
+        "+OK gateway marked for deletion.\n".into()
+    }
+}
+
+/// mod_sofia.c:3240-3284, with realm/username/proxy written raw as FreeSWITCH does.
+fn xml_gateway(g: &FakeGateway) -> String {
+    let proxy = g.param("proxy").unwrap_or(&g.name).to_string();
+    let realm = g
+        .param("realm")
+        .map(str::to_string)
+        .unwrap_or_else(|| proxy.clone());
+    let username = g.param("username").unwrap_or("FreeSWITCH");
+    let state = if g.deleted {
+        "UNREGISTER"
+    } else if g.param("register") == Some("true") {
+        "REGED"
+    } else {
+        "NOREG"
+    };
+    format!(
+        "  <gateway>\n    <name>{}</name>\n    <profile>{}</profile>\n    <scheme>Digest</scheme>\n    <realm>{realm}</realm>\n    <username>{username}</username>\n    <password>no</password>\n    <from>&lt;sip:{username}@{realm}&gt;</from>\n    <to>sip:{username}@{realm}</to>\n    <proxy>sip:{proxy}</proxy>\n    <context>public</context>\n    <pingtime>0.00</pingtime>\n    <state>{state}</state>\n    <status>UP</status>\n    <calls-in>0</calls-in>\n    <calls-out>0</calls-out>\n    <failed-calls-in>0</failed-calls-in>\n    <failed-calls-out>0</failed-calls-out>\n  </gateway>\n",
+        g.name, g.profile
+    )
+}
+
+/// (profile, gateway, params) of every gateway in a sofia.conf document. trunkline writes one
+/// element per line (FREESWITCH.md §6.4), which is what this relies on.
+fn parse_sofia(doc: &str) -> Vec<(String, String, BTreeMap<String, String>)> {
+    let profile_re = Regex::new(r#"<profile name="([^"]*)""#).unwrap();
+    let gateway_re = Regex::new(r#"<gateway name="([^"]*)""#).unwrap();
+    let param_re = Regex::new(r#"<param name="([^"]*)" value="([^"]*)""#).unwrap();
+    let mut out = Vec::new();
+    let mut profile = String::new();
+    let mut current: Option<(String, BTreeMap<String, String>)> = None;
+    for line in doc.lines() {
+        if let Some(c) = profile_re.captures(line) {
+            profile = c[1].to_string();
+        } else if let Some(c) = gateway_re.captures(line) {
+            current = Some((c[1].to_string(), BTreeMap::new()));
+        } else if line.contains("</gateway>") {
+            if let Some((name, params)) = current.take() {
+                out.push((profile.clone(), name, params));
+            }
+        } else if let (Some((_, params)), Some(c)) = (current.as_mut(), param_re.captures(line)) {
+            params.insert(
+                c[1].to_string(),
+                c[2].replace("&#36;", "$").replace("&amp;", "&"),
+            );
+        }
+    }
+    out
+}
