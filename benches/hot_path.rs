@@ -65,6 +65,8 @@ fn resolve(c: &mut Criterion) {
                     caller: None,
                     attestation: None,
                     now,
+                    call_id: None,
+                    max_cost: None,
                 };
                 black_box(s.resolve(black_box(&request)))
             })
@@ -92,6 +94,8 @@ fn render(c: &mut Criterion) {
             caller: None,
             attestation: None,
             now: Utc::now(),
+            call_id: None,
+            max_cost: None,
         });
         assert_eq!(decision.legs.len(), legs);
         group.bench_with_input(

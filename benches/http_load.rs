@@ -27,7 +27,6 @@ use trunkline::app::{Application, load_templates};
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::fixtures::platform;
 use trunkline::model::{Route, RouteMatch};
-use trunkline::routing::RoutingSettings;
 use trunkline::store::{Dataset, Store};
 use trunkline::xmlcurl::{PublishSettings, Published};
 use uuid::Uuid;
@@ -74,7 +73,9 @@ fn dialplan_body(tenant: Uuid, destination: &str, call: usize) -> String {
             let value = match name {
                 "variable_trunkline_tenant_id" => tenant.to_string(),
                 "Caller-Destination-Number" | "Hunt-Destination-Number" => encoded.clone(),
-                "Unique-ID" | "Caller-Unique-ID" => format!("{:08x}-0000-4000-8000-000000000000", call),
+                "Unique-ID" | "Caller-Unique-ID" => {
+                    format!("{:08x}-0000-4000-8000-000000000000", call)
+                }
                 _ => value.to_string(),
             };
             format!("{name}={value}")
@@ -134,13 +135,19 @@ impl Phase {
         if self.latencies_us.is_empty() {
             return f64::NAN;
         }
-        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize).clamp(1, self.latencies_us.len());
+        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize)
+            .clamp(1, self.latencies_us.len());
         self.latencies_us[i - 1] as f64 / 1000.0
     }
 }
 
 /// Closed loop: `workers` clients each fetch back to back for `duration`.
-async fn max_throughput(addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, workers: usize, duration: Duration) -> Phase {
+async fn max_throughput(
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    workers: usize,
+    duration: Duration,
+) -> Phase {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -182,7 +189,12 @@ async fn max_throughput(addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, workers: 
 
 /// Open loop: requests start at a fixed `rate` whatever the server does; latency counts from
 /// the scheduled start (no coordinated omission).
-async fn paced(addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, rate: f64, duration: Duration) -> Phase {
+async fn paced(
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    rate: f64,
+    duration: Duration,
+) -> Phase {
     let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
     let total = (duration.as_secs_f64() * rate).max(1.0) as usize;
     let started = Instant::now();
@@ -214,7 +226,12 @@ async fn paced(addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, rate: f64, duratio
     }
 }
 
-async fn measure(name: &str, addr: SocketAddr, requests: Arc<Vec<Vec<u8>>>, plan: &Plan) -> (Phase, Phase) {
+async fn measure(
+    name: &str,
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    plan: &Plan,
+) -> (Phase, Phase) {
     let max = max_throughput(addr, requests.clone(), plan.workers, plan.phase).await;
     let half = paced(addr, requests, max.rate() / 2.0, plan.phase).await;
     for (phase, label) in [(&max, "closed loop"), (&half, "paced at half")] {
@@ -243,7 +260,9 @@ async fn baseline(size: usize) -> SocketAddr {
             }
         }),
     );
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind baseline");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind baseline");
     let addr = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, app).await.expect("baseline serves") });
     addr
@@ -254,23 +273,26 @@ async fn main() {
     let plan = plan();
     let rss_start = rss_mib();
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("load.db").display()))
-        .await
-        .expect("database");
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("load.db").display()
+    ))
+    .await
+    .expect("database");
     store.migrate().await.expect("migrate");
     let mut settings = trunkline::config::Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.templates_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let templates = load_templates(&settings.templates_dir, &settings.template_vars).expect("templates");
+    let templates =
+        load_templates(&settings.templates_dir, &settings.template_vars).expect("templates");
     let publish = PublishSettings {
         default_context: settings.default_context.clone(),
         failover_mode: settings.failover_mode,
-        routing: RoutingSettings {
-            default_failover_codes: settings.failover_codes.clone(),
-            max_legs: settings.max_legs,
-        },
+        routing: settings.routing(),
     };
-    let app = Application::with_store(settings, store).await.expect("trunkline builds");
+    let app = Application::with_store(settings, store)
+        .await
+        .expect("trunkline builds");
     let (tenants, carriers, routes) = platform(1_000, 1_000, plan.routes);
     let built = Instant::now();
     // Version 0 is the empty database's: the safety-net refresh then sees nothing to reload.
@@ -311,6 +333,10 @@ async fn main() {
         tl_half.percentile(0.99),
         rss_mib()
     );
-    assert_eq!(tl_max.errors + tl_half.errors, 0, "trunkline answered with errors");
+    assert_eq!(
+        tl_max.errors + tl_half.errors,
+        0,
+        "trunkline answered with errors"
+    );
     assert!(tl_max.completed > 0, "no request completed");
 }

@@ -18,9 +18,11 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
+use crate::esl::EslRuntime;
+use crate::esl::live::LiveState;
+use crate::esl::supervisor::SyncContext;
 use crate::fsxml::acl::AclTemplate;
 use crate::fsxml::sofia::ProfileTemplates;
-use crate::routing::RoutingSettings;
 use crate::store::Store;
 use crate::xmlcurl::{self, PublishSettings, Published, Templates};
 
@@ -36,6 +38,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Prometheus exposition of the process-wide metrics recorder.
     pub metrics: PrometheusHandle,
+    /// The Event Socket supervisors (one per enabled switch) and their live view.
+    pub esl: Arc<EslRuntime>,
 }
 
 impl AppState {
@@ -122,7 +126,10 @@ impl Publisher {
 }
 
 /// Reads the operator templates: `sofia/<profile>.xml` and `acl.conf.xml` under `dir`.
-pub fn load_templates(dir: &Path, vars: &std::collections::BTreeMap<String, String>) -> anyhow::Result<Templates> {
+pub fn load_templates(
+    dir: &Path,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Templates> {
     let sofia_dir = dir.join("sofia");
     let mut sources = Vec::new();
     let entries = std::fs::read_dir(&sofia_dir)
@@ -212,12 +219,12 @@ impl Application {
         let publish_settings = PublishSettings {
             default_context: settings.default_context.clone(),
             failover_mode: settings.failover_mode,
-            routing: RoutingSettings {
-                default_failover_codes: settings.failover_codes.clone(),
-                max_legs: settings.max_legs,
-            },
+            routing: settings.routing(),
         };
-        let dataset = store.load_dataset().await.context("loading the configuration")?;
+        let dataset = store
+            .load_dataset()
+            .await
+            .context("loading the configuration")?;
         let first = Published::build(dataset, &templates, &publish_settings)
             .context("rendering the first documents")?;
         let published = Arc::new(ArcSwap::from_pointee(first));
@@ -233,18 +240,38 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let refresh_every = settings.snapshot_refresh;
+        for switch in &settings.switches {
+            store.upsert_config_switch(switch).await.with_context(|| {
+                format!("storing switch {} from the configuration file", switch.name)
+            })?;
+        }
+        let esl = Arc::new(EslRuntime::new(SyncContext {
+            store: store.clone(),
+            published: published.clone(),
+            publisher: publisher.clone(),
+            settings: settings.esl.clone(),
+            instance: uuid::Uuid::new_v4().to_string(),
+            live: Arc::new(LiveState::default()),
+        }));
         let state = AppState {
             store,
             published,
             publisher,
             settings: Arc::new(settings),
             metrics: metrics_handle(),
+            esl,
         };
-        Ok(Application { listener, state, refresh_every })
+        Ok(Application {
+            listener,
+            state,
+            refresh_every,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -252,17 +279,31 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let refresher = tokio::spawn(refresh_loop(self.state.clone(), self.refresh_every));
+        let esl = self.state.esl.clone();
+        if let Err(e) = esl.sync().await {
+            tracing::error!(error = %e, "cannot start the switch supervisors; the timer retries");
+        }
+        let switches = tokio::spawn(switch_loop(
+            esl.clone(),
+            self.state.settings.esl.resync_every,
+        ));
         let app = router(self.state);
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
         refresher.abort();
+        switches.abort();
+        esl.shutdown().await;
+        served?;
         Ok(())
     }
 }
@@ -286,6 +327,19 @@ async fn refresh_loop(state: AppState, every: Duration) {
         };
         if let Err(e) = result {
             tracing::warn!(error = %format!("{e:#}"), "snapshot refresh failed; serving the last good snapshot");
+        }
+    }
+}
+
+/// Picks up switches added, changed or removed by other instances (this instance's API writes
+/// sync at once).
+async fn switch_loop(esl: Arc<EslRuntime>, every: Duration) {
+    let mut timer = tokio::time::interval(every);
+    timer.tick().await;
+    loop {
+        timer.tick().await;
+        if let Err(e) = esl.sync().await {
+            tracing::warn!(error = %e, "switch list refresh failed");
         }
     }
 }

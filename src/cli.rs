@@ -11,7 +11,6 @@ use crate::api::auth::generate_token;
 use crate::app::{Application, load_templates, shutdown_signal};
 use crate::config::{CommonArgs, DocumentArgs, LogFormat, ServeArgs, Settings, database_url};
 use crate::model::{ContextName, DisplayName, Feature, NewApiToken, NewTenant, Role, Scope};
-use crate::routing::RoutingSettings;
 use crate::store::Store;
 use crate::xmlcurl::explain::{ExplainRequest, Explanation, explain};
 use crate::xmlcurl::{PublishSettings, Published};
@@ -101,6 +100,16 @@ pub enum RouteCommand {
         /// STIR/SHAKEN attestation level (A, B or C).
         #[arg(long)]
         attestation: Option<String>,
+        /// Route as at this moment, RFC 3339 (e.g. 2026-11-23T22:30:00+01:00): tests schedules.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::FixedOffset>>,
+        /// The call's Unique-ID, which seeds the weighted draw (default: a fixed seed, the one
+        /// a fetch without Unique-ID gets).
+        #[arg(long)]
+        call_id: Option<Uuid>,
+        /// A per-call cost ceiling (the `trunkline_max_cost` channel variable).
+        #[arg(long)]
+        max_cost: Option<String>,
         /// Print the explanation as JSON (the route-preview API's shape).
         #[arg(long)]
         json: bool,
@@ -147,6 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .collect::<Result<_, _>>()
                     .map_err(|e| anyhow::anyhow!("--feature: {e}"))?,
                 failover_mode: None,
+                max_cost: None,
             };
             if new.context.as_ref() == Some(&settings.default_context) {
                 bail!("--context: is trunkline's own default context");
@@ -199,6 +209,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             carrier,
             caller,
             attestation,
+            at,
+            call_id,
+            max_cost,
             json,
             documents,
         }) => {
@@ -211,9 +224,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 forced_carrier: carrier,
                 caller,
                 attestation,
+                call_id,
+                max_cost,
             };
-            let explanation = explain(&published, &request, chrono::Utc::now())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let at = at.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+            let explanation =
+                explain(&published, &request, at).map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&explanation)?);
             } else {
@@ -252,10 +268,7 @@ async fn publish(store: &Store, settings: &Settings) -> anyhow::Result<Published
     let publish = PublishSettings {
         default_context: settings.default_context.clone(),
         failover_mode: settings.failover_mode,
-        routing: RoutingSettings {
-            default_failover_codes: settings.failover_codes.clone(),
-            max_legs: settings.max_legs,
-        },
+        routing: settings.routing(),
     };
     Ok(Published::build(dataset, &templates, &publish)?)
 }
@@ -298,9 +311,22 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
     if let Some(forced) = &e.forced {
         writeln!(out, "forced carrier: {}", serde_json::to_string(forced)?)?;
     }
+    if let Some(ceiling) = &e.cost_ceiling {
+        writeln!(out, "cost ceiling: {}", serde_json::to_string(ceiling)?)?;
+    }
+    let seed = e
+        .call_id
+        .map_or("fixed seed".to_string(), |c| format!("call id {c}"));
+    writeln!(out, "at: {} (weighted draw: {seed})", e.at.to_rfc3339())?;
     writeln!(out, "\nlegs:")?;
     for leg in &e.legs {
-        writeln!(out, "  {}. {}", leg.position, leg.dial_string)?;
+        writeln!(
+            out,
+            "  {}. {} (decided by {})",
+            leg.position,
+            leg.dial_string,
+            serde_json::to_string(&leg.decided_by)?.trim_matches('"')
+        )?;
         writeln!(
             out,
             "     continue_on_fail: {}",
@@ -321,6 +347,12 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
     )?;
     for c in &e.considered {
         writeln!(out, "  {}", serde_json::to_string(c)?)?;
+    }
+    if !e.excluded.is_empty() {
+        writeln!(out, "\nroutes excluded by caller rule or schedule:")?;
+        for x in &e.excluded {
+            writeln!(out, "  {}", serde_json::to_string(x)?)?;
+        }
     }
     writeln!(out, "\nxml:\n{}", e.xml)?;
     Ok(out)

@@ -12,7 +12,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::model::{Cidr, ContextName, FailoverCode, FailoverCodes, FailoverMode, Invalid};
+use crate::esl::supervisor::EslSettings;
+use crate::esl::switch::{DEFAULT_ESL_PORT, NewSwitch, SwitchName, normalise_profiles};
+use crate::model::{
+    Cidr, ContextName, Currency, FailoverCode, FailoverCodes, FailoverMode, Host, Invalid,
+    Password, ProfileName,
+};
+use crate::routing::RoutingSettings;
 
 /// Flags shared by every command that touches the database.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -41,6 +47,9 @@ pub struct DocumentArgs {
     /// Directory of the sofia profile and acl templates (default `templates`).
     #[arg(long, env = "TRUNKLINE_TEMPLATES")]
     pub templates: Option<PathBuf>,
+    /// The platform currency of route and carrier costs, ISO 4217 (default `USD`).
+    #[arg(long, env = "TRUNKLINE_CURRENCY")]
+    pub currency: Option<String>,
 }
 
 /// Flags of `trunkline serve`.
@@ -75,6 +84,7 @@ pub struct FileConfig {
     pub failover_mode: Option<String>,
     pub failover_codes: Option<Vec<String>>,
     pub max_legs: Option<usize>,
+    pub currency: Option<String>,
     pub templates: Option<PathBuf>,
     pub xmlcurl_user: Option<String>,
     pub xmlcurl_password: Option<String>,
@@ -85,20 +95,91 @@ pub struct FileConfig {
     /// Variables for the sofia profile templates (`sip_ip`, `ext_sip_ip`, …).
     #[serde(default)]
     pub template_vars: BTreeMap<String, String>,
+    /// FreeSWITCH nodes kept in step over the Event Socket (`[[switches]]`); more can be added
+    /// through the API.
+    #[serde(default)]
+    pub switches: Vec<SwitchConfig>,
+    /// Wait after a configuration change before reconciling the nodes (default 500).
+    pub esl_debounce_ms: Option<u64>,
+    /// Seconds between safety-net reconcile passes per node (default 60).
+    pub esl_resync_seconds: Option<u64>,
+}
+
+/// One `[[switches]]` entry.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchConfig {
+    pub name: String,
+    pub esl_host: String,
+    pub esl_port: Option<u16>,
+    pub esl_password: String,
+    pub enabled: Option<bool>,
+    /// Sofia profiles trunkline manages on the node (default `["external"]`).
+    pub profiles: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for SwitchConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SwitchConfig({} at {}:{:?}, password: ***)",
+            self.name, self.esl_host, self.esl_port
+        )
+    }
+}
+
+impl SwitchConfig {
+    fn parse(&self) -> Result<NewSwitch, ConfigError> {
+        let bad = |message: String| ConfigError::Invalid {
+            setting: "switches",
+            message,
+        };
+        let name = SwitchName::parse(&self.name).map_err(|e| bad(e.0))?;
+        let named = |field: &str, e: Invalid| bad(format!("{name}: {field}: {}", e.0));
+        let profiles = self
+            .profiles
+            .clone()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| ProfileName::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| named("profiles", e))?;
+        Ok(NewSwitch {
+            esl_host: Host::parse(&self.esl_host).map_err(|e| named("esl_host", e))?,
+            esl_port: self.esl_port.unwrap_or(DEFAULT_ESL_PORT),
+            esl_password: Password::parse(&self.esl_password).map_err(|_| {
+                bad(format!(
+                    "{name}: esl_password: printable ASCII without spaces"
+                ))
+            })?,
+            enabled: self.enabled.unwrap_or(true),
+            profiles: normalise_profiles(profiles),
+            name,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("setting `{setting}`: {message}")]
-    Invalid { setting: &'static str, message: String },
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(setting: &'static str) -> impl Fn(Invalid) -> ConfigError {
-    move |e| ConfigError::Invalid { setting, message: e.0 }
+    move |e| ConfigError::Invalid {
+        setting,
+        message: e.0,
+    }
 }
 
 /// Log output format.
@@ -130,6 +211,8 @@ pub struct Settings {
     pub failover_mode: FailoverMode,
     pub failover_codes: FailoverCodes,
     pub max_legs: usize,
+    /// The one currency of every cost and ceiling.
+    pub currency: Currency,
     pub templates_dir: PathBuf,
     pub template_vars: BTreeMap<String, String>,
     pub xmlcurl_credentials: Option<BasicCredentials>,
@@ -137,6 +220,9 @@ pub struct Settings {
     pub xmlcurl_allow: Vec<Cidr>,
     pub log_format: LogFormat,
     pub snapshot_refresh: Duration,
+    /// Switches declared in the file (stored at start-up, owned by the file).
+    pub switches: Vec<NewSwitch>,
+    pub esl: EslSettings,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://trunkline.db";
@@ -145,8 +231,12 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 impl Settings {
     /// Defaults only: what `trunkline serve` runs with when nothing is configured.
     pub fn defaults() -> Self {
-        Self::resolve(&CommonArgs::default(), &ServeArgs::default(), FileConfig::default())
-            .expect("the embedded defaults are valid")
+        Self::resolve(
+            &CommonArgs::default(),
+            &ServeArgs::default(),
+            FileConfig::default(),
+        )
+        .expect("the embedded defaults are valid")
     }
 
     /// Reads the file named by `--config` (if any) and merges flags over it.
@@ -158,7 +248,11 @@ impl Settings {
         Self::resolve(common, serve, file)
     }
 
-    fn resolve(common: &CommonArgs, serve: &ServeArgs, file: FileConfig) -> Result<Self, ConfigError> {
+    fn resolve(
+        common: &CommonArgs,
+        serve: &ServeArgs,
+        file: FileConfig,
+    ) -> Result<Self, ConfigError> {
         let database_url = common
             .database_url
             .clone()
@@ -169,7 +263,12 @@ impl Settings {
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         let default_context = ContextName::parse(
-            serve.documents.context.as_deref().or(file.context.as_deref()).unwrap_or("trunkline"),
+            serve
+                .documents
+                .context
+                .as_deref()
+                .or(file.context.as_deref())
+                .unwrap_or("trunkline"),
         )
         .map_err(invalid("context"))?;
         let failover_mode = FailoverMode::parse(
@@ -199,6 +298,15 @@ impl Settings {
                 message: "must be between 1 and 32".into(),
             });
         }
+        let currency = Currency::parse(
+            serve
+                .documents
+                .currency
+                .as_deref()
+                .or(file.currency.as_deref())
+                .unwrap_or("USD"),
+        )
+        .map_err(invalid("currency"))?;
         let xmlcurl_credentials = match (
             serve.xmlcurl_user.clone().or(file.xmlcurl_user),
             serve.xmlcurl_password.clone().or(file.xmlcurl_password),
@@ -247,6 +355,32 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
+        let switches = file
+            .switches
+            .iter()
+            .map(SwitchConfig::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut names: Vec<&SwitchName> = switches.iter().map(|s| &s.name).collect();
+        names.sort();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError::Invalid {
+                setting: "switches",
+                message: "two switches have the same name".into(),
+            });
+        }
+        let mut esl = EslSettings::default();
+        if let Some(ms) = file.esl_debounce_ms {
+            esl.debounce = Duration::from_millis(ms);
+        }
+        if let Some(secs) = file.esl_resync_seconds {
+            if secs == 0 {
+                return Err(ConfigError::Invalid {
+                    setting: "esl_resync_seconds",
+                    message: "must be at least 1".into(),
+                });
+            }
+            esl.resync_every = Duration::from_secs(secs);
+        }
         Ok(Settings {
             database_url,
             listen,
@@ -254,6 +388,7 @@ impl Settings {
             failover_mode,
             failover_codes,
             max_legs,
+            currency,
             templates_dir: serve
                 .documents
                 .templates
@@ -265,7 +400,20 @@ impl Settings {
             xmlcurl_allow,
             log_format,
             snapshot_refresh: Duration::from_secs(refresh),
+            switches,
+            esl,
         })
+    }
+}
+
+impl Settings {
+    /// What routing needs of the settings: `serve` and `route explain` must agree on it.
+    pub fn routing(&self) -> RoutingSettings {
+        RoutingSettings {
+            default_failover_codes: self.failover_codes.clone(),
+            max_legs: self.max_legs,
+            currency: self.currency.clone(),
+        }
     }
 }
 
@@ -278,7 +426,9 @@ pub fn database_url(common: &CommonArgs) -> Result<String, ConfigError> {
         Some(path) => read_file(path)?,
         None => FileConfig::default(),
     };
-    Ok(file.database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()))
+    Ok(file
+        .database_url
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()))
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -322,6 +472,23 @@ mod tests {
         assert_eq!(s.default_context.as_str(), "trunkline");
         assert_eq!(s.failover_codes, FailoverCodes::platform_default());
         assert!(s.xmlcurl_credentials.is_none() && s.xmlcurl_allow.is_empty());
+        assert!(s.switches.is_empty());
+    }
+
+    #[test]
+    fn switches_are_read_from_the_file_with_defaults() {
+        let file: FileConfig = toml::from_str(
+            "esl_debounce_ms = 50\n[[switches]]\nname = \"fs1\"\nesl_host = \"10.0.0.5\"\nesl_password = \"s3cret\"\n\n[[switches]]\nname = \"fs2\"\nesl_host = \"fs2.example\"\nesl_port = 8022\nesl_password = \"x\"\nenabled = false\nprofiles = [\"carriers\", \"external\"]\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&CommonArgs::default(), &ServeArgs::default(), file).unwrap();
+        assert_eq!(s.esl.debounce, Duration::from_millis(50));
+        assert_eq!(s.switches.len(), 2);
+        assert_eq!(s.switches[0].esl_port, 8021);
+        assert!(s.switches[0].enabled);
+        assert_eq!(s.switches[0].profiles, [ProfileName::external()]);
+        assert_eq!(s.switches[1].profiles.len(), 2);
+        assert!(!format!("{:?}", s.switches).contains("s3cret"));
     }
 
     #[test]
@@ -349,17 +516,32 @@ mod tests {
             },
             ..Default::default()
         };
-        let err = Settings::resolve(&CommonArgs::default(), &serve, FileConfig::default())
-            .unwrap_err();
-        assert!(err.to_string().starts_with("setting `failover_codes`"), "{err}");
+        let err =
+            Settings::resolve(&CommonArgs::default(), &serve, FileConfig::default()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("setting `failover_codes`"),
+            "{err}"
+        );
 
         let serve = ServeArgs {
             xmlcurl_user: Some("fs".into()),
             ..Default::default()
         };
-        let err = Settings::resolve(&CommonArgs::default(), &serve, FileConfig::default())
-            .unwrap_err();
+        let err =
+            Settings::resolve(&CommonArgs::default(), &serve, FileConfig::default()).unwrap_err();
         assert!(err.to_string().contains("xmlcurl_user"), "{err}");
+
+        let file: FileConfig = toml::from_str(
+            "[[switches]]\nname = \"fs1\"\nesl_host = \"127.0.0.1\"\nesl_password = \"Clue Con\"\n",
+        )
+        .unwrap();
+        let err =
+            Settings::resolve(&CommonArgs::default(), &ServeArgs::default(), file).unwrap_err();
+        assert!(err.to_string().contains("fs1: esl_password"), "{err}");
+        assert!(
+            !err.to_string().contains("Clue"),
+            "the password is never echoed: {err}"
+        );
 
         let unknown = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err();
         assert!(unknown.message().contains("lisen"));

@@ -11,6 +11,7 @@ pub mod causes;
 pub mod cli;
 pub mod config;
 pub mod dialstring;
+pub mod esl;
 pub mod fsxml;
 pub mod model;
 pub mod routing;

@@ -858,3 +858,109 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn routing_criteria_round_trip_and_impossible_ones_are_refused_naming_the_field() {
+    on_every_backend(|app| async move {
+        let admin = app.admin.clone();
+        let carrier = app
+            .create(
+                "/api/v1/carriers",
+                &admin,
+                json!({"name": "Priced", "gateway_name": "priced", "remote_host": "sip.example.net",
+                       "cost": {"rate": "0.0125", "currency": "USD"}}),
+            )
+            .await;
+        assert_eq!(carrier["cost"], json!({"rate": "0.0125", "currency": "USD"}));
+        let carrier_id = carrier["id"].as_str().unwrap().to_string();
+        let tenant = app.tenant("Capped", None, false).await;
+        let capped = app
+            .patch(
+                &format!("/api/v1/tenants/{tenant}"),
+                &admin,
+                json!({"max_cost": {"rate": "0.05"}}),
+            )
+            .await;
+        assert_eq!(capped.status, StatusCode::OK, "{}", capped.text);
+        assert_eq!(capped.body["max_cost"], json!({"rate": "0.05", "currency": "USD"}));
+
+        let schedule = json!({"time_zone": "Europe/Berlin", "windows": [
+            {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"},
+            {"days": ["sat"], "start": "22:00", "end": "24:00"}]});
+        let criteria = json!({"schedule": schedule, "cost": {"rate": "0.000001", "currency": "USD"},
+            "weight": 70, "caller_prefix": "+4930", "caller_regex": "^49(30|40)[0-9]+$"});
+        let mut body = json!({"name": "Berlin office hours", "prefix": "+49", "carrier_id": carrier_id});
+        body.as_object_mut()
+            .unwrap()
+            .extend(criteria.as_object().unwrap().clone());
+        let created = app.create("/api/v1/outbound-routes", &admin, body).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        for (k, v) in criteria.as_object().unwrap() {
+            assert_eq!(&created[k], v, "{k}");
+        }
+        let fetched = app.get(&format!("/api/v1/outbound-routes/{id}"), &admin).await;
+        assert_eq!(fetched.body, created);
+        let listed = app.get("/api/v1/outbound-routes", &admin).await;
+        assert_eq!(listed.body["items"][0]["schedule"], schedule, "{}", listed.text);
+        // A merge patch changes one criterion and clears another; the rest stays.
+        let patched = app
+            .patch(
+                &format!("/api/v1/outbound-routes/{id}"),
+                &admin,
+                json!({"weight": 0, "schedule": null}),
+            )
+            .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        assert_eq!(patched.body["weight"], 0);
+        assert!(patched.body["schedule"].is_null());
+        assert_eq!(patched.body["caller_regex"], criteria["caller_regex"]);
+        assert_eq!(patched.body["cost"], criteria["cost"]);
+
+        let bad_window = json!({"time_zone": "UTC", "windows": [
+            {"days": ["mon"], "start": "08:00", "end": "09:00"},
+            {"days": ["mon"], "start": "10:00", "end": "10:00"}]});
+        let cases = [
+            (json!({"schedule": {"time_zone": "Mars/Olympus", "windows": []}}), "schedule.time_zone"),
+            (json!({"schedule": bad_window}), "schedule.windows[1].end"),
+            (json!({"schedule": {"time_zone": "UTC", "windows": [{"days": ["someday"], "start": "08:00", "end": "09:00"}]}}), "schedule.windows[0].days[0]"),
+            (json!({"cost": {"rate": "0.01", "currency": "EUR"}}), "cost.currency"),
+            (json!({"cost": {"rate": "0.0000001"}}), "cost.rate"),
+            (json!({"cost": {"rate": "-1"}}), "cost.rate"),
+            (json!({"weight": 10001}), "weight"),
+            (json!({"weight": -1}), "weight"),
+            (json!({"caller_prefix": "49*"}), "caller_prefix"),
+            (json!({"caller_regex": "(?i)a"}), "caller_regex"),
+        ];
+        for (change, field) in cases {
+            let mut body = json!({"name": "bad", "prefix": "+49", "carrier_id": carrier_id});
+            body.as_object_mut()
+                .unwrap()
+                .extend(change.as_object().unwrap().clone());
+            let r = app.post("/api/v1/outbound-routes", &admin, body).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {}", r.text);
+            assert_eq!(r.error_fields(), [field], "{}", r.text);
+        }
+        let r = app
+            .patch(
+                &format!("/api/v1/carriers/{carrier_id}"),
+                &admin,
+                json!({"cost": {"rate": "1", "currency": "GBP"}}),
+            )
+            .await;
+        assert_eq!((r.status, r.error_fields()), (StatusCode::UNPROCESSABLE_ENTITY, vec!["cost.currency".to_string()]));
+        let r = app
+            .patch(
+                &format!("/api/v1/tenants/{tenant}"),
+                &admin,
+                json!({"max_cost": {"rate": "lots"}}),
+            )
+            .await;
+        assert_eq!((r.status, r.error_fields()), (StatusCode::UNPROCESSABLE_ENTITY, vec!["max_cost.rate".to_string()]));
+        // Nothing refused was stored.
+        let unchanged = app.get(&format!("/api/v1/outbound-routes/{id}"), &admin).await;
+        assert_eq!(unchanged.body, patched.body);
+        let listed = app.get("/api/v1/outbound-routes", &admin).await;
+        assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    })
+    .await;
+}

@@ -58,7 +58,11 @@ fn stdout(output: &Output) -> String {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Server(Child);
@@ -97,12 +101,17 @@ async fn serve_with_nothing_configured_creates_its_database_and_answers() {
     );
     let base = format!("http://{listen}");
     wait_until_healthy(&base).await;
-    assert!(dir.path().join("trunkline.db").exists(), "the SQLite file is created in the working directory");
+    assert!(
+        dir.path().join("trunkline.db").exists(),
+        "the SQLite file is created in the working directory"
+    );
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
 
     // An operator's first steps, against the same database while the service runs.
-    let token = stdout(&run(dir.path(), &["token", "create", "--platform-admin"])).trim().to_string();
+    let token = stdout(&run(dir.path(), &["token", "create", "--platform-admin"]))
+        .trim()
+        .to_string();
     assert!(token.starts_with("tl_") && token.len() == 67, "{token}");
     let client = reqwest::Client::new();
     let created = client
@@ -122,13 +131,27 @@ async fn serve_with_nothing_configured_creates_its_database_and_answers() {
         .await
         .unwrap();
     assert_eq!(route.status(), 201);
-    let tenant = stdout(&run(dir.path(), &["tenant", "create", "Acme", "--context", "acme"])).trim().to_string();
+    let tenant = stdout(&run(
+        dir.path(),
+        &["tenant", "create", "Acme", "--context", "acme"],
+    ))
+    .trim()
+    .to_string();
     uuid::Uuid::parse_str(&tenant).expect("tenant create prints the id");
 
-    let explained = stdout(&run(dir.path(), &["route", "explain", "+15551234567", "--tenant", &tenant]));
-    assert!(explained.contains("sofia/gateway/carrier-a/+15551234567"), "{explained}");
+    let explained = stdout(&run(
+        dir.path(),
+        &["route", "explain", "+15551234567", "--tenant", &tenant],
+    ));
+    assert!(
+        explained.contains("sofia/gateway/carrier-a/+15551234567"),
+        "{explained}"
+    );
     assert!(explained.contains("<context name=\"acme\">"), "{explained}");
-    let json = stdout(&run(dir.path(), &["route", "explain", "+15551234567", "--json"]));
+    let json = stdout(&run(
+        dir.path(),
+        &["route", "explain", "+15551234567", "--json"],
+    ));
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["legs"][0]["leg"]["gateway_name"], "carrier-a");
     drop(server);
@@ -137,29 +160,82 @@ async fn serve_with_nothing_configured_creates_its_database_and_answers() {
 #[test]
 fn token_create_for_a_tenant_checks_the_tenant_and_the_scopes() {
     let dir = workdir();
-    let missing = run(dir.path(), &["token", "create", "--tenant", &uuid::Uuid::now_v7().to_string()]);
+    let missing = run(
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--tenant",
+            &uuid::Uuid::now_v7().to_string(),
+        ],
+    );
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("--tenant"));
-    let tenant = stdout(&run(dir.path(), &["tenant", "create", "T"])).trim().to_string();
-    let bad_scope = run(dir.path(), &["token", "create", "--tenant", &tenant, "--scope", "root"]);
+    let tenant = stdout(&run(dir.path(), &["tenant", "create", "T"]))
+        .trim()
+        .to_string();
+    let bad_scope = run(
+        dir.path(),
+        &["token", "create", "--tenant", &tenant, "--scope", "root"],
+    );
     assert_eq!(bad_scope.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad_scope.stderr).contains("--scope"));
-    let token = stdout(&run(dir.path(), &["token", "create", "--tenant", &tenant, "--scope", "carriers:read"]));
+    let token = stdout(&run(
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--tenant",
+            &tenant,
+            "--scope",
+            "carriers:read",
+        ],
+    ));
     assert!(token.trim().starts_with("tl_"));
-    let both = run(dir.path(), &["token", "create", "--platform-admin", "--tenant", &tenant]);
-    assert_eq!(both.status.code(), Some(2), "clap refuses the conflicting flags");
+    let both = run(
+        dir.path(),
+        &["token", "create", "--platform-admin", "--tenant", &tenant],
+    );
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "clap refuses the conflicting flags"
+    );
 }
+
+/// Arguments, environment variables, and the setting the error must name.
+type BadConfig<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
 
 #[test]
 fn bad_configuration_exits_1_naming_the_setting() {
     let dir = workdir();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["serve", "--failover-codes", "404,sip:503"], vec![], "failover_codes"),
+    let cases: Vec<BadConfig> = vec![
+        (
+            vec!["serve", "--failover-codes", "404,sip:503"],
+            vec![],
+            "failover_codes",
+        ),
         (vec!["serve", "--context", "a b"], vec![], "context"),
-        (vec!["serve"], vec![("TRUNKLINE_DATABASE_URL", "mysql://x")], "database"),
-        (vec!["serve"], vec![("TRUNKLINE_XMLCURL_ALLOW", "10.0.0.0/99")], "xmlcurl_allow"),
-        (vec!["serve", "--templates", "/nonexistent"], vec![], "templates"),
-        (vec!["migrate", "--config", "/nonexistent.toml"], vec![], "/nonexistent.toml"),
+        (
+            vec!["serve"],
+            vec![("TRUNKLINE_DATABASE_URL", "mysql://x")],
+            "database",
+        ),
+        (
+            vec!["serve"],
+            vec![("TRUNKLINE_XMLCURL_ALLOW", "10.0.0.0/99")],
+            "xmlcurl_allow",
+        ),
+        (
+            vec!["serve", "--templates", "/nonexistent"],
+            vec![],
+            "templates",
+        ),
+        (
+            vec!["migrate", "--config", "/nonexistent.toml"],
+            vec![],
+            "/nonexistent.toml",
+        ),
     ];
     for (args, env, expected) in cases {
         let mut cmd = trunkline(dir.path(), &args);
@@ -168,7 +244,10 @@ fn bad_configuration_exits_1_naming_the_setting() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.starts_with("trunkline: "), "{args:?}: {stderr}");
-        assert!(stderr.contains(expected), "{args:?}: expected {expected} in {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{args:?}: expected {expected} in {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     let file = dir.path().join("bad.toml");

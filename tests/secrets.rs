@@ -50,25 +50,55 @@ async fn auth_password_is_never_in_a_response_or_a_log_line() {
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
         let id = created.id();
         responses.push(created.text);
-        responses.push(app.get(&format!("/api/v1/carriers/{id}"), &admin).await.text);
+        responses.push(
+            app.get(&format!("/api/v1/carriers/{id}"), &admin)
+                .await
+                .text,
+        );
         responses.push(app.get("/api/v1/carriers", &admin).await.text);
-        responses.push(app.patch(&format!("/api/v1/carriers/{id}"), &admin, json!({"remote_port": 5070})).await.text);
+        responses.push(
+            app.patch(
+                &format!("/api/v1/carriers/{id}"),
+                &admin,
+                json!({"remote_port": 5070}),
+            )
+            .await
+            .text,
+        );
         // A refused update that echoes nothing back either.
         let refused = app
-            .patch(&format!("/api/v1/carriers/{id}"), &admin, json!({"auth_password": format!("{PASSWORD}\r\n")}))
+            .patch(
+                &format!("/api/v1/carriers/{id}"),
+                &admin,
+                json!({"auth_password": format!("{PASSWORD}\r\n")}),
+            )
             .await;
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
         responses.push(refused.text);
-        responses.push(app.get("/api/v1/route-preview?destination=%2B15551234567", &admin).await.text);
-        responses.push(app.send(reqwest::Method::GET, "/api/openapi.json", None, None).await.text);
+        responses.push(
+            app.get("/api/v1/route-preview?destination=%2B15551234567", &admin)
+                .await
+                .text,
+        );
+        responses.push(
+            app.send(reqwest::Method::GET, "/api/openapi.json", None, None)
+                .await
+                .text,
+        );
         for text in &responses {
-            assert!(!text.contains(PASSWORD), "response leaks the password: {text}");
+            assert!(
+                !text.contains(PASSWORD),
+                "response leaks the password: {text}"
+            );
         }
         // FreeSWITCH does get it, in the gateway it registers with.
         let (_, sofia) = app.fetch(config_body("sofia.conf", Some("external"))).await;
         assert!(sofia.contains(PASSWORD), "{sofia}");
     }
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("carrier created"), "the capture works: {logs}");
+    assert!(
+        logs.contains("carrier created"),
+        "the capture works: {logs}"
+    );
     assert!(!logs.contains(PASSWORD), "a log line leaks the password");
 }

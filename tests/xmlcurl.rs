@@ -148,7 +148,12 @@ fn bridged_gateways(xml: &str) -> Vec<String> {
     assert_document_is_safe(xml)
         .into_iter()
         .filter(|(app, _)| app == "bridge")
-        .map(|(_, data)| parse_bridge_data(&data).expect("strict grammar").gateway.to_string())
+        .map(|(_, data)| {
+            parse_bridge_data(&data)
+                .expect("strict grammar")
+                .gateway
+                .to_string()
+        })
         .collect()
 }
 
@@ -422,7 +427,7 @@ async fn hostile_stored_names_never_reach_a_document() {
         )
         .await;
     let dialplan = w.fetch(call("hostile", "+15551234567", None)).await;
-    assert_eq!(bridged_gateways(&dialplan), [gateway.clone()]);
+    assert_eq!(bridged_gateways(&dialplan), std::slice::from_ref(&gateway));
     for xml in [
         dialplan,
         w.fetch(config_body("sofia.conf", None)).await,
@@ -654,4 +659,157 @@ async fn an_oversized_body_gets_the_not_found_document() {
     assert_eq!(status, StatusCode::OK);
     assert!(xml.contains(r#"<result status="not found"/>"#), "{xml}");
     let _: Value = json!(null);
+}
+
+#[tokio::test]
+async fn weighted_scheduled_costed_and_caller_routes_agree_between_explain_and_the_fetch() {
+    let w = world().await;
+    let admin = w.app.admin.clone();
+    // Japan: three platform carriers at equal priority and cost split 60/30/10, a dearer one
+    // after them, a route only for Tokyo callers, and one that is never open on a Sunday.
+    let route = |name: &str, gw: &str, extra: Value| {
+        let mut body = json!({"name": name, "prefix": "+81", "carrier_id": w.carrier(gw),
+                              "priority": 1, "cost": {"rate": "0.01", "currency": "USD"}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for body in [
+        route("JP a", "alpha", json!({"weight": 60})),
+        route("JP b", "bravo", json!({"weight": 30})),
+        route("JP d", "delta", json!({"weight": 10})),
+        route("JP dear", "charlie", json!({"cost": {"rate": "0.2"}})),
+        route(
+            "JP Tokyo callers",
+            "echo",
+            json!({"priority": 0, "caller_prefix": "+813"}),
+        ),
+        route(
+            "JP weekdays",
+            "echo",
+            json!({"priority": 0, "schedule": {"time_zone": "Asia/Tokyo",
+                "windows": [{"days": ["mon", "tue", "wed", "thu", "fri"], "start": "00:00", "end": "24:00"}]}}),
+        ),
+    ] {
+        w.app.create("/api/v1/outbound-routes", &admin, body).await;
+    }
+    // A Sunday in Tokyo: the fetch routes at the real clock, so explain is asked for "now"
+    // unless that is a Tokyo weekday, when the weekday route joins both the same way.
+    let mut first_legs = std::collections::BTreeSet::new();
+    for n in 0..12u128 {
+        let call_id = Uuid::from_u128(0x0ca1_1000_0000 + n);
+        let caller = if n % 4 == 0 {
+            "+81312345678"
+        } else {
+            "+14155550100"
+        };
+        let query = format!(
+            "/api/v1/route-preview?destination=%2B81312345678&caller={}&call_id={call_id}&max_cost=0.05",
+            support::app::fs_encode(caller)
+        );
+        let preview = w.app.get(&query, &admin).await;
+        assert_eq!(preview.status, StatusCode::OK, "{query}: {}", preview.text);
+        let call_id = call_id.to_string();
+        let fetched = w
+            .fetch(dialplan_body(&[
+                ("Hunt-Destination-Number", Some("+81312345678")),
+                ("Caller-Destination-Number", Some("+81312345678")),
+                ("Hunt-Caller-ID-Number", Some(caller)),
+                ("Caller-Caller-ID-Number", Some(caller)),
+                ("Unique-ID", Some(&call_id)),
+                ("variable_trunkline_tenant_id", None),
+                ("variable_trunkline_max_cost", Some("0.05")),
+            ]))
+            .await;
+        assert_eq!(preview.body["xml"].as_str().unwrap(), fetched, "{query}");
+        let legs = preview.body["legs"].as_array().unwrap();
+        let gateways: Vec<&str> = legs
+            .iter()
+            .map(|l| l["leg"]["gateway_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(bridged_gateways(&fetched), gateways, "{query}");
+        // Every leg names what decided it; the dear carrier is over the ceiling.
+        assert!(
+            legs.iter().all(|l| l["decided_by"].is_string()),
+            "{}",
+            preview.text
+        );
+        assert!(!gateways.contains(&"charlie"), "{gateways:?}");
+        let dear = preview.body["considered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["route_name"] == "JP dear")
+            .unwrap();
+        assert_eq!(dear["reason"], "over_max_cost", "{dear}");
+        let drawn: Vec<&Value> = preview.body["considered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["weight"].is_number())
+            .collect();
+        assert_eq!(drawn.len(), 3);
+        assert!(drawn.iter().all(|c| c["decided_by"] == "weight"));
+        let tokyo_caller = n % 4 == 0;
+        let excluded = preview.body["excluded"].as_array().unwrap();
+        assert_eq!(
+            excluded.iter().any(|x| x["reason"] == "caller_mismatch"),
+            !tokyo_caller,
+            "{}",
+            preview.text
+        );
+        if tokyo_caller {
+            assert_eq!(gateways[0], "echo");
+        }
+        first_legs.insert(drawn[0]["gateway_name"].as_str().unwrap().to_string());
+    }
+    assert!(
+        first_legs.len() > 1,
+        "the draw differs between calls: {first_legs:?}"
+    );
+
+    // A schedule decides by the `at` explain is asked for: Sunday vs Monday in Tokyo.
+    let at = |t: &str| {
+        format!(
+            "/api/v1/route-preview?destination=%2B81312345678&at={}",
+            support::app::fs_encode(t)
+        )
+    };
+    let sunday = w.app.get(&at("2026-11-22T12:00:00+09:00"), &admin).await;
+    assert_eq!(sunday.status, StatusCode::OK, "{}", sunday.text);
+    assert!(
+        sunday.body["excluded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["route_name"] == "JP weekdays" && x["reason"] == "outside_schedule")
+    );
+    let monday = w.app.get(&at("2026-11-23T00:30:00+09:00"), &admin).await;
+    assert_eq!(monday.body["legs"][0]["leg"]["gateway_name"], "echo");
+    assert_eq!(monday.body["legs"][0]["decided_by"], "priority");
+    // A malformed call id is refused naming it (400, as every malformed query parameter); a
+    // refused ceiling is ignored with the reason, as in a fetch.
+    let bad = w
+        .app
+        .get(
+            "/api/v1/route-preview?destination=%2B81312345678&call_id=nope",
+            &admin,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert_eq!(bad.error_fields(), ["call_id"]);
+    let ignored = w
+        .app
+        .get(
+            "/api/v1/route-preview?destination=%2B81312345678&max_cost=-1",
+            &admin,
+        )
+        .await;
+    assert!(
+        ignored.body["cost_ceiling"]["request_ignored"]
+            .as_str()
+            .unwrap()
+            .contains("trunkline_max_cost ignored")
+    );
 }

@@ -90,7 +90,9 @@ impl Principal {
         if self.is_platform_admin() || self.scopes.contains(&scope) {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(format!("this token lacks the {scope} scope")))
+            Err(ApiError::Forbidden(format!(
+                "this token lacks the {scope} scope"
+            )))
         }
     }
 
@@ -99,7 +101,9 @@ impl Principal {
         if self.is_platform_admin() {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("only a platform admin may do this".into()))
+            Err(ApiError::Forbidden(
+                "only a platform admin may do this".into(),
+            ))
         }
     }
 
@@ -137,7 +141,11 @@ impl Principal {
         if self.is_platform_admin() {
             return Ok(());
         }
-        let tenant = state.store.get_tenant(tenant_id).await?.ok_or(ApiError::Unauthorized)?;
+        let tenant = state
+            .store
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         if tenant.has_feature(Feature::SelfServiceCarriers) {
             Ok(())
         } else {

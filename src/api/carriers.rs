@@ -17,14 +17,15 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
+use super::criteria::{CostBody, parse_cost};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery, from_json};
 use super::page::{ListResponse, page_request};
 use crate::app::AppState;
 use crate::model::{
-    Carrier, CarrierStatus, CarrierType, Cidr, Digits, Direction, DisplayName, FailoverCode,
-    FailoverCodes, GatewayName, HeaderName, HeaderValue, Host, NewCarrier, Password, ProfileName,
-    Scope, SipUser, Transport,
+    Carrier, CarrierStatus, CarrierType, Cidr, Currency, Digits, Direction, DisplayName,
+    FailoverCode, FailoverCodes, GatewayName, HeaderName, HeaderValue, Host, NewCarrier, Password,
+    ProfileName, Scope, SipUser, Transport,
 };
 use crate::store::{CarrierFilter, TenantScope};
 
@@ -95,6 +96,9 @@ pub struct CarrierBody {
     pub failover_codes: Option<Vec<String>>,
     #[serde(default)]
     pub leg_progress_timeout_seconds: Option<u32>,
+    /// Default per-minute cost of routes to this carrier that name none.
+    #[serde(default)]
+    pub cost: Option<CostBody>,
 }
 
 fn default_type() -> CarrierType {
@@ -150,12 +154,13 @@ impl CarrierBody {
                 .as_ref()
                 .map(|f| f.codes().iter().map(ToString::to_string).collect()),
             leg_progress_timeout_seconds: c.leg_progress_timeout_seconds,
+            cost: c.cost.as_ref().map(CostBody::from_cost),
         }
     }
 
     /// Parses every field (FREESWITCH.md §6.4 allow-lists) and the rules between them, naming
     /// every refused field at once.
-    fn parse(self) -> Result<NewCarrier, ApiError> {
+    fn parse(self, currency: &Currency) -> Result<NewCarrier, ApiError> {
         let mut e = FieldErrors::default();
         let name = e.parse("name", &self.name, DisplayName::parse);
         let gateway_name = match &self.gateway_name {
@@ -183,10 +188,21 @@ impl CarrierBody {
             .register
             .unwrap_or(self.carrier_type == CarrierType::RegisterTrunk);
         if self.carrier_type == CarrierType::RegisterTrunk && !register {
-            e.add("register", "a register_trunk registers: register cannot be false");
+            e.add(
+                "register",
+                "a register_trunk registers: register cannot be false",
+            );
         }
-        let auth_username = e.parse_opt("auth_username", self.auth_username.as_deref(), SipUser::parse);
-        let auth_password = e.parse_opt("auth_password", self.auth_password.as_deref(), Password::parse);
+        let auth_username = e.parse_opt(
+            "auth_username",
+            self.auth_username.as_deref(),
+            SipUser::parse,
+        );
+        let auth_password = e.parse_opt(
+            "auth_password",
+            self.auth_password.as_deref(),
+            Password::parse,
+        );
         // FreeSWITCH skips a registering gateway that lacks username or password (FREESWITCH.md §2.2).
         if register {
             if self.auth_username.is_none() {
@@ -208,7 +224,10 @@ impl CarrierBody {
         if let Some(t) = self.leg_progress_timeout_seconds
             && !(1..=300).contains(&t)
         {
-            e.add("leg_progress_timeout_seconds", "must be null or between 1 and 300");
+            e.add(
+                "leg_progress_timeout_seconds",
+                "must be null or between 1 and 300",
+            );
         }
         if self.inbound_ips.len() > MAX_INBOUND_IPS {
             e.add("inbound_ips", format!("at most {MAX_INBOUND_IPS} entries"));
@@ -218,7 +237,10 @@ impl CarrierBody {
         let add_prefix = e.parse("add_prefix", &self.add_prefix, Digits::parse);
         let add_suffix = e.parse("add_suffix", &self.add_suffix, Digits::parse);
         if self.tech_headers.len() > MAX_TECH_HEADERS {
-            e.add("tech_headers", format!("at most {MAX_TECH_HEADERS} headers"));
+            e.add(
+                "tech_headers",
+                format!("at most {MAX_TECH_HEADERS} headers"),
+            );
         }
         let mut tech_headers = BTreeMap::new();
         for (k, v) in &self.tech_headers {
@@ -229,10 +251,15 @@ impl CarrierBody {
                 tech_headers.insert(name, value);
             }
         }
-        let attestation_header =
-            e.parse_opt("attestation_header", self.attestation_header.as_deref(), HeaderName::parse);
+        let attestation_header = e.parse_opt(
+            "attestation_header",
+            self.attestation_header.as_deref(),
+            HeaderName::parse,
+        );
         if let Some(Some(h)) = &attestation_header
-            && tech_headers.keys().any(|k| k.as_str().eq_ignore_ascii_case(h.as_str()))
+            && tech_headers
+                .keys()
+                .any(|k| k.as_str().eq_ignore_ascii_case(h.as_str()))
         {
             e.add("attestation_header", "is also set in tech_headers");
         }
@@ -247,6 +274,7 @@ impl CarrierBody {
                 })
                 .map(Some),
         };
+        let cost = parse_cost(&mut e, "cost", self.cost.as_ref(), currency);
         if self.status == CarrierStatus::Archived {
             e.add("status", "use DELETE to archive a carrier");
         }
@@ -280,6 +308,7 @@ impl CarrierBody {
             attestation_header: attestation_header.ok_or_else(missing)?,
             failover_codes: failover_codes.ok_or_else(missing)?,
             leg_progress_timeout_seconds: self.leg_progress_timeout_seconds,
+            cost: cost.ok_or_else(missing)?,
         })
     }
 }
@@ -326,6 +355,7 @@ pub struct CarrierView {
     pub attestation_header: Option<String>,
     pub failover_codes: Option<Vec<String>>,
     pub leg_progress_timeout_seconds: Option<u32>,
+    pub cost: Option<CostBody>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
@@ -337,7 +367,11 @@ impl From<Carrier> for CarrierView {
         CarrierView {
             id: c.id,
             tenant_id: c.tenant_id,
-            origin: if c.tenant_id.is_some() { "tenant" } else { "platform" },
+            origin: if c.tenant_id.is_some() {
+                "tenant"
+            } else {
+                "platform"
+            },
             name: body.name,
             gateway_name: c.gateway_name.to_string(),
             carrier_type: c.carrier_type,
@@ -363,6 +397,7 @@ impl From<Carrier> for CarrierView {
             attestation_header: body.attestation_header,
             failover_codes: body.failover_codes,
             leg_progress_timeout_seconds: c.leg_progress_timeout_seconds,
+            cost: body.cost,
             created_at: c.created_at,
             updated_at: c.updated_at,
             archived_at: c.archived_at,
@@ -396,7 +431,10 @@ pub async fn list_carriers(
         Some(t) if principal.is_platform_admin() => TenantScope::Tenant(t),
         Some(t) => TenantScope::TenantAndPlatform(t),
     };
-    let filter = CarrierFilter { scope, status: q.status };
+    let filter = CarrierFilter {
+        scope,
+        status: q.status,
+    };
     let found = state.store.list_carriers(&filter, &page).await?;
     Ok(Json(ListResponse::from_page(found, CarrierView::from)))
 }
@@ -412,7 +450,7 @@ pub async fn create_carrier(
     principal.require(Scope::CarriersWrite)?;
     principal.require_self_service(&state).await?;
     body.tenant_id = owner_for_write(&state, &principal, body.tenant_id).await?;
-    let new = body.parse()?;
+    let new = body.parse(&state.settings.currency)?;
     let carrier = state.store.create_carrier(&new).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, gateway = %carrier.gateway_name, "carrier created");
     state.after_write().await;
@@ -454,7 +492,7 @@ pub async fn update_carrier(
     if body.tenant_id != existing.tenant_id {
         return Err(ApiError::field("tenant_id", "cannot be changed"));
     }
-    let new = body.parse()?;
+    let new = body.parse(&state.settings.currency)?;
     let carrier = state.store.update_carrier(id, &new).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, "carrier updated");
     state.after_write().await;
@@ -485,7 +523,11 @@ pub async fn visible_carrier(
     principal: &Principal,
     id: Uuid,
 ) -> Result<Carrier, ApiError> {
-    let carrier = state.store.get_carrier(id).await?.ok_or(ApiError::NotFound)?;
+    let carrier = state
+        .store
+        .get_carrier(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if principal.can_read(carrier.tenant_id, true) {
         Ok(carrier)
     } else {
@@ -520,7 +562,10 @@ pub async fn owner_for_write(
         return match (principal.tenant_id, requested) {
             (Some(mine), None) => Ok(Some(mine)),
             (Some(mine), Some(r)) if r == mine => Ok(Some(mine)),
-            _ => Err(ApiError::field("tenant_id", "a tenant admin writes only its own tenant")),
+            _ => Err(ApiError::field(
+                "tenant_id",
+                "a tenant admin writes only its own tenant",
+            )),
         };
     }
     if let Some(t) = requested

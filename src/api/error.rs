@@ -105,7 +105,13 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let unauthorized = matches!(self, ApiError::Unauthorized);
-        let mut response = (status, Json(ErrorBody { errors: self.body() })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                errors: self.body(),
+            }),
+        )
+            .into_response();
         if unauthorized {
             response
                 .headers_mut()
@@ -128,7 +134,9 @@ impl From<StoreError> for ApiError {
                     .into_iter()
                     .map(|(id, name)| FieldError {
                         field: Some("status".into()),
-                        detail: format!("enabled outbound route {id} ({name}) still uses this carrier"),
+                        detail: format!(
+                            "enabled outbound route {id} ({name}) still uses this carrier"
+                        ),
                     })
                     .collect(),
             ),

@@ -6,12 +6,14 @@
 
 pub mod auth;
 pub mod carriers;
+pub mod criteria;
 pub mod error;
 pub mod extract;
 pub mod numbers;
 pub mod page;
 pub mod preview;
 pub mod routes;
+pub mod switches;
 pub mod tenants;
 
 use axum::Json;
@@ -56,7 +58,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(carriers::router())
                 .merge(routes::router())
                 .merge(numbers::router())
-                .merge(preview::router()),
+                .merge(preview::router())
+                .merge(switches::router()),
         )
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
@@ -88,7 +91,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n");
     }
     if state.publisher.is_stale() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "configuration snapshot is stale\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "configuration snapshot is stale\n",
+        );
     }
     (StatusCode::OK, "ready\n")
 }

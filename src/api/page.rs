@@ -14,7 +14,10 @@ pub const MAX_LIMIT: u32 = 500;
 pub fn page_request(limit: Option<u32>, cursor: Option<&str>) -> Result<PageRequest, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::field("limit", format!("must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
     }
     let after = match cursor {
         None | Some("") => None,

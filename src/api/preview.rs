@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -36,6 +37,13 @@ pub struct PreviewQuery {
     pub caller: Option<String>,
     /// STIR/SHAKEN attestation level (`A`, `B` or `C`).
     pub attestation: Option<String>,
+    /// The moment to route at, RFC 3339 (checks schedules); default now.
+    pub at: Option<DateTime<FixedOffset>>,
+    /// The call's `Unique-ID`, which seeds the weighted draw; default a fixed seed (the one a
+    /// fetch without `Unique-ID` gets).
+    pub call_id: Option<Uuid>,
+    /// A per-call cost ceiling, as the `trunkline_max_cost` channel variable sets it.
+    pub max_cost: Option<String>,
 }
 
 #[utoipa::path(get, path = "/route-preview", tag = "route-preview", params(PreviewQuery),
@@ -61,9 +69,12 @@ pub async fn route_preview(
         forced_carrier: q.carrier_id,
         caller: q.caller,
         attestation: q.attestation,
+        call_id: q.call_id,
+        max_cost: q.max_cost,
     };
+    let at = q.at.map_or_else(Utc::now, |t| t.with_timezone(&Utc));
     let published = state.published.load();
-    let explanation = explain(&published, &request, chrono::Utc::now()).map_err(|e| {
+    let explanation = explain(&published, &request, at).map_err(|e| {
         if e.field == "tenant_id" {
             ApiError::NotFound
         } else {

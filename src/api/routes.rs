@@ -14,13 +14,14 @@ use uuid::Uuid;
 
 use super::auth::Principal;
 use super::carriers::{merge_patch, owner_for_write};
+use super::criteria::{CostBody, parse_cost, parse_schedule};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
 use crate::app::AppState;
 use crate::model::{
-    CarrierStatus, Digits, DisplayName, MatchType, NewRoute, Route, RouteMatch, RoutePrefix,
-    RouteRegex, Scope,
+    CallerPrefix, CarrierStatus, Currency, Digits, DisplayName, MatchType, NewRoute, Route,
+    RouteCriteria, RouteMatch, RoutePrefix, RouteRegex, Schedule, ScheduleSpec, Scope, Weight,
 };
 use crate::store::{RouteFilter, TenantScope};
 
@@ -58,6 +59,22 @@ pub struct RouteBody {
     pub add_prefix: String,
     #[serde(default = "default_enabled")]
     pub enabled: bool,
+    /// When the route may be used (local time of an IANA zone); null = always.
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
+    /// Per-minute cost; null = the carrier's `cost`.
+    #[serde(default)]
+    pub cost: Option<CostBody>,
+    /// Share in a weighted split among routes of equal priority and cost, 0 to 10000 (0 = last
+    /// resort); null counts as 1 once a route of the group has a weight.
+    #[serde(default)]
+    pub weight: Option<i64>,
+    /// Only calls whose caller ID number starts with these digits (`+` ignored).
+    #[serde(default)]
+    pub caller_prefix: Option<String>,
+    /// Only calls whose caller ID number (without `+`) matches this digits-only pattern.
+    #[serde(default)]
+    pub caller_regex: Option<String>,
 }
 
 fn default_match_type() -> MatchType {
@@ -87,27 +104,39 @@ impl RouteBody {
             strip_prefix: r.strip_prefix.to_string(),
             add_prefix: r.add_prefix.to_string(),
             enabled: r.enabled,
+            schedule: r.criteria.schedule.as_ref().map(Schedule::spec),
+            cost: r.criteria.cost.as_ref().map(CostBody::from_cost),
+            weight: r.criteria.weight.map(|w| i64::from(w.get())),
+            caller_prefix: r
+                .criteria
+                .caller_prefix
+                .as_ref()
+                .map(|p| p.as_str().to_string()),
+            caller_regex: r.criteria.caller_regex.as_ref().map(ToString::to_string),
         }
     }
 
-    fn parse(self) -> Result<NewRoute, ApiError> {
+    fn parse(self, currency: &Currency) -> Result<NewRoute, ApiError> {
         let mut e = FieldErrors::default();
         let name = e.parse("name", &self.name, DisplayName::parse);
         let matcher = match (self.match_type, &self.prefix, &self.regex) {
-            (MatchType::Prefix, Some(p), None) => {
-                e.parse("prefix", p, RoutePrefix::parse).map(RouteMatch::Prefix)
-            }
+            (MatchType::Prefix, Some(p), None) => e
+                .parse("prefix", p, RoutePrefix::parse)
+                .map(RouteMatch::Prefix),
             (MatchType::Prefix, None, _) => {
-                e.add("prefix", "required for a prefix route (\"all\" matches every destination)");
+                e.add(
+                    "prefix",
+                    "required for a prefix route (\"all\" matches every destination)",
+                );
                 None
             }
             (MatchType::Prefix, Some(_), Some(_)) => {
                 e.add("regex", "must be null for a prefix route");
                 None
             }
-            (MatchType::Regex, None, Some(x)) => {
-                e.parse("regex", x, RouteRegex::parse).map(RouteMatch::Regex)
-            }
+            (MatchType::Regex, None, Some(x)) => e
+                .parse("regex", x, RouteRegex::parse)
+                .map(RouteMatch::Regex),
             (MatchType::Regex, _, None) => {
                 e.add("regex", "required for a regex route");
                 None
@@ -122,6 +151,24 @@ impl RouteBody {
         }
         let strip_prefix = e.parse("strip_prefix", &self.strip_prefix, Digits::parse);
         let add_prefix = e.parse("add_prefix", &self.add_prefix, Digits::parse);
+        let schedule = parse_schedule(&mut e, "schedule", self.schedule.as_ref());
+        let cost = parse_cost(&mut e, "cost", self.cost.as_ref(), currency);
+        let weight = match self.weight {
+            None => Some(None),
+            Some(w) => e
+                .parse("weight", &w.to_string(), |_| Weight::new(w))
+                .map(Some),
+        };
+        let caller_prefix = e.parse_opt(
+            "caller_prefix",
+            self.caller_prefix.as_deref(),
+            CallerPrefix::parse,
+        );
+        let caller_regex = e.parse_opt(
+            "caller_regex",
+            self.caller_regex.as_deref(),
+            RouteRegex::parse,
+        );
         e.finish()?;
         let missing = || ApiError::Internal("parsed field missing without an error".into());
         Ok(NewRoute {
@@ -133,6 +180,13 @@ impl RouteBody {
             strip_prefix: strip_prefix.ok_or_else(missing)?,
             add_prefix: add_prefix.ok_or_else(missing)?,
             enabled: self.enabled,
+            criteria: RouteCriteria {
+                schedule: schedule.ok_or_else(missing)?,
+                cost: cost.ok_or_else(missing)?,
+                weight: weight.ok_or_else(missing)?,
+                caller_prefix: caller_prefix.ok_or_else(missing)?,
+                caller_regex: caller_regex.ok_or_else(missing)?,
+            },
         })
     }
 }
@@ -152,6 +206,11 @@ pub struct RouteView {
     pub strip_prefix: String,
     pub add_prefix: String,
     pub enabled: bool,
+    pub schedule: Option<ScheduleSpec>,
+    pub cost: Option<CostBody>,
+    pub weight: Option<i64>,
+    pub caller_prefix: Option<String>,
+    pub caller_regex: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -171,6 +230,11 @@ impl From<Route> for RouteView {
             strip_prefix: body.strip_prefix,
             add_prefix: body.add_prefix,
             enabled: r.enabled,
+            schedule: body.schedule,
+            cost: body.cost,
+            weight: body.weight,
+            caller_prefix: body.caller_prefix,
+            caller_regex: body.caller_regex,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -222,7 +286,7 @@ pub async fn create_route(
     principal.require(Scope::OutboundRoutesWrite)?;
     principal.require_self_service(&state).await?;
     body.tenant_id = owner_for_write(&state, &principal, body.tenant_id).await?;
-    let new = body.parse()?;
+    let new = body.parse(&state.settings.currency)?;
     check_carrier(&state, &new).await?;
     let route = state.store.create_route(&new).await?;
     tracing::info!(token = %principal.token_id, route = %route.id, "outbound route created");
@@ -259,7 +323,7 @@ pub async fn update_route(
     if body.tenant_id != existing.tenant_id {
         return Err(ApiError::field("tenant_id", "cannot be changed"));
     }
-    let new = body.parse()?;
+    let new = body.parse(&state.settings.currency)?;
     check_carrier(&state, &new).await?;
     let route = state.store.update_route(id, &new).await?;
     tracing::info!(token = %principal.token_id, route = %route.id, "outbound route updated");

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::auth::Principal;
 use super::carriers::merge_patch;
+use super::criteria::{CostBody, parse_cost};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
@@ -40,6 +41,10 @@ pub struct TenantBody {
     /// Overrides the configured failover form for this tenant (`default` or `exact`).
     #[serde(default)]
     pub failover_mode: Option<FailoverMode>,
+    /// The most a leg of this tenant's calls may cost per minute; dearer legs are dropped,
+    /// legs of unknown cost kept.
+    #[serde(default)]
+    pub max_cost: Option<CostBody>,
 }
 
 impl TenantBody {
@@ -49,6 +54,7 @@ impl TenantBody {
             context: t.context.as_ref().map(ToString::to_string),
             features: t.features.clone(),
             failover_mode: t.failover_mode,
+            max_cost: t.max_cost.as_ref().map(CostBody::from_cost),
         }
     }
 
@@ -61,6 +67,12 @@ impl TenantBody {
         {
             e.add("context", "is trunkline's own default context");
         }
+        let max_cost = parse_cost(
+            &mut e,
+            "max_cost",
+            self.max_cost.as_ref(),
+            &state.settings.currency,
+        );
         e.finish()?;
         let mut features = self.features;
         features.sort_by_key(|f| f.as_str());
@@ -71,6 +83,7 @@ impl TenantBody {
             context: context.ok_or_else(missing)?,
             features,
             failover_mode: self.failover_mode,
+            max_cost: max_cost.ok_or_else(missing)?,
         })
     }
 }
@@ -83,6 +96,7 @@ pub struct TenantView {
     pub context: Option<String>,
     pub features: Vec<Feature>,
     pub failover_mode: Option<FailoverMode>,
+    pub max_cost: Option<CostBody>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -96,6 +110,7 @@ impl From<Tenant> for TenantView {
             context: body.context,
             features: body.features,
             failover_mode: body.failover_mode,
+            max_cost: body.max_cost,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -119,7 +134,11 @@ pub async fn list_tenants(
 ) -> Result<Json<ListResponse<TenantView>>, ApiError> {
     let page = page_request(q.limit, q.cursor.as_deref())?;
     let filter = TenantFilter {
-        only: if principal.is_platform_admin() { None } else { principal.tenant_id },
+        only: if principal.is_platform_admin() {
+            None
+        } else {
+            principal.tenant_id
+        },
     };
     let found = state.store.list_tenants(&filter, &page).await?;
     Ok(Json(ListResponse::from_page(found, TenantView::from)))
@@ -152,7 +171,11 @@ pub async fn get_tenant(
     if !principal.can_read(Some(id), false) {
         return Err(ApiError::NotFound);
     }
-    let tenant = state.store.get_tenant(id).await?.ok_or(ApiError::NotFound)?;
+    let tenant = state
+        .store
+        .get_tenant(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(tenant.into()))
 }
 
@@ -170,7 +193,11 @@ pub async fn update_tenant(
         return Err(ApiError::NotFound);
     }
     principal.require_platform_admin()?;
-    let existing = state.store.get_tenant(id).await?.ok_or(ApiError::NotFound)?;
+    let existing = state
+        .store
+        .get_tenant(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let body: TenantBody = merge_patch(&TenantBody::from_tenant(&existing), patch)?;
     let new = body.parse(&state)?;
     let tenant = state.store.update_tenant(id, &new).await?;

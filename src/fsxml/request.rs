@@ -56,6 +56,8 @@ pub struct DialplanFetch {
     pub forced_carrier: Option<String>,
     /// `variable_trunkline_attestation`.
     pub attestation: Option<String>,
+    /// `variable_trunkline_max_cost`: the per-minute cost ceiling of this call.
+    pub max_cost: Option<String>,
     /// `variable_trunkline_attempt` (exact failover mode: the leg just tried, 1-based).
     pub attempt: Option<String>,
     /// `variable_last_bridge_proto_specific_hangup_cause`, e.g. `sip:503`.
@@ -82,6 +84,7 @@ enum Field {
     TenantId,
     ForcedCarrier,
     Attestation,
+    MaxCost,
     Attempt,
     LastSipCause,
     OriginateDisposition,
@@ -109,6 +112,7 @@ fn field(name: &[u8]) -> Option<Field> {
         b"variable_trunkline_tenant_id" => Field::TenantId,
         b"variable_trunkline_carrier_id" => Field::ForcedCarrier,
         b"variable_trunkline_attestation" => Field::Attestation,
+        b"variable_trunkline_max_cost" => Field::MaxCost,
         b"variable_trunkline_attempt" => Field::Attempt,
         b"variable_last_bridge_proto_specific_hangup_cause" => Field::LastSipCause,
         b"variable_originate_disposition" => Field::OriginateDisposition,
@@ -159,6 +163,7 @@ pub fn parse(body: &[u8]) -> FetchRequest {
             tenant_id: raw.get(Field::TenantId),
             forced_carrier: raw.get(Field::ForcedCarrier),
             attestation: raw.get(Field::Attestation),
+            max_cost: raw.get(Field::MaxCost),
             attempt: raw.get(Field::Attempt),
             last_sip_cause: raw.get(Field::LastSipCause),
             originate_disposition: raw.get(Field::OriginateDisposition),
@@ -245,6 +250,7 @@ mod tests {
                 tenant_id: Some("7d6f1c2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f".into()),
                 forced_carrier: None,
                 attestation: Some("A".into()),
+                max_cost: None,
                 attempt: None,
                 last_sip_cause: None,
                 originate_disposition: None,

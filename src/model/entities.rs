@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::criteria::{Cost, RouteCriteria};
 use super::values::*;
 
 /// Declares a string enum with its wire names, `as_str`, `parse` and serde.
@@ -116,6 +117,8 @@ pub struct Tenant {
     pub features: Vec<Feature>,
     /// Overrides the configured failover mode for this tenant's calls.
     pub failover_mode: Option<FailoverMode>,
+    /// The most a leg of this tenant's calls may cost per minute; dearer legs are dropped.
+    pub max_cost: Option<Cost>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -157,6 +160,8 @@ pub struct Carrier {
     pub attestation_header: Option<HeaderName>,
     pub failover_codes: Option<FailoverCodes>,
     pub leg_progress_timeout_seconds: Option<u32>,
+    /// The per-minute cost of routes to this carrier that name none of their own.
+    pub cost: Option<Cost>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
@@ -202,6 +207,8 @@ pub struct Route {
     pub strip_prefix: Digits,
     pub add_prefix: Digits,
     pub enabled: bool,
+    /// Schedule, cost, weight and caller rules (all optional).
+    pub criteria: RouteCriteria,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -225,6 +232,7 @@ pub struct NewTenant {
     pub context: Option<ContextName>,
     pub features: Vec<Feature>,
     pub failover_mode: Option<FailoverMode>,
+    pub max_cost: Option<Cost>,
 }
 
 /// The writable fields of a carrier (create, and update after merging a PATCH). The store
@@ -257,6 +265,7 @@ pub struct NewCarrier {
     pub attestation_header: Option<HeaderName>,
     pub failover_codes: Option<FailoverCodes>,
     pub leg_progress_timeout_seconds: Option<u32>,
+    pub cost: Option<Cost>,
 }
 
 /// The writable fields of an outbound route.
@@ -270,6 +279,7 @@ pub struct NewRoute {
     pub strip_prefix: Digits,
     pub add_prefix: Digits,
     pub enabled: bool,
+    pub criteria: RouteCriteria,
 }
 
 /// The writable fields of a phone number.

@@ -43,6 +43,7 @@ pub fn carrier(gateway: &str, id: u128) -> Carrier {
         attestation_header: None,
         failover_codes: None,
         leg_progress_timeout_seconds: None,
+        cost: None,
         created_at: created(),
         updated_at: created(),
         archived_at: None,
@@ -57,6 +58,7 @@ pub fn tenant(name: &str, id: u128) -> Tenant {
         context: Some(ContextName::parse(name).unwrap()),
         features: vec![Feature::SelfServiceCarriers],
         failover_mode: None,
+        max_cost: None,
         created_at: created(),
         updated_at: created(),
     }
@@ -79,6 +81,7 @@ fn route(
         strip_prefix: Digits::empty(),
         add_prefix: Digits::empty(),
         enabled: true,
+        criteria: RouteCriteria::default(),
         created_at: created(),
         updated_at: created(),
     }

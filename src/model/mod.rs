@@ -6,11 +6,13 @@
 //! This module does no I/O. Errors are plain [`Invalid`] values carrying a human message; the
 //! caller (API, store, config) attaches the field name.
 
+mod criteria;
 mod entities;
 #[doc(hidden)]
 pub mod fixtures;
 mod values;
 
+pub use criteria::*;
 pub use entities::*;
 pub use values::*;
 

@@ -864,11 +864,20 @@ mod tests {
 
     #[test]
     fn allow_list_cidrs_broader_than_8_or_16_bits_are_refused() {
-        for s in ["0.0.0.0/0", "128.0.0.0/1", "10.0.0.0/7", "::/0", "2000::/15"] {
+        for s in [
+            "0.0.0.0/0",
+            "128.0.0.0/1",
+            "10.0.0.0/7",
+            "::/0",
+            "2000::/15",
+        ] {
             assert!(Cidr::parse(s).is_err(), "{s}");
         }
         assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!(Cidr::parse("2001:db8::/16").unwrap().to_string(), "2001::/16");
+        assert_eq!(
+            Cidr::parse("2001:db8::/16").unwrap().to_string(),
+            "2001::/16"
+        );
     }
 
     #[test]

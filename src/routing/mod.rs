@@ -6,8 +6,11 @@
 //!
 //! - [`snapshot`]: the data and its indexes, built once per committed change.
 //! - [`resolve`]: the routing rules of DESIGN.md §3, one call per dialplan fetch.
+//! - [`order`]: the try order of the matching routes (priority, cost, weighted draw, rank) and
+//!   which criterion decided each place.
 
 mod index;
+mod order;
 mod resolve;
 mod snapshot;
 
@@ -18,8 +21,8 @@ use uuid::Uuid;
 pub use snapshot::Snapshot;
 
 use crate::model::{
-    Attestation, CallerNumber, Destination, DialNumber, FailoverCodes, GatewayName, HeaderName,
-    HeaderValue, MatchType,
+    Attestation, CallerNumber, Currency, Destination, DialNumber, FailoverCodes, GatewayName,
+    HeaderName, HeaderValue, Invalid, MatchType, Rate, Weight,
 };
 
 /// The platform-wide settings resolve applies.
@@ -29,6 +32,9 @@ pub struct RoutingSettings {
     pub default_failover_codes: FailoverCodes,
     /// At most this many legs per call (carriers tried in one call).
     pub max_legs: usize,
+    /// The platform currency. Costs and ceilings in any other currency are not comparable and
+    /// count as unknown (the API refuses them; this covers a changed setting).
+    pub currency: Currency,
 }
 
 impl Default for RoutingSettings {
@@ -36,6 +42,7 @@ impl Default for RoutingSettings {
         RoutingSettings {
             default_failover_codes: FailoverCodes::platform_default(),
             max_legs: 10,
+            currency: Currency::usd(),
         }
     }
 }
@@ -69,7 +76,14 @@ pub struct RouteRequest<'a> {
     pub caller: Option<&'a CallerNumber>,
     /// The STIR/SHAKEN level to send in each carrier's `attestation_header`.
     pub attestation: Option<Attestation>,
+    /// The moment the schedules are checked at (routing never reads a clock).
     pub now: DateTime<Utc>,
+    /// The call's `Unique-ID`: it seeds the weighted draw, so every fetch of one call (the exact
+    /// failover form fetches once per leg) sees the same order. `None` = a fixed seed.
+    pub call_id: Option<Uuid>,
+    /// The per-call ceiling as posted (`trunkline_max_cost`, platform currency): a refused value
+    /// is ignored, and the decision says why.
+    pub max_cost: Option<Result<Rate, Invalid>>,
 }
 
 /// Which route set supplied the candidates.
@@ -100,6 +114,8 @@ pub enum SkipReason {
     MaxLegsReached,
     /// Strip/add left a number FreeSWITCH must not dial (empty or too long).
     InvalidNumber,
+    /// The leg costs more than the tenant's or the call's ceiling.
+    OverMaxCost,
 }
 
 impl SkipReason {
@@ -113,6 +129,7 @@ impl SkipReason {
             Self::DuplicateCarrier => "carrier already used by an earlier leg",
             Self::MaxLegsReached => "max_legs legs already chosen",
             Self::InvalidNumber => "number after strip/add is not dialable",
+            Self::OverMaxCost => "costs more than the max_cost ceiling",
         }
     }
 }
@@ -144,6 +161,35 @@ impl Outcome {
     }
 }
 
+/// The criterion that put a route where it is in the try order, against its neighbour (the
+/// route before it, or for the first the route after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// The originator forced this carrier (`trunkline_carrier_id`).
+    Forced,
+    /// The only matching route: nothing to decide.
+    Only,
+    /// Lower priority value first.
+    Priority,
+    /// Equal priority: cheaper first, unknown cost after known costs.
+    Cost,
+    /// Equal priority and cost: the per-call weighted draw.
+    Weight,
+    /// Prefix before regex, longer prefix first.
+    Specificity,
+    /// Older route first.
+    Age,
+}
+
+/// Where a leg's cost comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostSource {
+    Route,
+    Carrier,
+}
+
 /// A matching route, in the order tried, and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Considered {
@@ -156,8 +202,59 @@ pub struct Considered {
     pub carrier_id: Uuid,
     /// The carrier's gateway, when the carrier exists for this tenant.
     pub gateway_name: Option<GatewayName>,
+    /// Per-minute cost in the platform currency; `None` = unknown.
+    pub cost: Option<Rate>,
+    pub cost_source: Option<CostSource>,
+    pub weight: Option<Weight>,
+    /// What placed this route here in the try order.
+    pub decided_by: Criterion,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+/// Why a route the destination matched is not a candidate for this call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExcludeReason {
+    /// The route has a caller rule and the call has no valid caller number.
+    NoCaller,
+    /// The caller number does not match the route's caller prefix or regex.
+    CallerMismatch,
+    /// The call is outside every window of the route's schedule.
+    OutsideSchedule,
+}
+
+impl ExcludeReason {
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Self::NoCaller => "route has a caller rule and the call has no valid caller number",
+            Self::CallerMismatch => "caller number does not match the route's caller rule",
+            Self::OutsideSchedule => "outside every window of the route's schedule",
+        }
+    }
+}
+
+/// A route whose destination rule matched but whose caller rule or schedule did not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    pub route_id: Uuid,
+    pub route_name: String,
+    pub reason: ExcludeReason,
+    pub detail: &'static str,
+}
+
+/// The cost ceiling of one call: the stricter of the tenant's `max_cost` and the call's
+/// `trunkline_max_cost`. Legs costing more are dropped; legs of unknown cost are kept, since a
+/// missing rate is an operator's omission, not a price.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostCeiling {
+    /// The ceiling applied, if any.
+    pub max_rate: Option<Rate>,
+    pub tenant_max_rate: Option<Rate>,
+    pub request_max_rate: Option<Rate>,
+    /// Why a posted `trunkline_max_cost` was ignored.
+    pub request_ignored: Option<String>,
+    pub unknown_cost: &'static str,
 }
 
 /// What became of the forced carrier.
@@ -176,4 +273,10 @@ pub struct Decision {
     pub forced: Option<ForcedOutcome>,
     /// Every matching route, in the order tried.
     pub considered: Vec<Considered>,
+    /// Routes the destination matched but the caller rule or schedule excluded.
+    pub excluded: Vec<Excluded>,
+    /// Present when a ceiling applies or a posted one was ignored.
+    pub cost_ceiling: Option<CostCeiling>,
+    /// The call id that seeded the weighted draw (`None` = the fixed seed).
+    pub call_id: Option<Uuid>,
 }

@@ -8,9 +8,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use super::RoutingSettings;
+use regex::Regex;
+
 use super::index::RouteIndex;
-use crate::model::{Carrier, CarrierStatus, Cidr, ProfileName, Route, RouteMatch, Tenant};
+use super::{CostSource, RoutingSettings};
+use crate::model::{
+    Carrier, CarrierStatus, Cidr, Cost, ProfileName, Rate, Route, RouteMatch, Tenant,
+};
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -23,9 +27,24 @@ pub struct Snapshot {
     /// Enabled routes in the order they are tried (DESIGN.md §3 rule 4); a route's position here
     /// is its rank in the indexes.
     pub(super) routes: Vec<Route>,
+    /// What each route needs per call beyond the route itself, at the same position as in
+    /// `routes`: worked out here so that a call parses and compiles nothing.
+    pub(super) prepared: Vec<Prepared>,
+    /// Tenant → its `max_cost` in the platform currency.
+    pub(super) tenant_ceilings: HashMap<Uuid, Rate>,
     /// One index per scope: `Some(tenant)` for a tenant's own routes, `None` for the platform
     /// default routes.
     pub(super) indexes: HashMap<Option<Uuid>, RouteIndex>,
+}
+
+/// The per-call inputs of one route, precomputed.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    /// The compiled `caller_regex`. `Some(None)` only if a pattern that parsed no longer
+    /// compiles (a changed regex crate): the route then matches no caller.
+    pub(super) caller_regex: Option<Option<Regex>>,
+    /// The route's cost, else its carrier's, in the platform currency.
+    pub(super) cost: Option<(Rate, CostSource)>,
 }
 
 /// The order routes are tried in: priority ascending; at equal priority prefix routes before
@@ -71,13 +90,38 @@ impl Snapshot {
             .into_iter()
             .map(|(scope, entries)| (scope, RouteIndex::build(entries.into_iter())))
             .collect();
+        let in_currency = |c: &Cost| (c.currency == settings.currency).then_some(c.rate);
+        let carriers: HashMap<Uuid, Carrier> = carriers.into_iter().map(|c| (c.id, c)).collect();
+        let prepared = routes
+            .iter()
+            .map(|r| {
+                let carrier_cost = carriers
+                    .get(&r.carrier_id)
+                    .and_then(|c| c.cost.as_ref())
+                    .and_then(in_currency);
+                let cost = match r.criteria.cost.as_ref().and_then(in_currency) {
+                    Some(rate) => Some((rate, CostSource::Route)),
+                    None => carrier_cost.map(|rate| (rate, CostSource::Carrier)),
+                };
+                Prepared {
+                    caller_regex: r.criteria.caller_regex.as_ref().map(|x| x.compile()),
+                    cost,
+                }
+            })
+            .collect();
+        let tenant_ceilings = tenants
+            .iter()
+            .filter_map(|t| Some((t.id, t.max_cost.as_ref().and_then(in_currency)?)))
+            .collect();
         Snapshot {
             version,
             settings,
             contexts,
             tenants: tenants.into_iter().map(|t| (t.id, t)).collect(),
-            carriers: carriers.into_iter().map(|c| (c.id, c)).collect(),
+            carriers,
             routes,
+            prepared,
+            tenant_ceilings,
             indexes,
         }
     }

@@ -12,13 +12,14 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::explain::ExplainRequest;
 use super::published::Published;
 use crate::fsxml::dialplan::{
     ExactStep, NOT_FOUND, RefuseReason, bridge_document, exact_document, exact_step,
     refuse_document,
 };
 use crate::fsxml::request::{self, ConfigFetch, DialplanFetch, FetchRequest};
-use crate::model::{Attestation, CallerNumber, ContextName, Destination, FailoverMode};
+use crate::model::{Attestation, CallerNumber, ContextName, Destination, FailoverMode, Rate};
 use crate::routing::{Decision, RouteRequest};
 
 /// One answer to one fetch, with what the handler logs and counts.
@@ -101,15 +102,24 @@ pub fn dialplan_answer(
     let snapshot = &published.snapshot;
     let refuse = |reason: RefuseReason, why: String| refused(&context, reason, why);
 
-    let Some(destination) = fetch.destination.as_deref().and_then(|d| Destination::parse(d).ok())
+    let Some(destination) = fetch
+        .destination
+        .as_deref()
+        .and_then(|d| Destination::parse(d).ok())
     else {
-        out.answer = refuse(RefuseReason::InvalidDestination, "invalid destination".into());
+        out.answer = refuse(
+            RefuseReason::InvalidDestination,
+            "invalid destination".into(),
+        );
         return out;
     };
     // Tenant: the channel variable, else the tenant owning the context, else platform scope.
     let context_tenant = snapshot.tenant_by_context(context.as_str());
     let tenant = match fetch.tenant_id.as_deref() {
-        Some(raw) => match Uuid::try_parse(raw.trim()).ok().and_then(|id| snapshot.tenant(id)) {
+        Some(raw) => match Uuid::try_parse(raw.trim())
+            .ok()
+            .and_then(|id| snapshot.tenant(id))
+        {
             Some(t) => Some(t),
             None => {
                 out.answer = refuse(RefuseReason::NoRoute, "unknown trunkline_tenant_id".into());
@@ -119,9 +129,14 @@ pub fn dialplan_answer(
         None => context_tenant,
     };
     out.tenant_id = tenant.map(|t| t.id);
-    out.mode = tenant.and_then(|t| t.failover_mode).unwrap_or(published.failover_mode);
+    out.mode = tenant
+        .and_then(|t| t.failover_mode)
+        .unwrap_or(published.failover_mode);
 
-    let caller = fetch.caller_number.as_deref().and_then(|c| CallerNumber::parse(c).ok());
+    let caller = fetch
+        .caller_number
+        .as_deref()
+        .and_then(|c| CallerNumber::parse(c).ok());
     let decision = snapshot.resolve(&RouteRequest {
         tenant_id: out.tenant_id,
         destination: &destination,
@@ -135,19 +150,29 @@ pub fn dialplan_answer(
             .as_deref()
             .and_then(|a| Attestation::parse(a).ok()),
         now,
+        // Any valid UUID seeds the draw; FreeSWITCH always posts one.
+        call_id: fetch
+            .call_uuid
+            .as_deref()
+            .and_then(|u| Uuid::try_parse(u.trim()).ok()),
+        max_cost: fetch.max_cost.as_deref().map(|m| Rate::parse(m.trim())),
     });
     let legs = &decision.legs;
     out.answer = if legs.is_empty() {
         let (reason, why) = if decision.considered.is_empty() {
             (RefuseReason::NoRoute, "no route matches")
         } else {
-            (RefuseReason::NoUsableCarrier, "no usable carrier on the matching routes")
+            (
+                RefuseReason::NoUsableCarrier,
+                "no usable carrier on the matching routes",
+            )
         };
         refuse(reason, format!("{why} {destination}"))
     } else {
         let rendered = match out.mode {
-            FailoverMode::Default => bridge_document(&context, &destination, legs)
-                .map(|xml| (xml, "bridge")),
+            FailoverMode::Default => {
+                bridge_document(&context, &destination, legs).map(|xml| (xml, "bridge"))
+            }
             FailoverMode::Exact => {
                 let step = exact_step(
                     legs,
@@ -188,27 +213,27 @@ fn refused(context: &ContextName, reason: RefuseReason, why: String) -> Answer {
     }
 }
 
-/// The dialplan fetch FreeSWITCH would send for a call of `tenant` to `destination`: what route
-/// explain feeds to [`dialplan_answer`] so that both give the same answer.
+/// The dialplan fetch FreeSWITCH would send for `request` (the destination already checked):
+/// what route explain feeds to [`dialplan_answer`] so that both give the same answer.
 pub fn synthetic_fetch(
     published: &Published,
-    tenant_id: Option<Uuid>,
-    destination: &str,
-    forced_carrier: Option<Uuid>,
-    caller: Option<&str>,
-    attestation: Option<&str>,
+    request: &ExplainRequest,
+    destination: &Destination,
 ) -> DialplanFetch {
-    let context = tenant_id
+    let context = request
+        .tenant_id
         .and_then(|t| published.snapshot.tenant(t))
         .and_then(|t| t.context.clone())
         .unwrap_or_else(|| published.default_context.clone());
     DialplanFetch {
         context: Some(context.to_string()),
         destination: Some(destination.to_string()),
-        caller_number: caller.map(str::to_string),
-        tenant_id: tenant_id.map(|t| t.to_string()),
-        forced_carrier: forced_carrier.map(|c| c.to_string()),
-        attestation: attestation.map(str::to_string),
+        caller_number: request.caller.clone(),
+        call_uuid: request.call_id.map(|c| c.to_string()),
+        tenant_id: request.tenant_id.map(|t| t.to_string()),
+        forced_carrier: request.forced_carrier.map(|c| c.to_string()),
+        attestation: request.attestation.clone(),
+        max_cost: request.max_cost.clone(),
         ..DialplanFetch::default()
     }
 }

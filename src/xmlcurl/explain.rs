@@ -13,7 +13,9 @@ use crate::causes::{self, Collision};
 use crate::dialstring::bridge_data;
 use crate::fsxml::dialplan::continue_on_fail_causes;
 use crate::model::{Attestation, CallerNumber, Destination, FailoverMode};
-use crate::routing::{Considered, Decision, ForcedOutcome, Leg, RouteScope};
+use crate::routing::{
+    Considered, CostCeiling, Criterion, Decision, Excluded, ForcedOutcome, Leg, Outcome, RouteScope,
+};
 
 /// What to explain: the inputs of a dialplan fetch, unvalidated (they come from a query string
 /// or the command line).
@@ -24,6 +26,11 @@ pub struct ExplainRequest {
     pub forced_carrier: Option<Uuid>,
     pub caller: Option<String>,
     pub attestation: Option<String>,
+    /// The call's `Unique-ID`, which seeds the weighted draw; `None` = the fixed seed that a
+    /// fetch without one gets too.
+    pub call_id: Option<Uuid>,
+    /// A per-call cost ceiling (`trunkline_max_cost`), as posted.
+    pub max_cost: Option<String>,
 }
 
 /// An input explain refuses, naming it.
@@ -43,6 +50,10 @@ pub struct LegExplanation {
     pub leg: Leg,
     /// The bridge data FreeSWITCH receives for this leg.
     pub dial_string: String,
+    /// What put this leg at this position: `forced`, `only`, `priority`, `cost`, `weight`,
+    /// `specificity` or `age`.
+    #[schema(value_type = String)]
+    pub decided_by: Criterion,
     /// The cause names that move the call on to the next leg after this one fails.
     pub continue_on_fail: Vec<&'static str>,
     /// Non-failover SIP codes that reach one of those causes too (the SIP → cause table is
@@ -73,9 +84,20 @@ pub struct Explanation {
     /// What happened to the forced carrier, when one was asked for.
     #[schema(value_type = Option<Object>)]
     pub forced: Option<ForcedOutcome>,
-    /// Every matching route in the order tried, and why each was used or skipped.
+    /// Every matching route in the order tried (with its cost, weight and the criterion that
+    /// placed it), and why each was used or skipped.
     #[schema(value_type = Vec<Object>)]
     pub considered: Vec<Considered>,
+    /// Routes whose destination rule matched but whose caller rule or schedule did not.
+    #[schema(value_type = Vec<Object>)]
+    pub excluded: Vec<Excluded>,
+    /// The cost ceiling applied, when there is one (or a posted one was ignored).
+    #[schema(value_type = Option<Object>)]
+    pub cost_ceiling: Option<CostCeiling>,
+    /// The call id that seeded the weighted draw; null = the fixed seed.
+    pub call_id: Option<Uuid>,
+    /// The moment the schedules were checked at.
+    pub at: DateTime<Utc>,
     /// The exact document FreeSWITCH receives for this call's first fetch.
     pub xml: String,
 }
@@ -99,14 +121,7 @@ pub fn explain(
     {
         return Err(refuse("tenant_id", "no such tenant".into()));
     }
-    let fetch = synthetic_fetch(
-        published,
-        request.tenant_id,
-        destination.as_str(),
-        request.forced_carrier,
-        request.caller.as_deref(),
-        request.attestation.as_deref(),
-    );
+    let fetch = synthetic_fetch(published, request, &destination);
     let answered = dialplan_answer(published, &fetch, now);
     // dialplan_answer decides for every valid destination of a known tenant in a context
     // trunkline owns, which is all synthetic_fetch builds; anything else is refused by name.
@@ -115,11 +130,17 @@ pub fn explain(
         scope,
         forced,
         considered,
+        excluded,
+        cost_ceiling,
+        call_id,
     }) = answered.decision
     else {
         return Err(refuse(
             "destination",
-            answered.answer.reason.unwrap_or_else(|| "not routable".into()),
+            answered
+                .answer
+                .reason
+                .unwrap_or_else(|| "not routable".into()),
         ));
     };
     let legs = legs
@@ -127,6 +148,7 @@ pub fn explain(
         .enumerate()
         .map(|(i, leg)| LegExplanation {
             position: i + 1,
+            decided_by: decided_by(i + 1, forced.as_ref(), &considered),
             dial_string: bridge_data(&leg),
             continue_on_fail: continue_on_fail_causes(&leg),
             collisions: causes::compile(&leg.failover_codes).collisions,
@@ -145,6 +167,27 @@ pub fn explain(
         scope,
         forced,
         considered,
+        excluded,
+        cost_ceiling,
+        call_id,
+        at: now,
         xml: String::from_utf8_lossy(&answered.answer.xml).into_owned(),
     })
+}
+
+/// The criterion behind the leg at `position`: the forced carrier's, or that of the route that
+/// produced it.
+fn decided_by(
+    position: usize,
+    forced: Option<&ForcedOutcome>,
+    considered: &[Considered],
+) -> Criterion {
+    let produced = |outcome: &Outcome| *outcome == Outcome::Used { position };
+    if forced.is_some_and(|f| produced(&f.outcome)) {
+        return Criterion::Forced;
+    }
+    considered
+        .iter()
+        .find(|c| produced(&c.outcome))
+        .map_or(Criterion::Only, |c| c.decided_by)
 }

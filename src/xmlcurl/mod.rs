@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-pub use published::{Published, PublishSettings, Templates};
+pub use published::{PublishSettings, Published, Templates};
 
 use crate::app::AppState;
 use crate::config::BasicCredentials;
@@ -37,7 +37,13 @@ pub async fn handle_fetch(State(state): State<AppState>, request: Request) -> Re
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     if !state.settings.xmlcurl_allow.is_empty()
-        && !peer.is_some_and(|ip| state.settings.xmlcurl_allow.iter().any(|n| n.net().contains(&ip)))
+        && !peer.is_some_and(|ip| {
+            state
+                .settings
+                .xmlcurl_allow
+                .iter()
+                .any(|n| n.net().contains(&ip))
+        })
     {
         metrics::counter!("trunkline_xmlcurl_rejected_total", "why" => "ip").increment(1);
         tracing::warn!(?peer, "xml_curl fetch from a client outside xmlcurl_allow");
@@ -50,14 +56,20 @@ pub async fn handle_fetch(State(state): State<AppState>, request: Request) -> Re
         tracing::warn!(?peer, "xml_curl fetch with missing or wrong credentials");
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"trunkline\""))],
+            [(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"trunkline\""),
+            )],
         )
             .into_response();
     }
     let body = match axum::body::to_bytes(request.into_body(), MAX_FETCH_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            tracing::warn!(?peer, "xml_curl body unreadable or over {MAX_FETCH_BODY} bytes");
+            tracing::warn!(
+                ?peer,
+                "xml_curl body unreadable or over {MAX_FETCH_BODY} bytes"
+            );
             Bytes::new()
         }
     };
@@ -85,8 +97,15 @@ fn basic_auth_matches(headers: &HeaderMap, expected: &BasicCredentials) -> bool 
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
     else {
         return false;
     };

@@ -57,8 +57,12 @@ impl Reply {
     }
 
     pub fn id(&self) -> Uuid {
-        Uuid::parse_str(self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {self:?}")))
-            .unwrap()
+        Uuid::parse_str(
+            self.body["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no id in {self:?}")),
+        )
+        .unwrap()
     }
 }
 
@@ -75,7 +79,9 @@ impl TestApp {
     }
 
     pub async fn start_with(label: &str, store: Store, settings: Settings) -> TestApp {
-        let app = Application::with_store(settings, store.clone()).await.expect("app builds");
+        let app = Application::with_store(settings, store.clone())
+            .await
+            .expect("app builds");
         let base = format!("http://{}", app.local_addr());
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(async move {
@@ -118,19 +124,23 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
-        self.send(reqwest::Method::GET, path, Some(token), None).await
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.send(reqwest::Method::POST, path, Some(token), Some(&body)).await
+        self.send(reqwest::Method::POST, path, Some(token), Some(&body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
-        self.send(reqwest::Method::PATCH, path, Some(token), Some(&body)).await
+        self.send(reqwest::Method::PATCH, path, Some(token), Some(&body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Reply {
-        self.send(reqwest::Method::DELETE, path, Some(token), None).await
+        self.send(reqwest::Method::DELETE, path, Some(token), None)
+            .await
     }
 
     /// POST a created resource and return it, failing the test on anything but 201.
@@ -142,7 +152,11 @@ impl TestApp {
 
     /// A tenant created by the platform admin.
     pub async fn tenant(&self, name: &str, context: Option<&str>, self_service: bool) -> Uuid {
-        let features: Vec<&str> = if self_service { vec!["self_service_carriers"] } else { vec![] };
+        let features: Vec<&str> = if self_service {
+            vec!["self_service_carriers"]
+        } else {
+            vec![]
+        };
         let body = self
             .create(
                 "/api/v1/tenants",
@@ -174,7 +188,12 @@ impl TestApp {
     }
 }
 
-pub async fn create_token(store: &Store, role: Role, tenant: Option<Uuid>, scopes: &[Scope]) -> String {
+pub async fn create_token(
+    store: &Store,
+    role: Role,
+    tenant: Option<Uuid>,
+    scopes: &[Scope],
+) -> String {
     let generated = generate_token();
     store
         .create_token(&NewApiToken {
