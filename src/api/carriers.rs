@@ -168,7 +168,10 @@ impl CarrierBody {
             None => {
                 let mut suffix = [0u8; 3];
                 rand::rng().fill_bytes(&mut suffix);
-                GatewayName::derive(&self.name, &hex::encode(suffix)).ok()
+                // Named after `name`: a derivation that fails is that field's fault.
+                e.parse("name", &self.name, |n| {
+                    GatewayName::derive(n, &hex::encode(suffix))
+                })
             }
         };
         let remote_host = e.parse("remote_host", &self.remote_host, Host::parse);

@@ -47,7 +47,8 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let detail = clean_serde_message(&inner.to_string());
+        let message = clean_serde_message(&inner.to_string());
+        let detail = redact_value(&message);
         if inner.is_syntax() || inner.is_eof() {
             ApiError::BadRequest(FieldError {
                 field: None,
@@ -55,7 +56,7 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             })
         } else {
             ApiError::Validation(vec![FieldError {
-                field: field_of(&path, &detail),
+                field: field_of(&path, &message),
                 detail,
             }])
         }
@@ -87,6 +88,30 @@ fn clean_serde_message(msg: &str) -> String {
     }
 }
 
+/// Removes the refused value from a serde message: the error body never echoes it, since it
+/// may be hostile or a secret (`error.rs`). serde quotes it in `unknown variant `…``,
+/// `invalid value: string "…"` and `invalid type: string "…"`, and the uuid crate in
+/// `found `…``; what was expected stays.
+fn redact_value(msg: &str) -> String {
+    if msg.contains("UUID parsing failed") {
+        return "must be a UUID".into();
+    }
+    for (prefix, close) in [
+        ("unknown variant `", "`, expected"),
+        ("invalid value: string \"", "\", expected"),
+        ("invalid type: string \"", "\", expected"),
+    ] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            let head = prefix.trim_end_matches([' ', '`', '"']);
+            return match rest.rfind(close) {
+                Some(i) => format!("{head}{}", &rest[i + 1..]),
+                None => head.to_string(),
+            };
+        }
+    }
+    msg.to_string()
+}
+
 /// A query string deserialised with the failing parameter named.
 pub struct ValidQuery<T>(pub T);
 
@@ -100,10 +125,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ValidQuery<T> 
             .map(ValidQuery)
             .map_err(|e| {
                 let path = e.path().to_string();
-                let detail = e.into_inner().to_string();
+                let message = e.into_inner().to_string();
                 ApiError::BadRequest(FieldError {
-                    field: field_of(&path, &detail),
-                    detail,
+                    field: field_of(&path, &message),
+                    detail: redact_value(&message),
                 })
             })
     }
@@ -141,5 +166,46 @@ mod tests {
 
         let err = from_json::<Body>(br#"{"name":"#).unwrap_err();
         assert!(matches!(err, ApiError::BadRequest(_)));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Typed {
+        #[serde(default)]
+        colour: Option<Colour>,
+        #[serde(default)]
+        id: Option<uuid::Uuid>,
+        #[serde(default)]
+        port: Option<u16>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Colour {
+        Red,
+    }
+
+    #[test]
+    fn refusals_never_echo_the_refused_value() {
+        for body in [
+            r#"{"colour": "${system id}"}"#,
+            r#"{"id": "${system id}"}"#,
+            r#"{"port": "${system id}"}"#,
+        ] {
+            let err = from_json::<Typed>(body.as_bytes()).unwrap_err();
+            let ApiError::Validation(errors) = err else {
+                panic!("{err:?}")
+            };
+            assert!(!errors[0].detail.contains("system"), "{:?}", errors[0]);
+            assert!(errors[0].field.is_some(), "{:?}", errors[0]);
+        }
+        assert_eq!(
+            redact_value("unknown variant `a`, b`, expected `red`"),
+            "unknown variant, expected `red`"
+        );
+        assert_eq!(
+            redact_value("invalid type: string \"x\", expected u16"),
+            "invalid type: string, expected u16"
+        );
     }
 }
