@@ -84,7 +84,7 @@ impl Publisher {
         let version = match self.store.config_version().await {
             Ok(v) => v,
             Err(e) => {
-                self.stale.send_replace(true);
+                self.set_stale(true);
                 return Err(e.into());
             }
         };
@@ -99,8 +99,7 @@ impl Publisher {
         let dataset = match self.store.load_dataset().await {
             Ok(d) => d,
             Err(e) => {
-                self.stale.send_replace(true);
-                metrics::gauge!("trunkline_snapshot_stale").set(1.0);
+                self.set_stale(true);
                 return Err(e.into());
             }
         };
@@ -111,8 +110,7 @@ impl Publisher {
             tracing::warn!(?skipped, "carrier left out of sofia.conf");
         }
         self.target.store(Arc::new(published));
-        self.stale.send_replace(false);
-        metrics::gauge!("trunkline_snapshot_stale").set(0.0);
+        self.set_stale(false);
         metrics::gauge!("trunkline_snapshot_version").set(version as f64);
         metrics::histogram!("trunkline_snapshot_rebuild_seconds")
             .record(started.elapsed().as_secs_f64());
@@ -122,6 +120,13 @@ impl Publisher {
 
     pub fn is_stale(&self) -> bool {
         *self.stale.borrow()
+    }
+
+    /// The flag and the `trunkline_snapshot_stale` gauge change together, so /readyz and the
+    /// metrics never disagree (the timer's version check used to set only the flag).
+    fn set_stale(&self, stale: bool) {
+        self.stale.send_replace(stale);
+        metrics::gauge!("trunkline_snapshot_stale").set(if stale { 1.0 } else { 0.0 });
     }
 }
 

@@ -182,6 +182,15 @@ mod tests {
         fn the_parser_never_panics(s in ".{0,200}") {
             let _ = parse_bridge_data(&s);
         }
+
+        /// The fuzz target's path: pieces from arbitrary text, kept only where the newtype
+        /// parsers accept them.
+        #[test]
+        fn legs_from_whatever_the_parsers_accept_round_trip(
+            s in "([a-z0-9._-]{0,12}|[+0-9*#]{0,12}|X-[A-Za-z0-9-]{1,8}|[ -~]{0,12}|.{0,12})(\n([a-z0-9._-]{0,12}|[+0-9*#]{0,12}|X-[A-Za-z0-9-]{1,8}|[ -~]{0,12}|.{0,12})){0,8}"
+        ) {
+            crate::fuzzing::dialstring(s.as_bytes());
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod config;
 pub mod dialstring;
 pub mod esl;
 pub mod fsxml;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod model;
 pub mod routing;
 pub mod store;

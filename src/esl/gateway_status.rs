@@ -301,4 +301,37 @@ mod tests {
         );
         assert_eq!(proxy_host_port("192.0.2.1:5060"), "192.0.2.1:5060");
     }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn any_output_is_handled_without_panicking(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1024)
+        ) {
+            crate::fuzzing::esl_reply(&bytes);
+        }
+
+        /// Random text rarely forms tags; this alphabet makes blocks, truncations, nesting and
+        /// entities common.
+        #[test]
+        fn tag_soup_is_handled_without_panicking(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![
+                        "<gateway>", "</gateway>", "<gateways>", "<name>", "</name>", "alpha",
+                        "<profile>", "</profile>", "external", "<proxy>", "</proxy>",
+                        "sip:sip.example.net:5060", "<realm>", "</realm>", "<username>",
+                        "</username>", "<pingtime>", "</pingtime>", "NaN", "1e309", "-1",
+                        "<calls-in>", "</calls-in>", "&amp;", "&lt;", "Invalid Gateway!",
+                        "+OK", "-ERR", "\0", "\n", "é",
+                    ]).prop_map(str::to_string),
+                    ".{0,8}",
+                ],
+                0..64,
+            )
+        ) {
+            crate::fuzzing::esl_reply(pieces.concat().as_bytes());
+        }
+    }
 }

@@ -237,3 +237,130 @@ pub fn synthetic_fetch(
         ..DialplanFetch::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
+    use crate::fuzzing::{self, EXACT_TENANT, TENANT};
+
+    /// The fields trunkline reads from a dialplan fetch; a caller or a tenant's dialplan can
+    /// set every one of them.
+    const FIELDS: &[&str] = &[
+        "section",
+        "Hunt-Context",
+        "Caller-Context",
+        "Hunt-Destination-Number",
+        "Caller-Destination-Number",
+        "Hunt-Caller-ID-Number",
+        "Caller-Caller-ID-Number",
+        "Unique-ID",
+        "variable_trunkline_tenant_id",
+        "variable_trunkline_carrier_id",
+        "variable_trunkline_attestation",
+        "variable_trunkline_max_cost",
+        "variable_trunkline_attempt",
+        "variable_last_bridge_proto_specific_hangup_cause",
+        "variable_originate_disposition",
+    ];
+
+    /// FreeSWITCH's value encoding: every byte outside the unreserved set as `%XX`.
+    fn encode(value: &str) -> String {
+        value
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    /// The sample fetch with fields set (`Some`) or removed (`None`), by index into [`FIELDS`].
+    fn realistic(changes: &[(usize, Option<String>)]) -> String {
+        let mut pairs: Vec<(String, String)> = SAMPLE_DIALPLAN_FETCH
+            .split('&')
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        for (field, value) in changes {
+            let name = FIELDS[*field];
+            pairs.retain(|(k, _)| k != name);
+            if let Some(v) = value {
+                pairs.push((name.to_string(), encode(v)));
+            }
+        }
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Values that reach every branch: plausible ones (owned contexts, known tenants and
+    /// carriers, numbers, causes), hostile ones, and anything at all.
+    fn value() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            Just(None),
+            prop::sample::select(vec![
+                "dialplan".to_string(),
+                "trunkline".to_string(),
+                "acme".to_string(),
+                "exacttel".to_string(),
+                TENANT.to_string(),
+                EXACT_TENANT.to_string(),
+                Uuid::from_u128(0x2000).to_string(),
+                "sip:503".to_string(),
+                "GATEWAY_DOWN".to_string(),
+                "A".to_string(),
+            ])
+            .prop_map(Some),
+            "\\+?[0-9]{1,16}".prop_map(Some),
+            "[0-9]{1,2}|0\\.[0-9]{1,4}".prop_map(Some),
+            "(\\$\\{system id\\}|\\$\\$\\{x\\}|[|,\\[\\]{}^:_@;&<>\"'\\\\ ]|&#13;|%0D%0A|X-PRE-PROCESS|<\\?|\\r|\\n|\\x00|[0-9+])*"
+                .prop_map(Some),
+            any::<String>().prop_map(Some),
+        ]
+    }
+
+    fn now() -> DateTime<Utc> {
+        chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 23, 12, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn the_fixture_bridges_a_realistic_call_in_both_failover_modes() {
+        for (context, tenant, outcome) in [
+            ("acme", TENANT, "bridge"),
+            ("exacttel", EXACT_TENANT, "exact"),
+        ] {
+            let body = realistic(&[
+                (1, Some(context.to_string())),
+                (8, Some(tenant.to_string())),
+            ]);
+            let reply = answer(fuzzing::published(), body.as_bytes(), now());
+            assert_eq!(reply.outcome, outcome, "{:?}", reply.reason);
+            fuzzing::xmlcurl_request(body.as_bytes());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_body_is_answered_with_a_safe_document(
+            body in prop::collection::vec(any::<u8>(), 0..2048)
+        ) {
+            fuzzing::xmlcurl_request(&body);
+        }
+
+        #[test]
+        fn a_realistic_fetch_with_any_field_values_is_answered_with_a_safe_document(
+            changes in prop::collection::vec((0..FIELDS.len(), value()), 0..8)
+        ) {
+            fuzzing::xmlcurl_request(realistic(&changes).as_bytes());
+        }
+    }
+}

@@ -6,3 +6,5 @@
 pub mod app;
 pub mod db;
 pub mod fake_switch;
+pub mod hostile;
+pub mod process;

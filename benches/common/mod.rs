@@ -1,0 +1,131 @@
+//! The load client shared by the HTTP benches (`http_load`, `soak`): fetches the way mod_xml_curl
+//! sends them — a **new TCP connection per request** (FREESWITCH.md §1.1: `curl_easy_init` per
+//! fetch, no keep-alive) carrying the realistic ~160-field form body — an open-loop pacer, the
+//! percentile arithmetic, and the process's resident memory. Loopback only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
+use uuid::Uuid;
+
+/// This process's resident set size (`VmRSS`), in MiB.
+pub fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The fixture body with its tenant, destination and call id replaced, encoded as FreeSWITCH
+/// encodes values (`+` as `%2B`).
+pub fn dialplan_body(tenant: Uuid, destination: &str, call: usize) -> String {
+    let encoded = destination.replace('+', "%2B");
+    SAMPLE_DIALPLAN_FETCH
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = match name {
+                "variable_trunkline_tenant_id" => tenant.to_string(),
+                "Caller-Destination-Number" | "Hunt-Destination-Number" => encoded.clone(),
+                "Unique-ID" | "Caller-Unique-ID" => {
+                    format!("{:08x}-0000-4000-8000-000000000000", call)
+                }
+                _ => value.to_string(),
+            };
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A raw HTTP/1.1 fetch of `body`, asking the server to close the connection.
+pub fn fetch_request(addr: SocketAddr, body: &str) -> Vec<u8> {
+    format!(
+        "POST /freeswitch/xml HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: freeswitch-xml/1.0\r\nAccept: */*\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// One fetch on a new connection; the size of the answer.
+pub async fn fetch(addr: SocketAddr, request: &[u8]) -> std::io::Result<usize> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    stream.write_all(request).await?;
+    let mut answer = Vec::with_capacity(4096);
+    stream.read_to_end(&mut answer).await?;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err(std::io::Error::other("not HTTP 200"));
+    }
+    Ok(answer.len())
+}
+
+/// The outcome of one measured phase.
+pub struct Phase {
+    pub completed: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Sorted.
+    pub latencies_us: Vec<u64>,
+}
+
+impl Phase {
+    pub fn rate(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `p` quantile (0–1) in milliseconds.
+    pub fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 * p).ceil() as usize)
+            .clamp(1, self.latencies_us.len());
+        self.latencies_us[i - 1] as f64 / 1000.0
+    }
+}
+
+/// Open loop: requests start at a fixed `rate` whatever the server does; latency counts from
+/// the scheduled start (no coordinated omission).
+pub async fn paced(
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    rate: f64,
+    duration: Duration,
+) -> Phase {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let total = (duration.as_secs_f64() * rate).max(1.0) as usize;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let scheduled = started + interval * i as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            fetch(addr, &requests[i % requests.len()])
+                .await
+                .map(|_| scheduled.elapsed().as_micros() as u64)
+        }));
+    }
+    let mut latencies_us = Vec::with_capacity(total);
+    let mut errors = 0;
+    for t in tasks {
+        match t.await.expect("request task") {
+            Ok(us) => latencies_us.push(us),
+            Err(_) => errors += 1,
+        }
+    }
+    latencies_us.sort_unstable();
+    Phase {
+        completed: latencies_us.len() as u64,
+        errors,
+        elapsed: started.elapsed(),
+        latencies_us,
+    }
+}

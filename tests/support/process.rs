@@ -1,0 +1,139 @@
+//! The real `trunkline serve` binary as a child process, for tests that send it signals
+//! (SIGTERM, SIGKILL) and restart it on the same database; plus [`eventually`], the bounded
+//! wait every such test uses instead of sleeping.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trunkline");
+
+/// Waits until `check` holds, failing the test after `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let polled = async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    if tokio::time::timeout(limit, polled).await.is_err() {
+        panic!("timed out after {limit:?} waiting for: {what}");
+    }
+}
+
+/// A running `trunkline serve`, killed (SIGKILL) when dropped if it is still running.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub addr: std::net::SocketAddr,
+    /// Where its output goes (`serve.log` in the working directory), for failure messages.
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Writes `config` to `dir/trunkline.toml` and serves it on a free loopback port from `dir`,
+    /// with the repository's templates and none of the test's `TRUNKLINE_*` variables. Returns
+    /// once `/healthz` answers.
+    pub async fn start(dir: &Path, config: &str) -> Server {
+        let config_path = dir.join("trunkline.toml");
+        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        std::fs::write(
+            &config_path,
+            format!(
+                "templates = {:?}\n{config}",
+                templates.display().to_string()
+            ),
+        )
+        .expect("config written");
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let log = dir.join("serve.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(dir)
+            .args(["--config", config_path.to_str().unwrap()])
+            .args(["serve", "--listen", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("TRUNKLINE_") {
+                cmd.env_remove(key);
+            }
+        }
+        let server = Server {
+            child: cmd.spawn().expect("trunkline starts"),
+            base: format!("http://{addr}"),
+            addr,
+            log,
+        };
+        let client = reqwest::Client::new();
+        let health = format!("{}/healthz", server.base);
+        eventually(
+            "trunkline serving /healthz",
+            Duration::from_secs(30),
+            || {
+                let request = client.get(&health).send();
+                async move { request.await.is_ok_and(|r| r.status().is_success()) }
+            },
+        )
+        .await;
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, as systemd or Kubernetes do to stop the service.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// SIGKILL and reap: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL sent");
+        self.child.wait().expect("reaped");
+    }
+
+    /// The exit status, failing the test if the process is still running after `limit`.
+    pub async fn exited(&mut self, limit: Duration) -> ExitStatus {
+        let mut status = None;
+        eventually("trunkline to exit", limit, || {
+            status = self.child.try_wait().expect("try_wait");
+            std::future::ready(status.is_some())
+        })
+        .await;
+        status.expect("exited")
+    }
+
+    /// What the process printed, for assertion messages.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
