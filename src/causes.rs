@@ -10,6 +10,7 @@
 //! Pure data and functions: no I/O. Output carries cause names only, never numbers.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::{Serialize, Serializer};
 
@@ -212,23 +213,51 @@ pub struct CompiledFailover {
 /// The SIP codes a failover list can name (`FailoverCode` accepts 4xx–6xx only).
 const FAILURE_CODES: std::ops::RangeInclusive<u16> = 400..=699;
 
-/// Expands the failover codes (classes over every code of the class) and maps them to causes.
+/// The cause of every code in [`FAILURE_CODES`], looked up in the table once: every dialplan
+/// fetch compiles the failover codes of each leg, so this is on the hot path.
+fn failure_causes() -> impl Iterator<Item = (u16, Cause)> {
+    static TABLE: OnceLock<Vec<(u16, Cause)>> = OnceLock::new();
+    TABLE
+        .get_or_init(|| {
+            FAILURE_CODES
+                .map(|code| (code, cause_for_sip(code)))
+                .collect()
+        })
+        .iter()
+        .copied()
+}
+
+/// The cause names to put in `continue_on_fail` for these failover codes, ordered by the
+/// lowest failover SIP code that reaches each (what [`compile`] returns as `causes`, without
+/// the collision report).
+pub fn failover_causes(codes: &FailoverCodes) -> Vec<&'static str> {
+    // Cause numbers are below 1024 (switch_types.h): one bit each marks a cause already listed.
+    let mut listed = [0u64; 16];
+    let mut causes: Vec<&'static str> = Vec::new();
+    for (code, cause) in failure_causes() {
+        let (word, bit) = (usize::from(cause.number / 64) % 16, cause.number % 64);
+        if listed[word] & (1 << bit) == 0 && codes.matches(code) {
+            listed[word] |= 1 << bit;
+            causes.push(cause.name);
+        }
+    }
+    causes
+}
+
+/// Expands the failover codes (classes over every code of the class) and maps them to causes,
+/// reporting the collisions (for route explain).
 pub fn compile(codes: &FailoverCodes) -> CompiledFailover {
-    // cause name → (failover codes, other codes); insertion order kept separately.
+    // cause name → (failover codes, other codes).
     let mut reached: BTreeMap<&'static str, (Vec<u16>, Vec<u16>)> = BTreeMap::new();
-    let mut causes = Vec::new();
-    for code in FAILURE_CODES {
-        let cause = cause_for_sip(code).name;
-        let entry = reached.entry(cause).or_default();
+    for (code, cause) in failure_causes() {
+        let entry = reached.entry(cause.name).or_default();
         if codes.matches(code) {
-            if entry.0.is_empty() {
-                causes.push(cause);
-            }
             entry.0.push(code);
         } else {
             entry.1.push(code);
         }
     }
+    let causes = failover_causes(codes);
     let collisions = causes
         .iter()
         .filter_map(|cause| {
@@ -314,6 +343,11 @@ mod tests {
         ] {
             assert_eq!(cause_by_name(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_cause_number_fits_the_bitset_of_failover_causes() {
+        assert!(ALL_CAUSES.iter().all(|c| c.number < 1024));
     }
 
     #[test]

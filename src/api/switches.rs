@@ -114,6 +114,8 @@ pub struct SwitchView {
     pub last_error: Option<String>,
     pub core_uuid: Option<String>,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// The configuration version this node was last brought to (since this instance started).
+    pub synced_version: Option<u64>,
     pub pending_operations: usize,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -139,6 +141,7 @@ async fn view(state: &AppState, s: Switch) -> Result<SwitchView, ApiError> {
         last_error: live.last_error,
         core_uuid: live.core_uuid.or(stored.core_uuid),
         last_sync_at: live.last_sync_at.or(stored.last_sync_at),
+        synced_version: live.synced_version,
         pending_operations: live.pending_operations,
         created_at: s.created_at,
         updated_at: s.updated_at,

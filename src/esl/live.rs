@@ -58,6 +58,8 @@ pub struct SwitchLive {
     pub last_error: Option<String>,
     pub core_uuid: Option<String>,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// The configuration version the last converged pass brought the node to.
+    pub synced_version: Option<u64>,
     pub pending_operations: usize,
     pub gateways: HashMap<String, GatewayStatus>,
     pub results: HashMap<String, GatewayResult>,
@@ -70,6 +72,7 @@ impl Default for SwitchLive {
             last_error: None,
             core_uuid: None,
             last_sync_at: None,
+            synced_version: None,
             pending_operations: 0,
             gateways: HashMap::new(),
             results: HashMap::new(),
@@ -149,7 +152,7 @@ impl LiveState {
     pub fn record_pass(
         &self,
         id: Uuid,
-        converged: bool,
+        converged: Option<u64>,
         results: HashMap<String, GatewayResult>,
         pending: usize,
         error: Option<String>,
@@ -157,8 +160,9 @@ impl LiveState {
         self.with(id, |s| {
             s.results.extend(results);
             s.pending_operations = pending;
-            if converged {
+            if let Some(version) = converged {
                 s.last_sync_at = Some(Utc::now());
+                s.synced_version = Some(version);
             }
             s.last_error = error;
         });

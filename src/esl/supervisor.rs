@@ -390,7 +390,7 @@ async fn reconcile_once<C: EslConnection>(
     }
     ctx.live.record_pass(
         switch.id,
-        converged,
+        converged.then_some(desired.version),
         results,
         verdict.failures.len() + usize::from(acl_pending),
         failures.first().cloned().or_else(|| {

@@ -81,7 +81,7 @@ fn a_leg_defaults() -> [Action; 2] {
 /// killed, unregistered or ping-down gateway, §3.2) and, when the leg has a progress timeout,
 /// PROGRESS_TIMEOUT (a carrier that never answered in time).
 pub fn continue_on_fail_causes(leg: &Leg) -> Vec<&'static str> {
-    let mut names = causes::compile(&leg.failover_codes).causes;
+    let mut names = causes::failover_causes(&leg.failover_codes);
     let mut add = |c: Cause| {
         if !names.contains(&c.name) {
             names.push(c.name);

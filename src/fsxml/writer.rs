@@ -167,9 +167,11 @@ pub fn line_triggers_preprocessor(line: &str) -> bool {
 
 fn contains_preprocess_word(s: &str) -> bool {
     const WORD: &[u8] = b"x-pre-process";
+    // Every value and line of every answer is scanned: compare a whole window only where an
+    // `x-` starts, which in our documents is almost never.
     s.as_bytes()
         .windows(WORD.len())
-        .any(|w| w.eq_ignore_ascii_case(WORD))
+        .any(|w| w[0].eq_ignore_ascii_case(&b'x') && w[1] == b'-' && w.eq_ignore_ascii_case(WORD))
 }
 
 /// Control characters are refused outright: C0 (which includes TAB, CR and LF), DEL and C1.
@@ -361,19 +363,10 @@ mod tests {
     }
 
     proptest! {
+        /// The same check the `xml_writer` fuzz target runs.
         #[test]
         fn any_string_either_errors_or_round_trips_without_triggers(s in any::<String>()) {
-            match round_trip(&s) {
-                Err(RenderError::ControlCharacter { .. }) => {
-                    prop_assert!(s.chars().any(char::is_control));
-                }
-                Err(e) => prop_assert!(false, "unexpected error {e}"),
-                Ok((xml, back)) => {
-                    prop_assert_eq!(&back, &s);
-                    prop_assert!(!xml.lines().any(line_triggers_preprocessor));
-                    prop_assert_eq!(xml.lines().count(), 1);
-                }
-            }
+            crate::fuzzing::xml_writer(&s);
         }
 
         #[test]

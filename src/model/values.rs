@@ -104,6 +104,11 @@ impl GatewayName {
         if slug.is_empty() {
             slug.push_str("carrier");
         }
+        // A name that spells the pre-processor keyword (§0.2) would be refused by `parse`;
+        // dropping a hyphen keeps the slug readable and the name valid.
+        while let Some(i) = slug.find("x-pre-process") {
+            slug.replace_range(i..i + "x-pre-".len(), "x-pre");
+        }
         Self::parse(&format!("{slug}-{suffix}"))
     }
 }
@@ -375,6 +380,35 @@ impl RouteRegex {
             .build()
             .map_err(|_| Invalid::new("regex does not compile within the size limit"))?;
         Ok(Self(s.to_string()))
+    }
+
+    /// The digits every match must start with: the literal digits right after a leading `^`,
+    /// unless a top-level `|` limits the anchor to one branch; a digit followed by a quantifier
+    /// (`? * + {`) is optional and left out. Empty when nothing is required. The route index
+    /// tries the pattern only on destinations with this prefix.
+    pub fn required_prefix(&self) -> &str {
+        let Some(rest) = self.0.strip_prefix('^') else {
+            return "";
+        };
+        let (mut depth, mut escaped, mut in_class) = (0i32, false, false);
+        for c in self.0.chars() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '[' => in_class = true,
+                ']' => in_class = false,
+                '(' if !in_class => depth += 1,
+                ')' if !in_class => depth -= 1,
+                '|' if !in_class && depth == 0 => return "",
+                _ => {}
+            }
+        }
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let required = match rest.as_bytes().get(digits) {
+            Some(b'?' | b'*' | b'+' | b'{') => digits.saturating_sub(1),
+            _ => digits,
+        };
+        &rest[..required]
     }
 
     /// The compiled pattern. `parse` already proved it compiles within the limit, so `None`
@@ -863,6 +897,21 @@ mod tests {
     }
 
     #[test]
+    fn a_regex_requires_the_literal_digits_after_its_anchor() {
+        let required = |p: &str| RouteRegex::parse(p).unwrap().required_prefix().to_string();
+        assert_eq!(required("^4930[0-9]+$"), "4930");
+        assert_eq!(required("^49(30|40)"), "49");
+        assert_eq!(required("^4930?1"), "493");
+        assert_eq!(required("^49{2}"), "4");
+        assert_eq!(required("^4*"), "");
+        assert_eq!(required("^49|^33"), "", "top-level alternation");
+        assert_eq!(required("^49[|]1"), "49", "a | in a class is a literal");
+        assert_eq!(required("4930"), "", "unanchored");
+        assert_eq!(required("^(49)30"), "");
+        assert_eq!(required("^\\d49"), "");
+    }
+
+    #[test]
     fn allow_list_cidrs_broader_than_8_or_16_bits_are_refused() {
         for s in [
             "0.0.0.0/0",
@@ -898,6 +947,22 @@ mod tests {
         assert_eq!(g.as_str(), "system-id-000001");
         let g = GatewayName::derive("ééé", "abcdef").unwrap();
         assert_eq!(g.as_str(), "carrier-abcdef");
+    }
+
+    #[test]
+    fn a_name_spelling_the_preprocessor_keyword_still_derives_a_valid_gateway_name() {
+        // Found by tests/injection.rs: the carrier name "x-pre-process" answered 500.
+        for name in [
+            "x-pre-process",
+            "X-PRE-PROCESS",
+            "<X-Pre-Process cmd=\"exec\"/>",
+        ] {
+            let g = GatewayName::derive(name, "abcdef").unwrap();
+            assert!(!g.as_str().contains("x-pre-process"), "{g}");
+            assert_eq!(GatewayName::parse(g.as_str()).unwrap(), g);
+        }
+        let g = GatewayName::derive("x pre process", "abcdef").unwrap();
+        assert_eq!(g.as_str(), "x-preprocess-abcdef");
     }
 
     #[test]
