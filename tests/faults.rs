@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sqlx::{Connection, SqliteConnection};
-use support::app::{TestApp, call, create_token};
+use support::app::{TestApp, bridges, call, create_token};
 use support::fake_switch::FakeSwitch;
 use support::process::{Server, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use trunkline::fsxml::testdata::{SAMPLE_DIALPLAN_FETCH, assert_document_is_safe};
+use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::{Role, Scope};
 use trunkline::store::Store;
 use uuid::Uuid;
@@ -29,33 +29,13 @@ use uuid::Uuid;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The `bridge` data of a dialplan answer, after checking the whole document is safe.
-fn bridges(xml: &str) -> Vec<String> {
-    assert_document_is_safe(xml)
-        .into_iter()
-        .filter(|(app, _)| app == "bridge")
-        .map(|(_, data)| data)
-        .collect()
-}
-
 #[tokio::test]
 async fn while_sqlite_is_write_locked_fetches_bridge_from_the_snapshot_and_writes_answer_503() {
     // Arrange: a platform route to one carrier, and a call that bridges to it.
     let dir = tempfile::tempdir().unwrap();
     let (url, store) = sqlite_file(dir.path()).await;
     let app = TestApp::start("sqlite", store).await;
-    let alpha = app
-        .create(
-            "/api/v1/carriers",
-            &app.admin,
-            json!({"name": "Alpha", "gateway_name": "alpha", "remote_host": "sip.alpha.example"}),
-        )
-        .await;
-    app.create(
-        "/api/v1/outbound-routes",
-        &app.admin,
-        json!({"name": "All", "prefix": "+1", "carrier_id": alpha["id"], "priority": 1}),
-    )
-    .await;
+    app.route_plus_one_to_alpha().await;
     let fetch = call("trunkline", "+15551234567", None);
     let (_, before) = app.fetch(fetch.clone()).await;
     assert_eq!(bridges(&before).len(), 1, "{before}");

@@ -15,9 +15,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use support::app::{TestApp, call, test_settings};
+use support::app::{TestApp, bridges, call, test_settings};
 use support::process::eventually;
-use trunkline::fsxml::testdata::assert_document_is_safe;
 use trunkline::store::Store;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -80,14 +79,6 @@ impl Drop for Stopped {
     }
 }
 
-fn bridges(xml: &str) -> Vec<String> {
-    assert_document_is_safe(xml)
-        .into_iter()
-        .filter(|(app, _)| app == "bridge")
-        .map(|(_, data)| data)
-        .collect()
-}
-
 #[tokio::test]
 async fn postgres_stopped_keeps_calls_bridging_and_restarted_is_reconnected_by_itself() {
     let (Ok(pg), Ok(data)) = (std::env::var("TEST_PG_CTL"), std::env::var("TEST_PG_DATA")) else {
@@ -103,19 +94,7 @@ async fn postgres_stopped_keeps_calls_bridging_and_restarted_is_reconnected_by_i
     let mut settings = test_settings();
     settings.snapshot_refresh = Duration::from_secs(1);
     let app = TestApp::start_with("postgres", fresh.store, settings).await;
-    let alpha = app
-        .create(
-            "/api/v1/carriers",
-            &app.admin,
-            json!({"name": "Alpha", "gateway_name": "alpha", "remote_host": "sip.alpha.example"}),
-        )
-        .await;
-    app.create(
-        "/api/v1/outbound-routes",
-        &app.admin,
-        json!({"name": "All", "prefix": "+1", "carrier_id": alpha["id"], "priority": 1}),
-    )
-    .await;
+    app.route_plus_one_to_alpha().await;
     let fetch = call("trunkline", "+15551234567", None);
     let (_, before) = app.fetch(fetch.clone()).await;
     assert_eq!(bridges(&before).len(), 1, "{before}");

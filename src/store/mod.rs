@@ -277,6 +277,17 @@ impl Store {
         self.db.begin_write().await
     }
 
+    /// A configuration write that deletes the row `delete` (`DELETE … WHERE id = $1`) names;
+    /// [`StoreError::NotFound`] (and nothing written) when there is none.
+    async fn delete_config_row(&self, delete: &'static str, id: Uuid) -> Result<(), StoreError> {
+        let mut tx = self.begin_config().await?;
+        if tx.exec().execute(delete, args![id]).await? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.commit_config(tx).await?;
+        Ok(())
+    }
+
     /// Ends a configuration write: raises the version in the same transaction (and notifies
     /// other instances on PostgreSQL), commits, then tells this process's subscribers. The
     /// version row is touched last so concurrent writers hold its lock only briefly, and

@@ -107,12 +107,7 @@ impl Store {
     }
 
     pub async fn delete_phone_number(&self, id: Uuid) -> Result<(), StoreError> {
-        let mut tx = self.begin_config().await?;
-        if tx.exec().execute(DELETE, args![id]).await? == 0 {
-            return Err(StoreError::NotFound);
-        }
-        self.commit_config(tx).await?;
-        Ok(())
+        self.delete_config_row(DELETE, id).await
     }
 
     pub async fn list_phone_numbers(

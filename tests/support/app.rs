@@ -167,6 +167,25 @@ impl TestApp {
         Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
     }
 
+    /// A platform carrier `alpha` and a platform route sending every `+1` call to it: the
+    /// smallest configuration a call bridges on. Returns the carrier as created.
+    pub async fn route_plus_one_to_alpha(&self) -> Value {
+        let alpha = self
+            .create(
+                "/api/v1/carriers",
+                &self.admin,
+                serde_json::json!({"name": "Alpha", "gateway_name": "alpha", "remote_host": "sip.alpha.example"}),
+            )
+            .await;
+        self.create(
+            "/api/v1/outbound-routes",
+            &self.admin,
+            serde_json::json!({"name": "All", "prefix": "+1", "carrier_id": alpha["id"], "priority": 1}),
+        )
+        .await;
+        alpha
+    }
+
     /// A tenant admin token with the given scopes.
     pub async fn tenant_token(&self, tenant: Uuid, scopes: &[Scope]) -> String {
         create_token(&self.store, Role::Admin, Some(tenant), scopes).await
@@ -205,6 +224,16 @@ pub async fn create_token(
         .await
         .expect("token stored");
     generated.secret
+}
+
+/// The data of every `bridge` action of a dialplan document that passes
+/// `assert_document_is_safe`, in order.
+pub fn bridges(xml: &str) -> Vec<String> {
+    trunkline::fsxml::testdata::assert_document_is_safe(xml)
+        .into_iter()
+        .filter(|(app, _)| app == "bridge")
+        .map(|(_, data)| data)
+        .collect()
 }
 
 /// Percent-encodes a value as FreeSWITCH's `switch_url_encode` does for the form body: every
