@@ -696,3 +696,65 @@ async fn switches_are_for_platform_admins_only_and_never_show_their_password() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_carrier_moved_to_another_profile_is_killed_then_rescanned_there() {
+    // A second sofia profile: the shipped `external` template served as `carriers` too.
+    let templates = tempfile::tempdir().unwrap().keep();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    std::fs::create_dir_all(templates.join("sofia")).unwrap();
+    std::fs::copy(shipped.join("acl.conf.xml"), templates.join("acl.conf.xml")).unwrap();
+    for profile in ["external", "carriers"] {
+        std::fs::copy(
+            shipped.join("sofia/external.xml"),
+            templates.join(format!("sofia/{profile}.xml")),
+        )
+        .unwrap();
+    }
+    let mut settings = esl_settings();
+    settings.templates_dir = templates;
+    let fake = FakeSwitch::start(PASSWORD).await;
+    let (_, store) = new_store().await;
+    let switch = store
+        .create_switch(
+            &NewSwitch {
+                name: SwitchName::parse("fs1").unwrap(),
+                esl_host: Host::parse("127.0.0.1").unwrap(),
+                esl_port: fake.addr.port(),
+                esl_password: Password::parse(PASSWORD).unwrap(),
+                enabled: true,
+                profiles: vec![
+                    ProfileName::external(),
+                    ProfileName::parse("carriers").unwrap(),
+                ],
+            },
+            false,
+        )
+        .await
+        .unwrap()
+        .id;
+    let env = Env::on_with(fake, store, switch, settings).await;
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    env.fake.take_commands();
+
+    env.patch(alpha, json!({"profile": "carriers"})).await;
+    eventually("alpha running on the carriers profile", || async {
+        env.fake
+            .gateway("alpha")
+            .is_some_and(|g| g.profile == "carriers" && !g.deleted)
+    })
+    .await;
+    env.synced().await;
+
+    // Gateway names are global across profiles (FREESWITCH.md §2.2): the old one must go
+    // before the new profile's rescan can add it.
+    assert_eq!(
+        env.mutations(),
+        [
+            "api sofia profile external killgw alpha",
+            "api sofia profile carriers rescan"
+        ]
+    );
+}
