@@ -277,6 +277,19 @@ impl Store {
         self.db.begin_write().await
     }
 
+    /// [`StoreError::NotFound`] unless the row `get` (`SELECT … WHERE id = $1`) names exists,
+    /// checked inside the write transaction `tx` before it updates that row.
+    async fn require_row<R: exec::Record>(
+        tx: &mut Tx,
+        get: &'static str,
+        id: Uuid,
+    ) -> Result<(), StoreError> {
+        match tx.exec().fetch_optional::<R>(get, args![id]).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
     /// A configuration write that deletes the row `delete` (`DELETE … WHERE id = $1`) names;
     /// [`StoreError::NotFound`] (and nothing written) when there is none.
     async fn delete_config_row(&self, delete: &'static str, id: Uuid) -> Result<(), StoreError> {

@@ -91,14 +91,7 @@ impl Store {
         n: &NewPhoneNumber,
     ) -> Result<PhoneNumber, StoreError> {
         let mut tx = self.begin_config().await?;
-        if tx
-            .exec()
-            .fetch_optional::<PhoneNumberRow>(GET, args![id])
-            .await?
-            .is_none()
-        {
-            return Err(StoreError::NotFound);
-        }
+        Self::require_row::<PhoneNumberRow>(&mut tx, GET, id).await?;
         check_references(&mut tx, n).await?;
         let row: PhoneNumberRow = tx.exec().fetch_one(UPDATE, write_args(id, n)).await?;
         let number = row.into_model()?;

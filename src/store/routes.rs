@@ -119,14 +119,7 @@ impl Store {
     /// Replaces the writable fields; [`StoreError::NotFound`] if there is no such route.
     pub async fn update_route(&self, id: Uuid, r: &NewRoute) -> Result<Route, StoreError> {
         let mut tx = self.begin_config().await?;
-        if tx
-            .exec()
-            .fetch_optional::<RouteRow>(GET, args![id])
-            .await?
-            .is_none()
-        {
-            return Err(StoreError::NotFound);
-        }
+        Self::require_row::<RouteRow>(&mut tx, GET, id).await?;
         check_references(&mut tx, r).await?;
         let row: RouteRow = tx.exec().fetch_one(UPDATE, write_args(id, r)).await?;
         let route = row.into_model()?;
