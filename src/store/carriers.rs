@@ -153,14 +153,10 @@ impl Store {
     }
 
     pub async fn get_carrier(&self, id: Uuid) -> Result<Option<Carrier>, StoreError> {
-        let row: Option<CarrierRow> = self
-            .db
-            .conn()
+        self.get_row::<CarrierRow>(GET, id)
             .await?
-            .exec()
-            .fetch_optional(GET, args![id])
-            .await?;
-        row.map(CarrierRow::into_model).transpose()
+            .map(CarrierRow::into_model)
+            .transpose()
     }
 
     /// Replaces the writable fields. Leaving `active` is refused while enabled routes use the

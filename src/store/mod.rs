@@ -277,6 +277,20 @@ impl Store {
         self.db.begin_write().await
     }
 
+    /// The row `get` (`SELECT … WHERE id = $1`) names, read outside any write.
+    async fn get_row<R: exec::Record>(
+        &self,
+        get: &'static str,
+        id: Uuid,
+    ) -> Result<Option<R>, StoreError> {
+        self.db
+            .conn()
+            .await?
+            .exec()
+            .fetch_optional(get, args![id])
+            .await
+    }
+
     /// [`StoreError::NotFound`] unless the row `get` (`SELECT … WHERE id = $1`) names exists,
     /// checked inside the write transaction `tx` before it updates that row.
     async fn require_row<R: exec::Record>(

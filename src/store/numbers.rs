@@ -74,14 +74,10 @@ impl Store {
     }
 
     pub async fn get_phone_number(&self, id: Uuid) -> Result<Option<PhoneNumber>, StoreError> {
-        let row: Option<PhoneNumberRow> = self
-            .db
-            .conn()
+        self.get_row::<PhoneNumberRow>(GET, id)
             .await?
-            .exec()
-            .fetch_optional(GET, args![id])
-            .await?;
-        row.map(PhoneNumberRow::into_model).transpose()
+            .map(PhoneNumberRow::into_model)
+            .transpose()
     }
 
     /// Replaces the writable fields; [`StoreError::NotFound`] if there is no such number.

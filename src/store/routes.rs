@@ -106,14 +106,10 @@ impl Store {
     }
 
     pub async fn get_route(&self, id: Uuid) -> Result<Option<Route>, StoreError> {
-        let row: Option<RouteRow> = self
-            .db
-            .conn()
+        self.get_row::<RouteRow>(GET, id)
             .await?
-            .exec()
-            .fetch_optional(GET, args![id])
-            .await?;
-        row.map(RouteRow::into_model).transpose()
+            .map(RouteRow::into_model)
+            .transpose()
     }
 
     /// Replaces the writable fields; [`StoreError::NotFound`] if there is no such route.

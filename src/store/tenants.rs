@@ -83,14 +83,10 @@ impl Store {
     }
 
     pub async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>, StoreError> {
-        let row: Option<TenantRow> = self
-            .db
-            .conn()
+        self.get_row::<TenantRow>(GET, id)
             .await?
-            .exec()
-            .fetch_optional(GET, args![id])
-            .await?;
-        row.map(TenantRow::into_model).transpose()
+            .map(TenantRow::into_model)
+            .transpose()
     }
 
     /// Replaces the writable fields; [`StoreError::NotFound`] if there is no such tenant.
