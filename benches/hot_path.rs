@@ -8,15 +8,19 @@
 
 use std::hint::black_box;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use trunkline::fsxml::dialplan::bridge_document;
 use trunkline::fsxml::request;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::fixtures::{carrier, platform, prefix_route};
-use trunkline::model::{ContextName, Destination};
+use trunkline::model::{ContextName, Destination, RouteMatch};
 use trunkline::routing::{RouteRequest, RoutingSettings, Snapshot};
+use trunkline::xmlcurl;
 use uuid::Uuid;
+
+#[allow(dead_code)]
+mod common;
 
 fn benchmarking() -> bool {
     std::env::args().any(|a| a == "--bench")
@@ -30,13 +34,68 @@ fn route_counts() -> &'static [usize] {
     }
 }
 
-fn snapshot(routes: usize) -> Snapshot {
-    let (tenants, carriers, routes) = platform(1_000, 1_000, routes);
-    Snapshot::build(1, tenants, carriers, routes, RoutingSettings::default())
+fn request(tenant: Uuid, destination: &Destination, now: DateTime<Utc>) -> RouteRequest<'_> {
+    RouteRequest {
+        tenant_id: Some(tenant),
+        destination,
+        forced_carrier: None,
+        caller: None,
+        attestation: None,
+        now,
+        call_id: None,
+        max_cost: None,
+    }
 }
 
-/// Destinations that hit the generated prefixes (and miss some): the same for every size.
-fn destinations() -> Vec<Destination> {
+/// The platform of `routes` routes, and per tenant a destination that matches exactly one of
+/// its routes: a route's digits, then filler tried until no other route of the tenant matches.
+/// Every call then does the same work at every size (one match, one leg) and only the table
+/// grows, which is what the 1,000-vs-1,000,000 target is about.
+fn platform_with_one_match_calls(routes: usize) -> (Snapshot, Vec<(Uuid, Destination)>) {
+    let (tenants, carriers, routes) = platform(1_000, 1_000, routes);
+    let mut seeds: Vec<(Uuid, String)> = Vec::new();
+    for route in &routes {
+        let Some(tenant) = route.tenant_id else {
+            continue;
+        };
+        if seeds.iter().filter(|(t, _)| *t == tenant).count() < 8 {
+            let digits = match &route.matcher {
+                RouteMatch::Prefix(p) => p.digits().to_string(),
+                RouteMatch::Regex(r) => r.required_prefix().to_string(),
+            };
+            seeds.push((tenant, digits));
+        }
+        if seeds.len() == 8 * tenants.len() {
+            break;
+        }
+    }
+    let snapshot = Snapshot::build(1, tenants, carriers, routes, RoutingSettings::default());
+    let now = Utc::now();
+    let mut calls: Vec<(Uuid, Destination)> = Vec::new();
+    for (tenant, digits) in seeds {
+        if calls.iter().any(|(t, _)| *t == tenant) {
+            continue;
+        }
+        let found = (0..200u64).find_map(|filler| {
+            let number = format!(
+                "+{digits}{:0>width$}",
+                filler * 7_919,
+                width = 11 - digits.len().min(10)
+            );
+            let destination = Destination::parse(&number).ok()?;
+            let decision = snapshot.resolve(&request(tenant, &destination, now));
+            (decision.considered.len() == 1 && decision.legs.len() == 1).then_some(destination)
+        });
+        if let Some(destination) = found {
+            calls.push((tenant, destination));
+        }
+    }
+    (snapshot, calls)
+}
+
+/// Fixed destinations, whatever they match: at 1,000 routes (one per tenant) nearly all miss,
+/// at 1,000,000 most match one to three routes.
+fn mixed_destinations() -> Vec<Destination> {
     (0..64u64)
         .map(|i| {
             Destination::parse(&format!(
@@ -50,25 +109,37 @@ fn destinations() -> Vec<Destination> {
 
 fn resolve(c: &mut Criterion) {
     let mut group = c.benchmark_group("resolve");
-    let destinations = destinations();
     for &routes in route_counts() {
-        let snapshot = snapshot(routes);
         let now = Utc::now();
         let mut i = 0usize;
-        group.bench_with_input(BenchmarkId::from_parameter(routes), &snapshot, |b, s| {
+        // Built on the closure's first call, which criterion makes only when the benchmark is
+        // selected (`--bench render` does not build a million routes first), then kept: it is
+        // called again for every sample.
+        let mut one_match = None;
+        group.bench_function(BenchmarkId::new("one_match", routes), |b| {
+            let (s, calls) = one_match.get_or_insert_with(|| {
+                let (s, calls) = platform_with_one_match_calls(routes);
+                assert!(calls.len() >= 500, "{} one-match calls", calls.len());
+                (s, calls)
+            });
             b.iter(|| {
                 i = i.wrapping_add(1);
-                let request = RouteRequest {
-                    tenant_id: Some(Uuid::from_u128(0x1000_0000 + (i % 1_000) as u128)),
-                    destination: &destinations[i % destinations.len()],
-                    forced_carrier: None,
-                    caller: None,
-                    attestation: None,
-                    now,
-                    call_id: None,
-                    max_cost: None,
-                };
-                black_box(s.resolve(black_box(&request)))
+                let (tenant, destination) = &calls[i % calls.len()];
+                black_box(s.resolve(black_box(&request(*tenant, destination, now))))
+            })
+        });
+        let mut mixed = None;
+        let destinations = mixed_destinations();
+        group.bench_function(BenchmarkId::new("mixed", routes), |b| {
+            let s = mixed.get_or_insert_with(|| {
+                let (tenants, carriers, routes) = platform(1_000, 1_000, routes);
+                Snapshot::build(1, tenants, carriers, routes, RoutingSettings::default())
+            });
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let tenant = Uuid::from_u128(0x1000_0000 + (i % 1_000) as u128);
+                let destination = &destinations[i % destinations.len()];
+                black_box(s.resolve(black_box(&request(tenant, destination, now))))
             })
         });
     }
@@ -111,6 +182,26 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
+/// The whole pure path of one fetch, as the HTTP handler runs it: form body → request →
+/// routing decision → legs → XML, on the platform and bodies of the HTTP load (100,000 routes).
+fn answer(c: &mut Criterion) {
+    let routes = if benchmarking() { 100_000 } else { 1_000 };
+    let mut platform = None;
+    c.bench_function(&format!("xmlcurl_answer/{routes}"), |b| {
+        let (published, bodies) = platform.get_or_insert_with(|| {
+            let (published, routes) = common::published_platform(routes);
+            (published, common::dialplan_bodies(&routes))
+        });
+        let now = Utc::now();
+        let mut i = 0usize;
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            let body = bodies[i % bodies.len()].as_bytes();
+            black_box(xmlcurl::answer::answer(published, black_box(body), now))
+        })
+    });
+}
+
 fn parse_form(c: &mut Criterion) {
     let fields = SAMPLE_DIALPLAN_FETCH.split('&').count();
     c.bench_function(&format!("parse_dialplan_form/{fields}_fields"), |b| {
@@ -133,5 +224,5 @@ fn rebuild(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, resolve, render, parse_form, rebuild);
+criterion_group!(benches, resolve, render, answer, parse_form, rebuild);
 criterion_main!(benches);

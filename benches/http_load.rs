@@ -22,15 +22,12 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::routing::post;
 use tokio::net::TcpListener;
-use trunkline::app::{Application, load_templates};
-use trunkline::model::fixtures::platform;
-use trunkline::model::{Route, RouteMatch};
-use trunkline::store::{Dataset, Store};
-use trunkline::xmlcurl::{PublishSettings, Published};
+use trunkline::app::Application;
+use trunkline::store::Store;
 
 mod common;
 
-use common::{Phase, dialplan_body, fetch, fetch_request, paced, rss_mib};
+use common::{Phase, dialplan_bodies, fetch, fetch_request, paced, published_platform, rss_mib};
 
 struct Plan {
     routes: usize,
@@ -52,29 +49,6 @@ fn plan() -> Plan {
             workers: 4,
         }
     }
-}
-
-/// Raw HTTP/1.1 requests, one per body, each asking the server to close the connection.
-fn build_requests(addr: SocketAddr, routes: &[Route]) -> Vec<Vec<u8>> {
-    routes
-        .iter()
-        .step_by((routes.len() / 256).max(1))
-        .enumerate()
-        .map(|(i, r)| {
-            let digits = match &r.matcher {
-                RouteMatch::Prefix(p) => p.digits().to_string(),
-                RouteMatch::Regex(_) => "1".to_string(),
-            };
-            let destination = format!(
-                "+{digits}{}",
-                "5550123456"
-                    .get(..(12 - digits.len().min(11)))
-                    .unwrap_or("5")
-            );
-            let body = dialplan_body(r.tenant_id.unwrap_or_default(), &destination, i);
-            fetch_request(addr, &body)
-        })
-        .collect()
 }
 
 /// Closed loop: `workers` clients each fetch back to back for `duration`.
@@ -180,40 +154,27 @@ async fn main() {
     let mut settings = trunkline::config::Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.templates_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let templates =
-        load_templates(&settings.templates_dir, &settings.template_vars).expect("templates");
-    let publish = PublishSettings {
-        default_context: settings.default_context.clone(),
-        failover_mode: settings.failover_mode,
-        routing: settings.routing(),
-    };
     let app = Application::with_store(settings, store)
         .await
         .expect("trunkline builds");
-    let (tenants, carriers, routes) = platform(1_000, 1_000, plan.routes);
     let built = Instant::now();
-    // Version 0 is the empty database's: the safety-net refresh then sees nothing to reload.
-    let published = Published::build(
-        Dataset {
-            version: 0,
-            tenants,
-            carriers,
-            routes: routes.clone(),
-        },
-        &templates,
-        &publish,
-    )
-    .expect("documents render");
+    let (published, routes) = published_platform(plan.routes);
     let build_time = built.elapsed();
     app.state().published.store(Arc::new(published));
     let rss_loaded = rss_mib();
     let addr = app.local_addr();
     tokio::spawn(app.run(std::future::pending()));
 
-    let requests = Arc::new(build_requests(addr, &routes));
+    let bodies = dialplan_bodies(&routes);
+    let requests: Arc<Vec<_>> = Arc::new(bodies.iter().map(|b| fetch_request(addr, b)).collect());
     let sample = fetch(addr, &requests[0]).await.expect("first fetch");
     let baseline_addr = baseline(sample).await;
-    let baseline_requests = Arc::new(build_requests(baseline_addr, &routes));
+    let baseline_requests: Arc<Vec<_>> = Arc::new(
+        bodies
+            .iter()
+            .map(|b| fetch_request(baseline_addr, b))
+            .collect(),
+    );
 
     println!(
         "platform: 1000 tenants, 1000 carriers, {} routes; snapshot + documents built in {:.0} ms; RSS {rss_start:.0} MiB at start, {rss_loaded:.0} MiB loaded",

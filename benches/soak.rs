@@ -20,6 +20,7 @@ use trunkline::model::{NewApiToken, Role, Scope};
 use trunkline::store::Store;
 use uuid::Uuid;
 
+#[allow(dead_code)]
 mod common;
 
 use common::{Phase, dialplan_body, fetch, fetch_request, paced, rss_mib};

@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use trunkline::app::load_templates;
+use trunkline::config::Settings;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
+use trunkline::model::fixtures::platform;
+use trunkline::model::{Route, RouteMatch};
+use trunkline::store::Dataset;
+use trunkline::xmlcurl::{PublishSettings, Published};
 use uuid::Uuid;
 
 /// This process's resident set size (`VmRSS`), in MiB.
@@ -42,6 +48,54 @@ pub fn dialplan_body(tenant: Uuid, destination: &str, call: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// What the service publishes for the generated platform (1,000 tenants, 1,000 carriers,
+/// `routes` routes) with the repository's templates and the default settings, built with the
+/// same `Published::build` the service runs after a committed change; and the routes, for
+/// picking destinations. Version 0 is an empty database's, so a service given this snapshot
+/// sees nothing newer to reload.
+pub fn published_platform(routes: usize) -> (Published, Vec<Route>) {
+    let settings = Settings::defaults();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let templates = load_templates(&dir, &settings.template_vars).expect("templates");
+    let publish = PublishSettings {
+        default_context: settings.default_context.clone(),
+        failover_mode: settings.failover_mode,
+        routing: settings.routing(),
+    };
+    let (tenants, carriers, routes) = platform(1_000, 1_000, routes);
+    let dataset = Dataset {
+        version: 0,
+        tenants,
+        carriers,
+        routes: routes.clone(),
+    };
+    let published = Published::build(dataset, &templates, &publish).expect("documents render");
+    (published, routes)
+}
+
+/// 256 dialplan fetch bodies spread over the routes: each call's destination starts with the
+/// digits of one route of its tenant (for a regex route, `1`).
+pub fn dialplan_bodies(routes: &[Route]) -> Vec<String> {
+    routes
+        .iter()
+        .step_by((routes.len() / 256).max(1))
+        .enumerate()
+        .map(|(i, r)| {
+            let digits = match &r.matcher {
+                RouteMatch::Prefix(p) => p.digits().to_string(),
+                RouteMatch::Regex(_) => "1".to_string(),
+            };
+            let destination = format!(
+                "+{digits}{}",
+                "5550123456"
+                    .get(..(12 - digits.len().min(11)))
+                    .unwrap_or("5")
+            );
+            dialplan_body(r.tenant_id.unwrap_or_default(), &destination, i)
+        })
+        .collect()
 }
 
 /// A raw HTTP/1.1 fetch of `body`, asking the server to close the connection.

@@ -9,9 +9,11 @@
 //!
 //! Pure: no I/O. Which form to use, and the legs, are decided by the caller.
 
+use std::cell::RefCell;
+
 use crate::causes::{self, Cause};
 use crate::dialstring::bridge_data;
-use crate::model::{ContextName, Destination};
+use crate::model::{ContextName, Destination, FailoverCodes};
 use crate::routing::Leg;
 
 use super::writer::{RenderError, XmlWriter};
@@ -95,8 +97,25 @@ pub fn continue_on_fail_causes(leg: &Leg) -> Vec<&'static str> {
     names
 }
 
+/// The `continue_on_fail` value of a leg. Working it out walks every SIP code 400–699, and a
+/// platform has a handful of distinct failover lists, so each thread remembers the last few.
 fn continue_on_fail(leg: &Leg) -> String {
-    continue_on_fail_causes(leg).join(",")
+    const REMEMBERED: usize = 16;
+    thread_local! {
+        static KNOWN: RefCell<Vec<(FailoverCodes, bool, String)>> = const { RefCell::new(Vec::new()) };
+    }
+    let key = (&leg.failover_codes, leg.progress_timeout_seconds.is_some());
+    KNOWN.with_borrow_mut(|known| {
+        if let Some((_, _, value)) = known.iter().find(|(c, t, _)| (c, *t) == key) {
+            return value.clone();
+        }
+        let value = continue_on_fail_causes(leg).join(",");
+        if known.len() == REMEMBERED {
+            known.remove(0);
+        }
+        known.push((key.0.clone(), key.1, value.clone()));
+        value
+    })
 }
 
 /// The default failover form: one document, one `bridge` per leg.

@@ -140,19 +140,7 @@ impl<'a> Raw<'a> {
 
 /// Parses a mod_xml_curl form body. Never fails.
 pub fn parse(body: &[u8]) -> FetchRequest {
-    let mut raw = Raw {
-        slots: [None; FIELD_COUNT],
-    };
-    for pair in body.split(|&b| b == b'&') {
-        let (name, value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &pair[pair.len()..]),
-        };
-        if let Some(f) = field(name) {
-            // The first occurrence wins, as in FreeSWITCH's own `switch_event_get_header`.
-            raw.slots[f as usize].get_or_insert(value);
-        }
-    }
+    let raw = raw_fields(body);
     let section = raw.get(Field::Section).unwrap_or_default();
     match section.as_str() {
         "dialplan" => FetchRequest::Dialplan(DialplanFetch {
@@ -176,6 +164,33 @@ pub fn parse(body: &[u8]) -> FetchRequest {
         }),
         _ => FetchRequest::Other { section },
     }
+}
+
+/// The raw (undecoded) value of each field we use.
+fn raw_fields(body: &[u8]) -> Raw<'_> {
+    let mut raw = Raw {
+        slots: [None; FIELD_COUNT],
+    };
+    // Every fetch scans ~6 KB to keep a dozen fields: one SIMD pass (memchr) finds every
+    // separator, instead of a byte-by-byte loop, which was most of the parse time.
+    let mut start = 0;
+    let mut equals = None;
+    for at in memchr::memchr2_iter(b'&', b'=', body).chain([body.len()]) {
+        if body.get(at) == Some(&b'=') {
+            equals.get_or_insert(at);
+            continue;
+        }
+        let (name, value) = match equals.take() {
+            Some(i) => (&body[start..i], &body[i + 1..at]),
+            None => (&body[start..at], &body[at..at]),
+        };
+        start = at + 1;
+        if let Some(f) = field(name) {
+            // The first occurrence wins, as in FreeSWITCH's own `switch_event_get_header`.
+            raw.slots[f as usize].get_or_insert(value);
+        }
+    }
+    raw
 }
 
 /// Decodes `%XX`; an invalid escape is kept as it is, invalid UTF-8 is replaced (lossy).
@@ -224,6 +239,27 @@ mod tests {
         match parse(body.as_bytes()) {
             FetchRequest::Dialplan(d) => d,
             other => panic!("not a dialplan fetch: {other:?}"),
+        }
+    }
+
+    proptest::proptest! {
+        /// The SIMD scan keeps exactly the first value of each field that splitting the body
+        /// on `&`, then each pair on its first `=`, keeps.
+        #[test]
+        fn the_scan_finds_what_splitting_finds(
+            body in "([&=]|section|dialplan|Unique-ID|Hunt-Context|[a-z%]){0,64}"
+        ) {
+            let mut expected: [Option<&[u8]>; FIELD_COUNT] = [None; FIELD_COUNT];
+            for pair in body.as_bytes().split(|&b| b == b'&') {
+                let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                    Some(i) => (&pair[..i], &pair[i + 1..]),
+                    None => (pair, &pair[pair.len()..]),
+                };
+                if let Some(f) = field(name) {
+                    expected[f as usize].get_or_insert(value);
+                }
+            }
+            proptest::prop_assert_eq!(raw_fields(body.as_bytes()).slots, expected);
         }
     }
 

@@ -59,7 +59,11 @@ pub struct XmlWriter {
 
 impl XmlWriter {
     pub fn new() -> Self {
-        Self::default()
+        // A bridge document of a few legs is 1–2 KB: start there rather than grow in steps.
+        Self {
+            out: String::with_capacity(2048),
+            ..Self::default()
+        }
     }
 
     /// Writes `<name a="v"…>` on its own line; [`close`](Self::close) ends it.
@@ -99,7 +103,9 @@ impl XmlWriter {
         if let Some(name) = self.stack.last() {
             return Err(RenderError::Unclosed(name));
         }
-        if self.out.lines().any(line_triggers_preprocessor) {
+        // No trigger contains a line break, so one scan of the whole text finds exactly what a
+        // scan line by line would.
+        if line_triggers_preprocessor(&self.out) {
             return Err(RenderError::PreprocessorTrigger);
         }
         Ok(self.out)
@@ -159,27 +165,56 @@ fn is_static_name(name: &str) -> bool {
 /// `$${` substitution, `<!--#` commands, `<?` (line dropped) or `x-pre-process` in any case
 /// (line dropped or command executed).
 pub fn line_triggers_preprocessor(line: &str) -> bool {
-    line.contains("$${")
-        || line.contains("<!--#")
-        || line.contains("<?")
+    let bytes = line.as_bytes();
+    memchr::memmem::find(bytes, b"$${").is_some()
+        || memchr::memmem::find(bytes, b"<!--#").is_some()
+        || memchr::memmem::find(bytes, b"<?").is_some()
         || contains_preprocess_word(line)
 }
 
 fn contains_preprocess_word(s: &str) -> bool {
     const WORD: &[u8] = b"x-pre-process";
-    // Every value and line of every answer is scanned: compare a whole window only where an
-    // `x-` starts, which in our documents is almost never.
-    s.as_bytes()
-        .windows(WORD.len())
-        .any(|w| w[0].eq_ignore_ascii_case(&b'x') && w[1] == b'-' && w.eq_ignore_ascii_case(WORD))
+    // Every value and every answer is scanned: compare a whole window only where an `x` is,
+    // found with memchr, which in our documents is almost never.
+    let bytes = s.as_bytes();
+    memchr::memchr2_iter(b'x', b'X', bytes).any(|i| {
+        bytes
+            .get(i..i + WORD.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
+    })
 }
 
-/// Control characters are refused outright: C0 (which includes TAB, CR and LF), DEL and C1.
-/// Raw TAB/CR/LF would become spaces in FreeSWITCH's parser, but their numeric references
-/// decode to raw bytes (FREESWITCH.md §6.3); neither is ever what we mean.
-fn is_refused_char(c: char) -> bool {
-    c.is_control()
+/// What one byte of an attribute value asks of [`escape_into`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ByteClass {
+    Plain,
+    /// `& < > " ' $`, and `-` in a value containing the pre-processor word.
+    Encode,
+    Hyphen,
+    /// C0 (which includes TAB, CR and LF) and DEL.
+    Control,
+    /// The first byte of U+0080–U+00BF: C1 controls (U+0080–U+009F) are `C2 80`–`C2 9F`.
+    LeadC2,
 }
+
+const BYTE_CLASSES: [ByteClass; 256] = {
+    let mut classes = [ByteClass::Plain; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        classes[b] = ByteClass::Control;
+        b += 1;
+    }
+    classes[0x7f] = ByteClass::Control;
+    classes[0xc2] = ByteClass::LeadC2;
+    classes[b'-' as usize] = ByteClass::Hyphen;
+    let encoded = b"&<>\"'$";
+    let mut i = 0;
+    while i < encoded.len() {
+        classes[encoded[i] as usize] = ByteClass::Encode;
+        i += 1;
+    }
+    classes
+};
 
 /// XML-escapes one attribute value for FreeSWITCH (FREESWITCH.md §6.4.2).
 pub fn escape_value(value: &str) -> Result<String, ControlCharacter> {
@@ -188,25 +223,42 @@ pub fn escape_value(value: &str) -> Result<String, ControlCharacter> {
     Ok(out)
 }
 
+/// Control characters are refused outright: C0 (which includes TAB, CR and LF), DEL and C1 —
+/// exactly `char::is_control`. Raw TAB/CR/LF would become spaces in FreeSWITCH's parser, but
+/// their numeric references decode to raw bytes (FREESWITCH.md §6.3); neither is ever what we
+/// mean. On an error, part of the value may already be in `out`: the caller drops it.
 fn escape_into(value: &str, out: &mut String) -> Result<(), ControlCharacter> {
-    if value.chars().any(is_refused_char) {
-        return Err(ControlCharacter);
-    }
     // Writing every hyphen of such a value as `&#45;` breaks each occurrence of the word; the
     // parser turns them back into `-` after the pre-processor has run (§6.3).
     let break_hyphens = contains_preprocess_word(value);
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '$' => out.push_str("&#36;"),
-            '-' if break_hyphens => out.push_str("&#45;"),
-            c => out.push(c),
-        }
+    let bytes = value.as_bytes();
+    // One pass that both refuses controls and copies the runs between characters to encode;
+    // every such character is ASCII, so each run ends on a char boundary.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let entity = match BYTE_CLASSES[usize::from(b)] {
+            ByteClass::Plain => continue,
+            ByteClass::Hyphen if !break_hyphens => continue,
+            ByteClass::Hyphen => "&#45;",
+            ByteClass::Control => return Err(ControlCharacter),
+            ByteClass::LeadC2 if bytes.get(i + 1).is_some_and(|n| *n <= 0x9f) => {
+                return Err(ControlCharacter);
+            }
+            ByteClass::LeadC2 => continue,
+            ByteClass::Encode => match b {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b'"' => "&quot;",
+                b'\'' => "&apos;",
+                _ => "&#36;",
+            },
+        };
+        out.push_str(&value[run..i]);
+        out.push_str(entity);
+        run = i + 1;
     }
+    out.push_str(&value[run..]);
     Ok(())
 }
 
@@ -376,6 +428,14 @@ mod tests {
             let (xml, back) = round_trip(&s).unwrap();
             prop_assert_eq!(&back, &s);
             prop_assert!(!xml.lines().any(line_triggers_preprocessor), "{}", xml);
+        }
+
+        /// The byte-wise scan refuses exactly what `char::is_control` calls a control.
+        #[test]
+        fn the_control_check_is_exactly_char_is_control(
+            s in "(\\PC|\\p{Cc}|[\u{80}-\u{a0}]|\u{c2}|\u{100}){0,16}"
+        ) {
+            prop_assert_eq!(escape_value(&s).is_err(), s.chars().any(char::is_control));
         }
     }
 }

@@ -1,9 +1,14 @@
-//! The per-scope route index (one for each tenant, one for the platform defaults): a hash map
-//! from prefix to routes, the same for regex routes keyed by the literal digits their pattern
-//! requires after `^` (`^4930[0-9]+$` → `4930`), and one `RegexSet` for the few patterns that
-//! require none. A lookup probes at most one hash entry per prefix length (≤ 17), runs only
-//! the regexes filed under those prefixes, and makes one pass of the set, so its cost does not
-//! grow with the number of routes (DESIGN.md §3 rule 6).
+//! The route index of a snapshot: for every scope (each tenant's own routes, and the platform
+//! default routes), the routes filed under each prefix — prefix routes under their prefix,
+//! regex routes under the literal digits their pattern requires after `^` (`^4930[0-9]+$` →
+//! `4930`) — and one `RegexSet` for the few patterns that require none. A lookup probes one
+//! hash entry per prefix length the scope has (≤ 17), runs only the regexes filed under those
+//! prefixes, and makes one pass of the set, so its cost does not grow with the number of routes
+//! (DESIGN.md §3 rule 6).
+//!
+//! Layout, for a platform of a million routes: one hash map for every scope, keyed by (scope,
+//! prefix as an integer), whose entries point into two flat arrays (the ranks of the prefix
+//! routes, the regex routes): no allocation per prefix, and a probe is one integer hash.
 //!
 //! Prefixed regexes are compiled on their first use, not when the snapshot is built: a platform
 //! has many of them, most destinations never reach most of them, and compiling them all would
@@ -13,33 +18,75 @@
 //! is sorted once in the order routes are tried. Sorting the few matches of one call is then a
 //! sort of small integers.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet, RegexSetBuilder};
+use uuid::Uuid;
 
+use super::snapshot::FastMap;
 use crate::model::{RouteMatch, RouteRegex};
 
 /// Compiled-size limit for the whole set of one scope. Each pattern is already limited to
 /// [`RouteRegex::SIZE_LIMIT`]; past this the index falls back to trying them one by one.
 const SET_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 
+/// The longest prefix a key holds: a route prefix has at most 16 characters, and a regex is
+/// filed under at most the first 16 digits it requires (it is still run on every match).
+const MAX_KEY_LEN: usize = 16;
+
 #[derive(Debug, Default)]
 pub(super) struct RouteIndex {
-    /// Prefix digits (`""` = every destination) → the routes filed under it.
-    prefixes: HashMap<Box<str>, Bucket>,
-    /// The longest key: no longer prefix of a destination needs probing.
-    longest_prefix: usize,
-    /// Regexes that require no prefix.
-    regexes: RegexMatcher,
+    scopes: FastMap<Option<Uuid>, Scope>,
+    buckets: FastMap<BucketKey, Bucket>,
+    /// The prefix routes of every bucket, back to back, each bucket's in ascending rank.
+    ranks: Vec<u32>,
+    /// The prefixed regex routes of every bucket, the same way.
+    regexes: Vec<LazyRegex>,
 }
 
-/// The routes filed under one prefix, each list in ascending rank: prefix routes with that
-/// prefix, and regex routes that require it. One map for both halves the probes per lookup.
+/// One scope's part of the index.
 #[derive(Debug, Default)]
+pub(super) struct Scope {
+    /// Its number in [`BucketKey`].
+    number: u32,
+    /// Bit `n` is set when some bucket of this scope has a prefix of length `n`: the lengths
+    /// worth probing.
+    lengths: u32,
+    /// Regexes that require no prefix.
+    unprefixed: RegexMatcher,
+}
+
+/// A scope and a prefix of at most [`MAX_KEY_LEN`] characters of `0-9 * #`, the prefix as
+/// one integer: its characters in bijective base 13 (`0`–`9` are 1–10, `*` 11, `#` 12), so
+/// every prefix, `""` (0) included, has its own value, and the key of a prefix one longer is
+/// `key * 13 + digit` — a lookup builds each length's key from the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct BucketKey {
+    scope: u32,
+    prefix: u64,
+}
+
+/// Where one bucket's routes are in [`RouteIndex::ranks`] and [`RouteIndex::regexes`].
+#[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
-    routes: Vec<u32>,
-    regexes: Vec<LazyRegex>,
+    ranks: (u32, u32),
+    regexes: (u32, u32),
+}
+
+/// The next key after `key` for one more character. Destinations and prefixes are validated
+/// to `0-9 * #` (`Destination::parse`, `RoutePrefix::parse`; regex prefixes are digits), so
+/// the catch-all arm is `#` alone.
+fn extend(key: u64, c: u8) -> u64 {
+    let digit = match c {
+        b'0'..=b'9' => u64::from(c - b'0') + 1,
+        b'*' => 11,
+        _ => 12,
+    };
+    key * 13 + digit
+}
+
+fn prefix_key(prefix: &str) -> u64 {
+    prefix.bytes().take(MAX_KEY_LEN).fold(0, extend)
 }
 
 /// A regex route compiled on first use.
@@ -69,62 +116,111 @@ enum RegexMatcher {
     Each(Vec<(Regex, u32)>),
 }
 
+/// What [`RouteIndex::build`] files, before the buckets are laid out.
+enum Filed<'a> {
+    Route,
+    Regex(&'a RouteRegex),
+}
+
 impl RouteIndex {
-    /// Builds the index from `(rank, matcher)` pairs given in rank order.
-    pub(super) fn build<'a>(routes: impl Iterator<Item = (u32, &'a RouteMatch)>) -> RouteIndex {
+    /// Builds the index from each route's `(scope, matcher)`, given in rank order.
+    pub(super) fn build<'a>(
+        routes: impl Iterator<Item = (Option<Uuid>, &'a RouteMatch)>,
+    ) -> RouteIndex {
         let mut index = RouteIndex::default();
-        let mut unprefixed: Vec<(&RouteRegex, u32)> = Vec::new();
-        for (rank, matcher) in routes {
-            let len = match matcher {
-                RouteMatch::Prefix(p) => {
-                    let key = p.digits();
-                    index.bucket(key).routes.push(rank);
-                    key.len()
-                }
+        let mut filed: Vec<(BucketKey, u32, Filed<'a>)> = Vec::new();
+        let mut unprefixed: FastMap<Option<Uuid>, Vec<(&RouteRegex, u32)>> = FastMap::default();
+        for (rank, (scope, matcher)) in routes.enumerate() {
+            let rank = u32::try_from(rank).expect("fewer than 2^32 routes");
+            let next_number = u32::try_from(index.scopes.len()).expect("fewer than 2^32 scopes");
+            let scope_entry = index.scopes.entry(scope).or_insert_with(|| Scope {
+                number: next_number,
+                ..Scope::default()
+            });
+            let (prefix, what) = match matcher {
+                RouteMatch::Prefix(p) => (p.digits(), Filed::Route),
                 RouteMatch::Regex(r) => match r.required_prefix() {
                     "" => {
-                        unprefixed.push((r, rank));
+                        unprefixed.entry(scope).or_default().push((r, rank));
                         continue;
                     }
-                    key => {
-                        index.bucket(key).regexes.push(LazyRegex {
-                            rank,
-                            pattern: r.clone(),
-                            compiled: OnceLock::new(),
-                        });
-                        key.len()
-                    }
+                    required => (required, Filed::Regex(r)),
                 },
             };
-            index.longest_prefix = index.longest_prefix.max(len);
+            scope_entry.lengths |= 1 << prefix.len().min(MAX_KEY_LEN);
+            let key = BucketKey {
+                scope: scope_entry.number,
+                prefix: prefix_key(prefix),
+            };
+            filed.push((key, rank, what));
         }
-        index.regexes = RegexMatcher::build(&unprefixed);
+        // Stable: each bucket keeps its routes in rank order.
+        filed.sort_by_key(|(key, _, _)| (key.scope, key.prefix));
+        for (key, rank, what) in filed {
+            let bucket = index.buckets.entry(key).or_insert_with(|| Bucket {
+                ranks: (index.ranks.len() as u32, index.ranks.len() as u32),
+                regexes: (index.regexes.len() as u32, index.regexes.len() as u32),
+            });
+            match what {
+                Filed::Route => {
+                    index.ranks.push(rank);
+                    bucket.ranks.1 += 1;
+                }
+                Filed::Regex(pattern) => {
+                    index.regexes.push(LazyRegex {
+                        rank,
+                        pattern: pattern.clone(),
+                        compiled: OnceLock::new(),
+                    });
+                    bucket.regexes.1 += 1;
+                }
+            }
+        }
+        for (scope, patterns) in unprefixed {
+            if let Some(entry) = index.scopes.get_mut(&scope) {
+                entry.unprefixed = RegexMatcher::build(&patterns);
+            }
+        }
         index
     }
 
-    fn bucket(&mut self, prefix: &str) -> &mut Bucket {
-        self.prefixes.entry(prefix.into()).or_default()
+    /// The index of one scope (`Some(tenant)` or `None` for the platform defaults), if it has
+    /// any route.
+    pub(super) fn scope(&self, scope: Option<Uuid>) -> Option<&Scope> {
+        self.scopes.get(&scope)
     }
 
-    /// Appends the ranks of every route matching `digits` (the destination without `+`).
-    pub(super) fn matching(&self, digits: &str, out: &mut Vec<u32>) {
-        for len in 0..=self.longest_prefix.min(digits.len()) {
-            // Destinations are ASCII (`Destination::parse`), so every length is a char boundary.
-            let Some(prefix) = digits.get(..len) else {
+    /// Appends the ranks of every route of `scope` matching `digits` (the destination without
+    /// `+`).
+    pub(super) fn matching(&self, scope: &Scope, digits: &str, out: &mut Vec<u32>) {
+        let mut prefix = 0;
+        for len in 0..=digits.len().min(MAX_KEY_LEN) {
+            if len > 0 {
+                prefix = extend(prefix, digits.as_bytes()[len - 1]);
+            }
+            if scope.lengths & (1 << len) == 0 {
                 continue;
+            }
+            let key = BucketKey {
+                scope: scope.number,
+                prefix,
             };
-            if let Some(bucket) = self.prefixes.get(prefix) {
-                out.extend_from_slice(&bucket.routes);
+            if let Some(bucket) = self.buckets.get(&key) {
+                out.extend_from_slice(&self.ranks[range(bucket.ranks)]);
                 out.extend(
-                    bucket
-                        .regexes
+                    self.regexes[range(bucket.regexes)]
                         .iter()
                         .filter(|r| r.is_match(digits))
                         .map(|r| r.rank),
                 );
             }
         }
-        match &self.regexes {
+        self.unprefixed_matching(scope, digits, out);
+    }
+
+    /// Appends the ranks of the scope's regexes that require no prefix and match `digits`.
+    fn unprefixed_matching(&self, scope: &Scope, digits: &str, out: &mut Vec<u32>) {
+        match &scope.unprefixed {
             RegexMatcher::None => {}
             RegexMatcher::Set { set, ranks } => {
                 out.extend(set.matches(digits).into_iter().map(|i| ranks[i]));
@@ -138,6 +234,10 @@ impl RouteIndex {
             }
         }
     }
+}
+
+fn range((start, end): (u32, u32)) -> std::ops::Range<usize> {
+    start as usize..end as usize
 }
 
 impl RegexMatcher {
@@ -178,9 +278,15 @@ mod tests {
 
     fn matches(index: &RouteIndex, digits: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        index.matching(digits, &mut out);
+        if let Some(scope) = index.scope(None) {
+            index.matching(scope, digits, &mut out);
+        }
         out.sort();
         out
+    }
+
+    fn platform_index(routes: &[RouteMatch]) -> RouteIndex {
+        RouteIndex::build(routes.iter().map(|m| (None, m)))
     }
 
     #[test]
@@ -194,7 +300,7 @@ mod tests {
             regex("^44"),
             prefix("15551234567890"),
         ];
-        let index = RouteIndex::build(routes.iter().enumerate().map(|(i, m)| (i as u32, m)));
+        let index = platform_index(&routes);
         assert_eq!(matches(&index, "15551234567"), [0, 1, 2, 4]);
         assert_eq!(matches(&index, "442071234567"), [0, 3, 5]);
         assert_eq!(matches(&index, "1"), [0, 1]);
@@ -216,7 +322,7 @@ mod tests {
             "^493",
         ];
         let routes: Vec<RouteMatch> = patterns.iter().map(|p| regex(p)).collect();
-        let index = RouteIndex::build(routes.iter().enumerate().map(|(i, m)| (i as u32, m)));
+        let index = platform_index(&routes);
         for digits in [
             "493012345",
             "4940",
@@ -255,13 +361,34 @@ mod tests {
 
     #[test]
     fn the_one_by_one_fallback_finds_what_the_set_finds() {
-        let r = RouteRegex::parse("^49(30|40)[0-9]+$").unwrap();
-        let each = RegexMatcher::Each(vec![(r.compile().unwrap(), 7)]);
-        let index = RouteIndex {
-            regexes: each,
-            ..RouteIndex::default()
-        };
+        let r = RouteRegex::parse("^(4930|4940)[0-9]+$").unwrap();
+        let mut index = platform_index(&[regex("^(4930|4940)[0-9]+$")]);
+        index.scopes.get_mut(&None).unwrap().unprefixed =
+            RegexMatcher::Each(vec![(r.compile().unwrap(), 7)]);
         assert_eq!(matches(&index, "493012345"), [7]);
         assert!(matches(&index, "495012345").is_empty());
+    }
+
+    #[test]
+    fn scopes_see_only_their_own_routes_and_every_prefix_has_its_own_key() {
+        let (a, b) = (Some(Uuid::from_u128(1)), Some(Uuid::from_u128(2)));
+        let routes = [prefix("1"), prefix("1"), prefix("*1#"), prefix("0")];
+        let index = RouteIndex::build([a, b, a, a].into_iter().zip(routes.iter()));
+        let found = |scope, digits| {
+            let mut out = Vec::new();
+            index.matching(index.scope(scope).unwrap(), digits, &mut out);
+            out
+        };
+        assert_eq!(found(a, "15551234567"), [0]);
+        assert_eq!(found(b, "15551234567"), [1]);
+        assert_eq!(found(a, "*1#2"), [2]);
+        // "0" and "" are different prefixes, as are "1" and "01".
+        assert_eq!(found(a, "01"), [3]);
+        assert!(index.scope(None).is_none());
+        let keys: std::collections::HashSet<u64> = ["", "0", "00", "1", "01", "10", "#", "*"]
+            .iter()
+            .map(|p| prefix_key(p))
+            .collect();
+        assert_eq!(keys.len(), 8);
     }
 }

@@ -9,14 +9,13 @@
 //! failover form fetches the dialplan again after each failed leg, and every fetch of one call
 //! must see the same order. Pure: no I/O, no clock.
 
-use std::cmp::Reverse;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
 use super::Criterion;
-use crate::model::{Rate, Route, RouteMatch, Weight};
+use super::snapshot::RouteEntry;
+use crate::model::{Rate, Weight};
 
 /// The seed of calls without a `Unique-ID` and of route explain without a call id, so that the
 /// two agree.
@@ -25,14 +24,14 @@ const FIXED_SEED: u64 = 0x7472_756e_6b6c_696e;
 /// One route that matched this call, with what ordering it needs.
 pub(super) struct Candidate<'a> {
     pub(super) rank: u32,
-    pub(super) route: &'a Route,
+    pub(super) route: &'a RouteEntry,
     pub(super) cost: Option<Rate>,
     /// Set by [`order`]: its (priority, cost) group was drawn by weight.
     weighted: bool,
 }
 
 impl<'a> Candidate<'a> {
-    pub(super) fn new(rank: u32, route: &'a Route, cost: Option<Rate>) -> Self {
+    pub(super) fn new(rank: u32, route: &'a RouteEntry, cost: Option<Rate>) -> Self {
         Candidate {
             rank,
             route,
@@ -47,14 +46,7 @@ impl<'a> Candidate<'a> {
     }
 
     fn weight(&self) -> Option<Weight> {
-        self.route.criteria.weight
-    }
-
-    fn specificity(&self) -> (u8, Reverse<usize>) {
-        match &self.route.matcher {
-            RouteMatch::Prefix(p) => (0, Reverse(p.digits().len())),
-            RouteMatch::Regex(_) => (1, Reverse(0)),
-        }
+        self.route.weight
     }
 }
 
@@ -105,7 +97,7 @@ fn criterion(a: &Candidate<'_>, b: &Candidate<'_>) -> Criterion {
         Criterion::Priority
     } else if a.group() != b.group() {
         Criterion::Cost
-    } else if a.specificity() != b.specificity() {
+    } else if a.route.specificity() != b.route.specificity() {
         Criterion::Specificity
     } else {
         Criterion::Age

@@ -12,16 +12,13 @@
 
 use uuid::Uuid;
 
-use super::index::RouteIndex;
 use super::order::{Candidate, order};
-use super::snapshot::Prepared;
+use super::snapshot::RouteEntry;
 use super::{
     Considered, CostCeiling, Criterion, Decision, ExcludeReason, Excluded, ForcedOutcome, Leg,
     Outcome, RouteRequest, RouteScope, SkipReason, Snapshot,
 };
-use crate::model::{
-    Carrier, CarrierStatus, DialNumber, Digits, HeaderValue, Rate, Route, RouteMatch,
-};
+use crate::model::{Carrier, CarrierStatus, DialNumber, Digits, HeaderValue, Rate};
 
 impl Snapshot {
     /// The legs for one call, in order, and why. Never fails: a call nothing can carry gets no
@@ -49,11 +46,13 @@ impl Snapshot {
         });
 
         let mut excluded = Vec::new();
-        let tenant_index = tenant_id.and_then(|t| self.indexes.get(&Some(t)));
-        let mut candidates = self.candidates(tenant_index, request, &mut excluded);
+        let mut candidates = match tenant_id {
+            Some(tenant) => self.candidates(Some(tenant), request, &mut excluded),
+            None => Vec::new(),
+        };
         let mut scope = RouteScope::Tenant;
         if candidates.is_empty() {
-            candidates = self.candidates(self.indexes.get(&None), request, &mut excluded);
+            candidates = self.candidates(None, request, &mut excluded);
             scope = RouteScope::Platform;
         }
         let decided_by = order(&mut candidates, request.call_id);
@@ -64,14 +63,14 @@ impl Snapshot {
             .map(|(candidate, decided_by)| {
                 let route = candidate.route;
                 // A route may use its owner's carriers and platform carriers only.
-                let outcome = match self.usable_carrier(route.carrier_id, route.tenant_id) {
+                let outcome = match self.usable_carrier(route.carrier_id, route.owner) {
                     Ok(_) if over_ceiling(candidate.cost) => {
                         Outcome::skipped(SkipReason::OverMaxCost)
                     }
                     Ok(carrier) => legs.add(carrier, Some(route)),
                     Err(reason) => Outcome::skipped(reason),
                 };
-                let carrier = self.visible_carrier(route.carrier_id, route.tenant_id);
+                let carrier = self.visible_carrier(route.carrier_id, route.owner);
                 considered(self, candidate, carrier, decided_by, outcome)
             })
             .collect();
@@ -86,73 +85,41 @@ impl Snapshot {
         }
     }
 
-    /// The routes of one scope's index that match the call, in rank order. Routes whose
-    /// destination rule matched but whose caller rule or schedule did not go to `excluded`.
+    /// The routes of one scope (`Some(tenant)` or the platform's `None`) that match the call,
+    /// in rank order. Routes whose destination rule matched but whose caller rule or schedule
+    /// did not go to `excluded`.
     fn candidates(
         &self,
-        index: Option<&RouteIndex>,
+        scope: Option<Uuid>,
         request: &RouteRequest<'_>,
         excluded: &mut Vec<Excluded>,
     ) -> Vec<Candidate<'_>> {
-        let Some(index) = index else {
+        let Some(scope) = self.index.scope(scope) else {
             return Vec::new();
         };
         let mut ranks = Vec::new();
-        index.matching(request.destination.digits(), &mut ranks);
+        self.index
+            .matching(scope, request.destination.digits(), &mut ranks);
         ranks.sort_unstable();
         ranks.dedup();
         ranks
             .into_iter()
             .filter_map(|rank| {
                 let route = &self.routes[rank as usize];
-                let prepared = &self.prepared[rank as usize];
-                match self.exclusion(route, prepared, request) {
+                match exclusion(route, request) {
                     Some(reason) => {
                         excluded.push(Excluded {
                             route_id: route.id,
-                            route_name: route.name.to_string(),
+                            route_name: self.route_name(route).to_string(),
                             reason,
                             detail: reason.detail(),
                         });
                         None
                     }
-                    None => Some(Candidate::new(rank, route, prepared.cost.map(|(r, _)| r))),
+                    None => Some(Candidate::new(rank, route, route.cost.map(|(r, _)| r))),
                 }
             })
             .collect()
-    }
-
-    /// Why a route the destination matched does not match this call, if it does not.
-    fn exclusion(
-        &self,
-        route: &Route,
-        prepared: &Prepared,
-        request: &RouteRequest<'_>,
-    ) -> Option<ExcludeReason> {
-        let criteria = &route.criteria;
-        if criteria.has_caller_rule() {
-            let Some(caller) = request.caller else {
-                return Some(ExcludeReason::NoCaller);
-            };
-            let digits = caller.as_str().strip_prefix('+').unwrap_or(caller.as_str());
-            let prefix_ok = criteria
-                .caller_prefix
-                .as_ref()
-                .is_none_or(|p| digits.starts_with(p.digits()));
-            let regex_ok = prepared
-                .caller_regex
-                .as_ref()
-                .is_none_or(|re| re.as_ref().is_some_and(|re| re.is_match(digits)));
-            if !(prefix_ok && regex_ok) {
-                return Some(ExcludeReason::CallerMismatch);
-            }
-        }
-        match &criteria.schedule {
-            Some(schedule) if !schedule.is_open(request.now) => {
-                Some(ExcludeReason::OutsideSchedule)
-            }
-            _ => None,
-        }
     }
 
     /// The stricter of the tenant's and the call's ceiling, or `None` when neither is set and
@@ -217,6 +184,32 @@ impl Snapshot {
     }
 }
 
+/// Why a route the destination matched does not match this call, if it does not.
+fn exclusion(route: &RouteEntry, request: &RouteRequest<'_>) -> Option<ExcludeReason> {
+    let rules = route.rules.as_deref()?;
+    if rules.has_caller_rule() {
+        let Some(caller) = request.caller else {
+            return Some(ExcludeReason::NoCaller);
+        };
+        let digits = caller.as_str().strip_prefix('+').unwrap_or(caller.as_str());
+        let prefix_ok = rules
+            .caller_prefix
+            .as_ref()
+            .is_none_or(|p| digits.starts_with(p.digits()));
+        let regex_ok = rules
+            .caller_regex
+            .as_ref()
+            .is_none_or(|re| re.as_ref().is_some_and(|re| re.is_match(digits)));
+        if !(prefix_ok && regex_ok) {
+            return Some(ExcludeReason::CallerMismatch);
+        }
+    }
+    match &rules.schedule {
+        Some(schedule) if !schedule.is_open(request.now) => Some(ExcludeReason::OutsideSchedule),
+        _ => None,
+    }
+}
+
 fn considered(
     snapshot: &Snapshot,
     candidate: &Candidate<'_>,
@@ -225,22 +218,17 @@ fn considered(
     outcome: Outcome,
 ) -> Considered {
     let route = candidate.route;
-    let pattern = match &route.matcher {
-        RouteMatch::Prefix(p) => p.digits().to_string(),
-        RouteMatch::Regex(r) => r.to_string(),
-    };
-    let cost = snapshot.prepared[candidate.rank as usize].cost;
     Considered {
         route_id: route.id,
-        route_name: route.name.to_string(),
+        route_name: snapshot.route_name(route).to_string(),
         priority: route.priority,
-        match_type: route.matcher.match_type(),
-        pattern,
+        match_type: route.match_type,
+        pattern: snapshot.route_pattern(route).to_string(),
         carrier_id: route.carrier_id,
         gateway_name: carrier.map(|c| c.gateway_name.clone()),
-        cost: cost.map(|(rate, _)| rate),
-        cost_source: cost.map(|(_, source)| source),
-        weight: route.criteria.weight,
+        cost: route.cost.map(|(rate, _)| rate),
+        cost_source: route.cost.map(|(_, source)| source),
+        weight: route.weight,
         decided_by,
         outcome,
     }
@@ -255,14 +243,14 @@ struct LegList<'a> {
 
 impl LegList<'_> {
     /// Adds a leg to `carrier` (via `route`, or forced when `None`), or says why not.
-    fn add(&mut self, carrier: &Carrier, route: Option<&Route>) -> Outcome {
+    fn add(&mut self, carrier: &Carrier, route: Option<&RouteEntry>) -> Outcome {
         if self.legs.iter().any(|l| l.carrier_id == carrier.id) {
             return Outcome::skipped(SkipReason::DuplicateCarrier);
         }
         if self.legs.len() >= self.snapshot.settings.max_legs {
             return Outcome::skipped(SkipReason::MaxLegsReached);
         }
-        let route_steps = route.map(|r| (&r.strip_prefix, &r.add_prefix));
+        let route_steps = route.and_then(RouteEntry::strip_and_add);
         let steps = route_steps
             .into_iter()
             .chain([(&carrier.strip_prefix, &carrier.add_prefix)]);
@@ -338,7 +326,7 @@ mod tests {
     use super::*;
     use crate::model::fixtures::{carrier, prefix_route, regex_route, tenant};
     use crate::model::{
-        Attestation, CarrierType, Destination, Direction, FailoverCodes, HeaderName,
+        Attestation, CarrierType, Destination, Direction, FailoverCodes, HeaderName, Route,
     };
     use crate::routing::RoutingSettings;
     use crate::routing::{CostSource, Criterion, ExcludeReason};

@@ -6,45 +6,102 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
 
-use uuid::Uuid;
-
+use foldhash::fast::RandomState;
 use regex::Regex;
+use uuid::Uuid;
 
 use super::index::RouteIndex;
 use super::{CostSource, RoutingSettings};
 use crate::model::{
-    Carrier, CarrierStatus, Cidr, Cost, ProfileName, Rate, Route, RouteMatch, Tenant,
+    CallerPrefix, Carrier, CarrierStatus, Cidr, Cost, Digits, MatchType, ProfileName, Rate, Route,
+    RouteMatch, Schedule, Tenant, Weight,
 };
+
+/// The snapshot's hash maps. Keys are UUIDs and prefixes, hashed on every call: foldhash is
+/// several times faster than the default SipHash on them, and still seeded per process.
+pub(super) type FastMap<K, V> = HashMap<K, V, RandomState>;
 
 #[derive(Debug)]
 pub struct Snapshot {
     version: u64,
     pub(super) settings: RoutingSettings,
-    tenants: HashMap<Uuid, Tenant>,
+    tenants: FastMap<Uuid, Tenant>,
     /// Tenant dialplan context → tenant.
-    contexts: HashMap<String, Uuid>,
-    pub(super) carriers: HashMap<Uuid, Carrier>,
+    contexts: FastMap<String, Uuid>,
+    pub(super) carriers: FastMap<Uuid, Carrier>,
     /// Enabled routes in the order they are tried (DESIGN.md §3 rule 4); a route's position here
-    /// is its rank in the indexes.
-    pub(super) routes: Vec<Route>,
-    /// What each route needs per call beyond the route itself, at the same position as in
-    /// `routes`: worked out here so that a call parses and compiles nothing.
-    pub(super) prepared: Vec<Prepared>,
+    /// is its rank in the index. Only what routing reads, a tenth of a `model::Route`: the
+    /// snapshot holds every route of the platform, and at a million routes its layout decides
+    /// both its memory and how many cache misses a lookup makes (BENCHMARKS.md).
+    pub(super) routes: Vec<RouteEntry>,
+    /// Every route's name and pattern, back to back (one allocation instead of two per route).
+    text: String,
     /// Tenant → its `max_cost` in the platform currency.
-    pub(super) tenant_ceilings: HashMap<Uuid, Rate>,
-    /// One index per scope: `Some(tenant)` for a tenant's own routes, `None` for the platform
-    /// default routes.
-    pub(super) indexes: HashMap<Option<Uuid>, RouteIndex>,
+    pub(super) tenant_ceilings: FastMap<Uuid, Rate>,
+    pub(super) index: RouteIndex,
 }
 
-/// The per-call inputs of one route, precomputed.
+/// One enabled route as routing needs it, all per-call inputs worked out: a call parses and
+/// compiles nothing.
 #[derive(Debug)]
-pub(super) struct Prepared {
+pub(super) struct RouteEntry {
+    pub(super) id: Uuid,
+    /// The tenant owning the route; `None` for a platform default route.
+    pub(super) owner: Option<Uuid>,
+    pub(super) carrier_id: Uuid,
+    pub(super) priority: i64,
+    pub(super) match_type: MatchType,
+    /// The name, then the prefix digits (never `+`; `""` = every destination) or the regex,
+    /// in [`Snapshot::text`].
+    text: TextSpan,
+    /// The route's cost, else its carrier's, in the platform currency.
+    pub(super) cost: Option<(Rate, CostSource)>,
+    pub(super) weight: Option<Weight>,
+    /// Most routes have no number manipulation, caller rule or schedule: they pay one pointer.
+    pub(super) rules: Option<Box<RouteRules>>,
+}
+
+/// The rarer parts of a route.
+#[derive(Debug)]
+pub(super) struct RouteRules {
+    pub(super) strip_prefix: Digits,
+    pub(super) add_prefix: Digits,
+    pub(super) caller_prefix: Option<CallerPrefix>,
     /// The compiled `caller_regex`. `Some(None)` only if a pattern that parsed no longer
     /// compiles (a changed regex crate): the route then matches no caller.
     pub(super) caller_regex: Option<Option<Regex>>,
-    /// The route's cost, else its carrier's, in the platform currency.
-    pub(super) cost: Option<(Rate, CostSource)>,
+    pub(super) schedule: Option<Schedule>,
+}
+
+impl RouteRules {
+    pub(super) fn has_caller_rule(&self) -> bool {
+        self.caller_prefix.is_some() || self.caller_regex.is_some()
+    }
+}
+
+/// Where a route's name and, right after it, its pattern are in [`Snapshot::text`]. Both are
+/// bounded by their parsers (100 characters, 256 bytes), so their lengths fit a `u16`.
+#[derive(Debug, Clone, Copy)]
+struct TextSpan {
+    start: usize,
+    name_len: u16,
+    pattern_len: u16,
+}
+
+impl RouteEntry {
+    /// Prefix before regex, longer prefix first.
+    pub(super) fn specificity(&self) -> (u8, Reverse<u16>) {
+        match self.match_type {
+            MatchType::Prefix => (0, Reverse(self.text.pattern_len)),
+            MatchType::Regex => (1, Reverse(0)),
+        }
+    }
+
+    pub(super) fn strip_and_add(&self) -> Option<(&Digits, &Digits)> {
+        self.rules
+            .as_ref()
+            .map(|r| (&r.strip_prefix, &r.add_prefix))
+    }
 }
 
 /// The order routes are tried in: priority ascending; at equal priority prefix routes before
@@ -78,22 +135,12 @@ impl Snapshot {
             .collect();
         let mut routes: Vec<Route> = routes.into_iter().filter(|r| r.enabled).collect();
         routes.sort_by_cached_key(try_order);
-        let mut by_scope: HashMap<Option<Uuid>, Vec<(u32, &RouteMatch)>> = HashMap::new();
-        for (rank, route) in routes.iter().enumerate() {
-            let rank = u32::try_from(rank).expect("fewer than 2^32 routes");
-            by_scope
-                .entry(route.tenant_id)
-                .or_default()
-                .push((rank, &route.matcher));
-        }
-        let indexes = by_scope
-            .into_iter()
-            .map(|(scope, entries)| (scope, RouteIndex::build(entries.into_iter())))
-            .collect();
+        let index = RouteIndex::build(routes.iter().map(|r| (r.tenant_id, &r.matcher)));
         let in_currency = |c: &Cost| (c.currency == settings.currency).then_some(c.rate);
-        let carriers: HashMap<Uuid, Carrier> = carriers.into_iter().map(|c| (c.id, c)).collect();
-        let prepared = routes
-            .iter()
+        let carriers: FastMap<Uuid, Carrier> = carriers.into_iter().map(|c| (c.id, c)).collect();
+        let mut text = String::new();
+        let mut entries: Vec<RouteEntry> = routes
+            .into_iter()
             .map(|r| {
                 let carrier_cost = carriers
                     .get(&r.carrier_id)
@@ -103,12 +150,40 @@ impl Snapshot {
                     Some(rate) => Some((rate, CostSource::Route)),
                     None => carrier_cost.map(|rate| (rate, CostSource::Carrier)),
                 };
-                Prepared {
-                    caller_regex: r.criteria.caller_regex.as_ref().map(|x| x.compile()),
+                let pattern = match &r.matcher {
+                    RouteMatch::Prefix(p) => p.digits(),
+                    RouteMatch::Regex(x) => x.as_str(),
+                };
+                let criteria = r.criteria;
+                let plain = r.strip_prefix.as_str().is_empty()
+                    && r.add_prefix.as_str().is_empty()
+                    && !criteria.has_caller_rule()
+                    && criteria.schedule.is_none();
+                RouteEntry {
+                    id: r.id,
+                    owner: r.tenant_id,
+                    carrier_id: r.carrier_id,
+                    priority: r.priority,
+                    match_type: r.matcher.match_type(),
+                    text: TextSpan::push(&mut text, r.name.as_str(), pattern),
                     cost,
+                    weight: criteria.weight,
+                    rules: (!plain).then(|| {
+                        Box::new(RouteRules {
+                            strip_prefix: r.strip_prefix,
+                            add_prefix: r.add_prefix,
+                            caller_prefix: criteria.caller_prefix,
+                            caller_regex: criteria.caller_regex.as_ref().map(|x| x.compile()),
+                            schedule: criteria.schedule,
+                        })
+                    }),
                 }
             })
             .collect();
+        // `collect` reuses the rows' buffer in place (a `Route` is three times a `RouteEntry`):
+        // give back the two thirds the entries do not use.
+        entries.shrink_to_fit();
+        text.shrink_to_fit();
         let tenant_ceilings = tenants
             .iter()
             .filter_map(|t| Some((t.id, t.max_cost.as_ref().and_then(in_currency)?)))
@@ -119,11 +194,29 @@ impl Snapshot {
             contexts,
             tenants: tenants.into_iter().map(|t| (t.id, t)).collect(),
             carriers,
-            routes,
-            prepared,
+            routes: entries,
+            text,
             tenant_ceilings,
-            indexes,
+            index,
         }
+    }
+
+    pub(super) fn route_name(&self, route: &RouteEntry) -> &str {
+        let span = route.text;
+        self.text_at(span.start, span.name_len)
+    }
+
+    pub(super) fn route_pattern(&self, route: &RouteEntry) -> &str {
+        let span = route.text;
+        self.text_at(span.start + usize::from(span.name_len), span.pattern_len)
+    }
+
+    fn text_at(&self, start: usize, len: u16) -> &str {
+        // Spans are made by `TextSpan::push` on this very text, so they are in range and on
+        // char boundaries; an empty string is the harmless answer should that ever not hold.
+        self.text
+            .get(start..start + usize::from(len))
+            .unwrap_or_default()
     }
 
     /// The configuration version this snapshot was built from.
@@ -173,5 +266,19 @@ impl Snapshot {
             .collect::<BTreeSet<Cidr>>()
             .into_iter()
             .collect()
+    }
+}
+
+impl TextSpan {
+    fn push(text: &mut String, name: &str, pattern: &str) -> TextSpan {
+        let len = |s: &str| u16::try_from(s.len()).expect("bounded by its parser");
+        let span = TextSpan {
+            start: text.len(),
+            name_len: len(name),
+            pattern_len: len(pattern),
+        };
+        text.push_str(name);
+        text.push_str(pattern);
+        span
     }
 }
