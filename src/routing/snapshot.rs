@@ -30,7 +30,7 @@ pub struct Snapshot {
     contexts: FastMap<String, Uuid>,
     pub(super) carriers: FastMap<Uuid, Carrier>,
     /// Enabled routes in the order they are tried (DESIGN.md §3 rule 4); a route's position here
-    /// is its rank in the index. Only what routing reads, a tenth of a `model::Route`: the
+    /// is its rank in the index. Only what routing reads, under a third of a `model::Route`: the
     /// snapshot holds every route of the platform, and at a million routes its layout decides
     /// both its memory and how many cache misses a lookup makes (BENCHMARKS.md).
     pub(super) routes: Vec<RouteEntry>,
