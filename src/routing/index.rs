@@ -391,4 +391,15 @@ mod tests {
             .collect();
         assert_eq!(keys.len(), 8);
     }
+
+    #[test]
+    fn a_regex_requiring_more_than_sixteen_digits_is_filed_under_the_first_sixteen() {
+        let index = platform_index(&[
+            regex("^12345678901234567890[0-9]*$"),
+            prefix("1234567890123456"),
+        ]);
+        assert_eq!(matches(&index, "123456789012345678901"), [0, 1]);
+        assert_eq!(matches(&index, "123456789012345699"), [1]);
+        assert!(matches(&index, "123456789012345").is_empty());
+    }
 }
