@@ -134,6 +134,19 @@ impl Phase {
         self.completed as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// Two runs of one phase as one.
+    pub fn merge(self, other: Phase) -> Phase {
+        let mut latencies_us = self.latencies_us;
+        latencies_us.extend(other.latencies_us);
+        latencies_us.sort_unstable();
+        Phase {
+            completed: self.completed + other.completed,
+            errors: self.errors + other.errors,
+            elapsed: self.elapsed + other.elapsed,
+            latencies_us,
+        }
+    }
+
     /// The `p` quantile (0–1) in milliseconds.
     pub fn percentile(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
