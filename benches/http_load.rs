@@ -88,13 +88,7 @@ async fn max_throughput(
         latencies_us.extend(t.await.expect("worker"));
     }
     let elapsed = started.elapsed();
-    latencies_us.sort_unstable();
-    Phase {
-        completed: latencies_us.len() as u64,
-        errors: errors.load(Ordering::Relaxed),
-        elapsed,
-        latencies_us,
-    }
+    Phase::new(latencies_us, errors.load(Ordering::Relaxed), elapsed)
 }
 
 /// One server under test.
@@ -236,5 +230,5 @@ async fn main() {
         0,
         "trunkline answered with errors"
     );
-    assert!(tl_max.completed > 0, "no request completed");
+    assert!(tl_max.completed() > 0, "no request completed");
 }

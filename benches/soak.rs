@@ -162,13 +162,7 @@ async fn trickle(api: &Api, carriers: &[Uuid], routes: &[Uuid], duration: Durati
         }
         i += 1;
     }
-    latencies_us.sort_unstable();
-    Phase {
-        completed: latencies_us.len() as u64,
-        errors,
-        elapsed: started.elapsed(),
-        latencies_us,
-    }
+    Phase::new(latencies_us, errors, started.elapsed())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +224,7 @@ async fn main() {
     for (label, phase) in [("fetches", &fetches), ("API writes", &writes)] {
         println!(
             "| {label} | {} | {:.1} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
-            phase.completed,
+            phase.completed(),
             phase.rate(),
             phase.errors,
             phase.percentile(0.50),
@@ -245,7 +239,7 @@ async fn main() {
     );
     assert_eq!(warm.errors + fetches.errors, 0, "fetch errors");
     assert_eq!(writes.errors, 0, "API write errors");
-    assert!(writes.completed > 0, "no API write completed");
+    assert!(writes.completed() > 0, "no API write completed");
     assert!(
         rss_end - rss_start <= RSS_GROWTH_BOUND_MIB,
         "resident memory grew {:.1} MiB",

@@ -122,29 +122,40 @@ pub async fn fetch(addr: SocketAddr, request: &[u8]) -> std::io::Result<usize> {
 
 /// The outcome of one measured phase.
 pub struct Phase {
-    pub completed: u64,
     pub errors: u64,
     pub elapsed: Duration,
-    /// Sorted.
-    pub latencies_us: Vec<u64>,
+    /// One per completed request, sorted.
+    latencies_us: Vec<u64>,
 }
 
 impl Phase {
+    /// The phase whose completed requests took `latencies_us` (any order).
+    pub fn new(mut latencies_us: Vec<u64>, errors: u64, elapsed: Duration) -> Phase {
+        latencies_us.sort_unstable();
+        Phase {
+            errors,
+            elapsed,
+            latencies_us,
+        }
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.latencies_us.len() as u64
+    }
+
     pub fn rate(&self) -> f64 {
-        self.completed as f64 / self.elapsed.as_secs_f64()
+        self.completed() as f64 / self.elapsed.as_secs_f64()
     }
 
     /// Two runs of one phase as one.
     pub fn merge(self, other: Phase) -> Phase {
         let mut latencies_us = self.latencies_us;
         latencies_us.extend(other.latencies_us);
-        latencies_us.sort_unstable();
-        Phase {
-            completed: self.completed + other.completed,
-            errors: self.errors + other.errors,
-            elapsed: self.elapsed + other.elapsed,
+        Phase::new(
             latencies_us,
-        }
+            self.errors + other.errors,
+            self.elapsed + other.elapsed,
+        )
     }
 
     /// The `p` quantile (0–1) in milliseconds.
@@ -200,11 +211,5 @@ pub async fn paced(
             Err(_) => errors += 1,
         }
     }
-    latencies_us.sort_unstable();
-    Phase {
-        completed: latencies_us.len() as u64,
-        errors,
-        elapsed: started.elapsed(),
-        latencies_us,
-    }
+    Phase::new(latencies_us, errors, started.elapsed())
 }
