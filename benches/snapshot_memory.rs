@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Instant;
 
-use trunkline::app::release_freed_memory;
+use trunkline::memory::release_freed_memory;
 use trunkline::model::fixtures::platform;
 use trunkline::routing::{RoutingSettings, Snapshot};
 
@@ -28,7 +28,7 @@ fn main() {
     let snapshot = Snapshot::build(1, tenants, carriers, route_list, RoutingSettings::default());
     let built = started.elapsed();
     let after = common::rss_mib();
-    // What the service does after every publish (`app::release_freed_memory`): the rows the
+    // What the service does after every publish (`memory::release_freed_memory`): the rows the
     // build consumed are freed, but glibc keeps their pages until trimmed.
     release_freed_memory();
     let trimmed = common::rss_mib();

@@ -23,6 +23,7 @@ use crate::esl::live::LiveState;
 use crate::esl::supervisor::SyncContext;
 use crate::fsxml::acl::AclTemplate;
 use crate::fsxml::sofia::ProfileTemplates;
+use crate::memory::release_freed_memory;
 use crate::store::Store;
 use crate::xmlcurl::{self, PublishSettings, Published, Templates};
 
@@ -134,20 +135,6 @@ impl Publisher {
     fn set_stale(&self, stale: bool) {
         self.stale.send_replace(stale);
         metrics::gauge!("trunkline_snapshot_stale").set(if stale { 1.0 } else { 0.0 });
-    }
-}
-
-/// Hands the memory a rebuild freed back to the operating system. glibc keeps freed small
-/// blocks in its heap for reuse, and a rebuild frees a whole dataset of them (every route's
-/// strings as loaded from the database, then the previous snapshot): at a million routes that
-/// is hundreds of MiB the process would keep resident until the next rebuild reused them
-/// (BENCHMARKS.md, snapshot memory).
-pub fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointer and only returns free heap pages to the kernel; it
-    // is thread-safe (it takes each arena's lock).
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -3,7 +3,7 @@
 //! The pure core — [`model`], [`routing`], [`causes`], [`dialstring`], [`fsxml`] — is plain
 //! functions over plain data: no I/O, no tokio, no sqlx. The edges — [`store`], [`api`],
 //! [`xmlcurl`] — talk to the database and HTTP clients. [`app`] wires them; [`cli`] is the
-//! command line; [`config`] reads the settings.
+//! command line; [`config`] reads the settings; [`memory`] is how the process holds memory.
 
 pub mod api;
 pub mod app;
@@ -15,6 +15,7 @@ pub mod esl;
 pub mod fsxml;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod memory;
 pub mod model;
 pub mod routing;
 pub mod store;

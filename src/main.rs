@@ -3,6 +3,11 @@
 
 use clap::Parser;
 
+/// The snapshot's large arrays on huge pages (see `trunkline::memory`).
+#[global_allocator]
+static ALLOCATOR: trunkline::memory::LargeBlocksOnHugePages =
+    trunkline::memory::LargeBlocksOnHugePages;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = trunkline::cli::Cli::parse();

@@ -2,6 +2,8 @@
 //! sends them — a **new TCP connection per request** (FREESWITCH.md §1.1: `curl_easy_init` per
 //! fetch, no keep-alive) carrying the realistic ~160-field form body — an open-loop pacer, the
 //! percentile arithmetic, and the process's resident memory. Loopback only.
+//!
+//! Every bench includes this module, so every bench runs on the service's allocator.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,11 @@ use trunkline::model::{Route, RouteMatch};
 use trunkline::store::Dataset;
 use trunkline::xmlcurl::{PublishSettings, Published};
 use uuid::Uuid;
+
+/// As in the `trunkline` binary: the snapshot's large arrays on huge pages.
+#[global_allocator]
+static ALLOCATOR: trunkline::memory::LargeBlocksOnHugePages =
+    trunkline::memory::LargeBlocksOnHugePages;
 
 /// This process's resident set size (`VmRSS`), in MiB.
 pub fn rss_mib() -> f64 {

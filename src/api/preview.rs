@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -54,7 +55,7 @@ pub async fn route_preview(
     State(state): State<AppState>,
     principal: Principal,
     ValidQuery(q): ValidQuery<PreviewQuery>,
-) -> Result<Json<Explanation>, ApiError> {
+) -> Result<Response, ApiError> {
     principal.require(Scope::OutboundRoutesRead)?;
     let tenant_id = principal.acting_tenant(q.tenant_id)?;
     if let Some(carrier) = q.carrier_id {
@@ -81,5 +82,6 @@ pub async fn route_preview(
             ApiError::field(e.field, e.detail)
         }
     })?;
-    Ok(Json(explanation))
+    // Serialised here, while the snapshot it borrows its route names from is held.
+    Ok(Json(explanation).into_response())
 }

@@ -6,9 +6,20 @@
 //! prefixes, and makes one pass of the set, so its cost does not grow with the number of routes
 //! (DESIGN.md §3 rule 6).
 //!
-//! Layout, for a platform of a million routes: one hash map for every scope, keyed by (scope,
-//! prefix as an integer), whose entries point into two flat arrays (the ranks of the prefix
-//! routes, the regex routes): no allocation per prefix, and a probe is one integer hash.
+//! Layout, for a platform of a million routes, where little of the index stays in the CPU
+//! caches and a read is a miss to main memory (and, on 4 KiB pages, a page walk):
+//! - one open-addressing table for every scope, keyed by (scope, prefix as an integer), each
+//!   slot holding its key and its bucket side by side, so a probe is one read (a hash map with
+//!   separate control bytes makes it two dependent ones);
+//! - in front of it a small Bloom filter per scope, which stays cached and skips most of the
+//!   prefix lengths the destination does not have;
+//! - the slots of the lengths left are all read before any is compared, so their misses
+//!   overlap;
+//! - a bucket of a single prefix route holds that route's rank itself, the others point into
+//!   two flat arrays (the ranks of the prefix routes, the regex routes).
+//!
+//! No allocation per prefix, and a call that finds one route reads about one slot, then the
+//! route (BENCHMARKS.md has the figures before and after).
 //!
 //! Prefixed regexes are compiled on their first use, not when the snapshot is built: a platform
 //! has many of them, most destinations never reach most of them, and compiling them all would
@@ -19,6 +30,8 @@
 //! sort of small integers.
 
 use std::sync::OnceLock;
+
+use std::hash::BuildHasher;
 
 use regex::{Regex, RegexSet, RegexSetBuilder};
 use uuid::Uuid;
@@ -37,8 +50,9 @@ const MAX_KEY_LEN: usize = 16;
 #[derive(Debug, Default)]
 pub(super) struct RouteIndex {
     scopes: FastMap<Option<Uuid>, Scope>,
-    buckets: FastMap<BucketKey, Bucket>,
-    /// The prefix routes of every bucket, back to back, each bucket's in ascending rank.
+    buckets: BucketTable,
+    /// The prefix routes of every bucket of more than one, back to back, each bucket's in
+    /// ascending rank.
     ranks: Vec<u32>,
     /// The prefixed regex routes of every bucket, the same way.
     regexes: Vec<LazyRegex>,
@@ -66,11 +80,158 @@ struct BucketKey {
     prefix: u64,
 }
 
-/// Where one bucket's routes are in [`RouteIndex::ranks`] and [`RouteIndex::regexes`].
+/// Where one bucket's routes are.
 #[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
-    ranks: (u32, u32),
+    /// The prefix routes: with `prefix_routes == 1` the rank of the one route, else where they
+    /// start in [`RouteIndex::ranks`]. Most buckets of a large table hold one route, and
+    /// reading its rank here saves a miss.
+    first: u32,
+    prefix_routes: u32,
+    /// The range of the bucket's regex routes in [`RouteIndex::regexes`].
     regexes: (u32, u32),
+}
+
+/// The buckets of every scope: open addressing with linear probing, at most two thirds full.
+/// A slot is 32 bytes, two to a cache line, so a probe, found or not, mostly reads one line.
+///
+/// In front of it, per scope, a one-hash Bloom filter of the scope's keys, eight bits per
+/// bucket: a lookup reads a length's slot only when that key's bit is set. A scope's filter
+/// is a few cache lines, read on each of its calls, so it stays cached where the table cannot;
+/// of the lengths a destination does not have, about one in nine still reads its slot.
+#[derive(Debug, Default)]
+struct BucketTable {
+    slots: Box<[Slot]>,
+    /// Keyed per table, so no set of prefixes a tenant picks collides on every platform.
+    hasher: foldhash::fast::RandomState,
+    /// Each scope's filter, by scope number: its first word in `filter_words` and its size
+    /// in bits minus one (a power of two minus one).
+    filters: Vec<(u32, u32)>,
+    filter_words: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+#[repr(align(32))]
+struct Slot {
+    /// [`Slot::EMPTY`] in an empty slot.
+    key: BucketKey,
+    bucket: Bucket,
+}
+
+impl Slot {
+    /// No prefix has this key: sixteen bijective base-13 digits stay below 13^16 < 2^60.
+    const EMPTY: BucketKey = BucketKey {
+        scope: 0,
+        prefix: u64::MAX,
+    };
+}
+
+impl BucketTable {
+    /// The table of `buckets`, sorted by key (so each scope's are together); scope numbers
+    /// are `0..scopes`.
+    fn build(buckets: &[(BucketKey, Bucket)], scopes: usize) -> BucketTable {
+        let slots = (buckets.len() + buckets.len() / 2)
+            .next_power_of_two()
+            .max(8);
+        let mut table = BucketTable {
+            slots: vec![
+                Slot {
+                    key: Slot::EMPTY,
+                    bucket: Bucket::default(),
+                };
+                slots
+            ]
+            .into_boxed_slice(),
+            hasher: foldhash::fast::RandomState::default(),
+            filters: vec![(0, 0); scopes],
+            filter_words: Vec::new(),
+        };
+        for scope_buckets in buckets.chunk_by(|a, b| a.0.scope == b.0.scope) {
+            let bits = (scope_buckets.len() * 8).next_power_of_two().max(64);
+            let first = table.filter_words.len();
+            table.filters[scope_buckets[0].0.scope as usize] = (first as u32, bits as u32 - 1);
+            table.filter_words.resize(first + bits / 64, 0);
+            for (key, bucket) in scope_buckets {
+                let bit = table.filter_bit(*key);
+                table.filter_words[bit / 64] |= 1 << (bit % 64);
+                table.insert(*key, *bucket);
+            }
+        }
+        table
+    }
+
+    /// The index in `filter_words` of `key`'s bit: from the hash's upper half, the home slot
+    /// uses the lower.
+    fn filter_bit(&self, key: BucketKey) -> usize {
+        let (first, mask) = self.filters[key.scope as usize];
+        first as usize * 64 + ((self.hasher.hash_one(key) >> 32) as u32 & mask) as usize
+    }
+
+    fn may_hold(&self, key: BucketKey) -> bool {
+        let bit = self.filter_bit(key);
+        // A scope without buckets has no filter words (and no lengths to look up).
+        self.filter_words
+            .get(bit / 64)
+            .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+    }
+
+    fn home(&self, key: BucketKey) -> usize {
+        self.hasher.hash_one(key) as usize & (self.slots.len() - 1)
+    }
+
+    /// The bucket of each of `keys` (the prefixes of one destination, all of one scope), in
+    /// the same order.
+    ///
+    /// Every key that passes the filter has its home slot read before any is compared. At platform size each read is a
+    /// miss to main memory, and a comparison is a branch the CPU cannot predict (the home slot
+    /// is the key, empty or another key's at random): comparing as each read arrives would hold
+    /// back the next read until the branch resolved, paying one miss per prefix length in turn
+    /// instead of about one for all of them.
+    fn get_each(&self, keys: &[BucketKey]) -> [Option<&Bucket>; MAX_KEY_LEN + 1] {
+        let mut found = [None; MAX_KEY_LEN + 1];
+        if self.slots.is_empty() {
+            return found;
+        }
+        let mut homes = [(0, Slot::EMPTY); MAX_KEY_LEN + 1];
+        for (home, key) in homes.iter_mut().zip(keys) {
+            if self.may_hold(*key) {
+                let at = self.home(*key);
+                *home = (at, self.slots[at].key);
+            }
+        }
+        for ((found, key), (at, first)) in found.iter_mut().zip(keys).zip(homes) {
+            *found = if first == *key {
+                Some(&self.slots[at].bucket)
+            } else if first == Slot::EMPTY {
+                None
+            } else {
+                self.probe_from(*key, at + 1)
+            };
+        }
+        found
+    }
+
+    /// Looks for `key` from slot `at` on, around the end. The table is never full, so this
+    /// meets the key or an empty slot.
+    fn probe_from(&self, key: BucketKey, at: usize) -> Option<&Bucket> {
+        let mask = self.slots.len() - 1;
+        (at..at + self.slots.len())
+            .map(|i| &self.slots[i & mask])
+            .find(|slot| slot.key == key || slot.key == Slot::EMPTY)
+            .filter(|slot| slot.key == key)
+            .map(|slot| &slot.bucket)
+    }
+
+    /// Files a bucket under a key not in the table yet.
+    fn insert(&mut self, key: BucketKey, bucket: Bucket) {
+        let mask = self.slots.len() - 1;
+        let mut at = self.home(key);
+        while self.slots[at].key != Slot::EMPTY {
+            debug_assert!(self.slots[at].key != key, "each key is filed once");
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = Slot { key, bucket };
+    }
 }
 
 /// The next key after `key` for one more character. Destinations and prefixes are validated
@@ -156,26 +317,34 @@ impl RouteIndex {
         }
         // Stable: each bucket keeps its routes in rank order.
         filed.sort_by_key(|(key, _, _)| (key.scope, key.prefix));
-        for (key, rank, what) in filed {
-            let bucket = index.buckets.entry(key).or_insert_with(|| Bucket {
-                ranks: (index.ranks.len() as u32, index.ranks.len() as u32),
-                regexes: (index.regexes.len() as u32, index.regexes.len() as u32),
+        let mut buckets = Vec::new();
+        for routes in filed.chunk_by(|a, b| a.0 == b.0) {
+            let prefix_ranks = routes.iter().filter_map(|(_, rank, what)| match what {
+                Filed::Route => Some(*rank),
+                Filed::Regex(_) => None,
             });
-            match what {
-                Filed::Route => {
-                    index.ranks.push(rank);
-                    bucket.ranks.1 += 1;
-                }
-                Filed::Regex(pattern) => {
+            let mut bucket = Bucket {
+                first: index.ranks.len() as u32,
+                prefix_routes: prefix_ranks.clone().count() as u32,
+                regexes: (index.regexes.len() as u32, index.regexes.len() as u32),
+            };
+            match bucket.prefix_routes {
+                1 => bucket.first = prefix_ranks.clone().next().expect("one route"),
+                _ => index.ranks.extend(prefix_ranks),
+            }
+            for (_, rank, what) in routes {
+                if let Filed::Regex(pattern) = what {
                     index.regexes.push(LazyRegex {
-                        rank,
-                        pattern: pattern.clone(),
+                        rank: *rank,
+                        pattern: (*pattern).clone(),
                         compiled: OnceLock::new(),
                     });
                     bucket.regexes.1 += 1;
                 }
             }
+            buckets.push((routes[0].0, bucket));
         }
+        index.buckets = BucketTable::build(&buckets, index.scopes.len());
         for (scope, patterns) in unprefixed {
             if let Some(entry) = index.scopes.get_mut(&scope) {
                 entry.unprefixed = RegexMatcher::build(&patterns);
@@ -193,27 +362,32 @@ impl RouteIndex {
     /// Appends the ranks of every route of `scope` matching `digits` (the destination without
     /// `+`).
     pub(super) fn matching(&self, scope: &Scope, digits: &str, out: &mut Vec<u32>) {
+        let mut keys = [Slot::EMPTY; MAX_KEY_LEN + 1];
+        let mut count = 0;
         let mut prefix = 0;
         for len in 0..=digits.len().min(MAX_KEY_LEN) {
             if len > 0 {
                 prefix = extend(prefix, digits.as_bytes()[len - 1]);
             }
-            if scope.lengths & (1 << len) == 0 {
-                continue;
+            if scope.lengths & (1 << len) != 0 {
+                keys[count] = BucketKey {
+                    scope: scope.number,
+                    prefix,
+                };
+                count += 1;
             }
-            let key = BucketKey {
-                scope: scope.number,
-                prefix,
-            };
-            if let Some(bucket) = self.buckets.get(&key) {
-                out.extend_from_slice(&self.ranks[range(bucket.ranks)]);
-                out.extend(
-                    self.regexes[range(bucket.regexes)]
-                        .iter()
-                        .filter(|r| r.is_match(digits))
-                        .map(|r| r.rank),
-                );
+        }
+        for bucket in self.buckets.get_each(&keys[..count]).into_iter().flatten() {
+            match bucket.prefix_routes {
+                1 => out.push(bucket.first),
+                n => out.extend_from_slice(&self.ranks[range((bucket.first, bucket.first + n))]),
             }
+            out.extend(
+                self.regexes[range(bucket.regexes)]
+                    .iter()
+                    .filter(|r| r.is_match(digits))
+                    .map(|r| r.rank),
+            );
         }
         self.unprefixed_matching(scope, digits, out);
     }
@@ -350,6 +524,25 @@ mod tests {
                 .map(|(i, _)| i as u32)
                 .collect();
             assert_eq!(matches(&index, digits), expected, "{digits}");
+        }
+    }
+
+    #[test]
+    fn among_thousands_of_buckets_each_prefix_finds_its_own_routes_and_no_other() {
+        // Six-digit prefixes, none a prefix of another: enough keys for probes to run past
+        // occupied slots and around the end of the table.
+        let mut routes: Vec<RouteMatch> =
+            (100_000..105_000).map(|p| prefix(&p.to_string())).collect();
+        // One bucket of two prefix routes and a regex, beside the buckets of one route.
+        routes.extend([prefix("104999"), regex("^104999[0-9]$")]);
+        let index = platform_index(&routes);
+        for p in [100_000u32, 100_001, 102_345, 104_998] {
+            assert_eq!(matches(&index, &format!("{p}77")), [p - 100_000], "{p}");
+        }
+        assert_eq!(matches(&index, "1049991"), [4_999, 5_000, 5_001]);
+        assert_eq!(matches(&index, "10499912"), [4_999, 5_000]);
+        for absent in ["105000", "99999", "10000", "1"] {
+            assert!(matches(&index, absent).is_empty(), "{absent}");
         }
     }
 

@@ -190,18 +190,20 @@ pub enum CostSource {
     Carrier,
 }
 
-/// A matching route, in the order tried, and what became of it.
+/// A matching route, in the order tried, and what became of it. Its texts are borrowed from
+/// the snapshot: the xml_curl path never reads them, and at a million routes copying them cost
+/// each call a miss to main memory and two allocations (BENCHMARKS.md).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Considered {
+pub struct Considered<'s> {
     pub route_id: Uuid,
-    pub route_name: String,
+    pub route_name: &'s str,
     pub priority: i64,
     pub match_type: MatchType,
     /// The prefix digits (`""` = every destination) or the regex.
-    pub pattern: String,
+    pub pattern: &'s str,
     pub carrier_id: Uuid,
     /// The carrier's gateway, when the carrier exists for this tenant.
-    pub gateway_name: Option<GatewayName>,
+    pub gateway_name: Option<&'s GatewayName>,
     /// Per-minute cost in the platform currency; `None` = unknown.
     pub cost: Option<Rate>,
     pub cost_source: Option<CostSource>,
@@ -236,9 +238,9 @@ impl ExcludeReason {
 
 /// A route whose destination rule matched but whose caller rule or schedule did not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Excluded {
+pub struct Excluded<'s> {
     pub route_id: Uuid,
-    pub route_name: String,
+    pub route_name: &'s str,
     pub reason: ExcludeReason,
     pub detail: &'static str,
 }
@@ -265,16 +267,17 @@ pub struct ForcedOutcome {
     pub outcome: Outcome,
 }
 
-/// The answer of [`Snapshot::resolve`]: the legs in order and why.
+/// The answer of [`Snapshot::resolve`]: the legs in order and why, borrowing the routes' texts
+/// from the snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision {
+pub struct Decision<'s> {
     pub legs: Vec<Leg>,
     pub scope: RouteScope,
     pub forced: Option<ForcedOutcome>,
     /// Every matching route, in the order tried.
-    pub considered: Vec<Considered>,
+    pub considered: Vec<Considered<'s>>,
     /// Routes the destination matched but the caller rule or schedule excluded.
-    pub excluded: Vec<Excluded>,
+    pub excluded: Vec<Excluded<'s>>,
     /// Present when a ceiling applies or a posted one was ignored.
     pub cost_ceiling: Option<CostCeiling>,
     /// The call id that seeded the weighted draw (`None` = the fixed seed).

@@ -23,7 +23,7 @@ use crate::model::{Carrier, CarrierStatus, DialNumber, Digits, HeaderValue, Rate
 impl Snapshot {
     /// The legs for one call, in order, and why. Never fails: a call nothing can carry gets no
     /// legs, and the caller refuses it.
-    pub fn resolve(&self, request: &RouteRequest<'_>) -> Decision {
+    pub fn resolve(&self, request: &RouteRequest<'_>) -> Decision<'_> {
         // An unknown tenant has no routes of its own and may use platform carriers only.
         let tenant_id = request.tenant_id.filter(|t| self.tenant(*t).is_some());
         let cost_ceiling = self.cost_ceiling(tenant_id, request);
@@ -88,12 +88,12 @@ impl Snapshot {
     /// The routes of one scope (`Some(tenant)` or the platform's `None`) that match the call,
     /// in rank order. Routes whose destination rule matched but whose caller rule or schedule
     /// did not go to `excluded`.
-    fn candidates(
-        &self,
+    fn candidates<'s>(
+        &'s self,
         scope: Option<Uuid>,
         request: &RouteRequest<'_>,
-        excluded: &mut Vec<Excluded>,
-    ) -> Vec<Candidate<'_>> {
+        excluded: &mut Vec<Excluded<'s>>,
+    ) -> Vec<Candidate<'s>> {
         let Some(scope) = self.index.scope(scope) else {
             return Vec::new();
         };
@@ -110,7 +110,7 @@ impl Snapshot {
                     Some(reason) => {
                         excluded.push(Excluded {
                             route_id: route.id,
-                            route_name: self.route_name(route).to_string(),
+                            route_name: self.route_name(route),
                             reason,
                             detail: reason.detail(),
                         });
@@ -210,22 +210,22 @@ fn exclusion(route: &RouteEntry, request: &RouteRequest<'_>) -> Option<ExcludeRe
     }
 }
 
-fn considered(
-    snapshot: &Snapshot,
-    candidate: &Candidate<'_>,
-    carrier: Option<&Carrier>,
+fn considered<'s>(
+    snapshot: &'s Snapshot,
+    candidate: &Candidate<'s>,
+    carrier: Option<&'s Carrier>,
     decided_by: Criterion,
     outcome: Outcome,
-) -> Considered {
+) -> Considered<'s> {
     let route = candidate.route;
     Considered {
         route_id: route.id,
-        route_name: snapshot.route_name(route).to_string(),
+        route_name: snapshot.route_name(route),
         priority: route.priority,
         match_type: route.match_type,
-        pattern: snapshot.route_pattern(route).to_string(),
+        pattern: snapshot.route_pattern(route),
         carrier_id: route.carrier_id,
-        gateway_name: carrier.map(|c| c.gateway_name.clone()),
+        gateway_name: carrier.map(|c| &c.gateway_name),
         cost: route.cost.map(|(rate, _)| rate),
         cost_source: route.cost.map(|(_, source)| source),
         weight: route.weight,
@@ -347,7 +347,12 @@ mod tests {
         )
     }
 
-    fn resolve(s: &Snapshot, tenant: Option<u128>, dest: &str, forced: Option<u128>) -> Decision {
+    fn resolve<'s>(
+        s: &'s Snapshot,
+        tenant: Option<u128>,
+        dest: &str,
+        forced: Option<u128>,
+    ) -> Decision<'s> {
         let destination = Destination::parse(dest).unwrap();
         s.resolve(&RouteRequest {
             tenant_id: tenant.map(id),
@@ -361,11 +366,11 @@ mod tests {
         })
     }
 
-    fn gateways(d: &Decision) -> Vec<&str> {
+    fn gateways<'d>(d: &'d Decision<'_>) -> Vec<&'d str> {
         d.legs.iter().map(|l| l.gateway_name.as_str()).collect()
     }
 
-    fn reasons(d: &Decision) -> Vec<Option<SkipReason>> {
+    fn reasons(d: &Decision<'_>) -> Vec<Option<SkipReason>> {
         d.considered
             .iter()
             .map(|c| match c.outcome {
@@ -631,7 +636,7 @@ mod tests {
         }
     }
 
-    fn call(s: &Snapshot, c: Call<'_>) -> Decision {
+    fn call<'s>(s: &'s Snapshot, c: Call<'_>) -> Decision<'s> {
         let destination = Destination::parse(c.dest).unwrap();
         let caller = c.caller.map(|n| CallerNumber::parse(n).unwrap());
         s.resolve(&RouteRequest {
@@ -646,7 +651,7 @@ mod tests {
         })
     }
 
-    fn criteria(d: &Decision) -> Vec<Criterion> {
+    fn criteria(d: &Decision<'_>) -> Vec<Criterion> {
         d.considered.iter().map(|c| c.decided_by).collect()
     }
 

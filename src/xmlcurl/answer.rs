@@ -72,18 +72,18 @@ fn configuration(published: &Published, fetch: &ConfigFetch) -> Answer {
 }
 
 /// A dialplan answer together with the routing decision behind it (for route explain).
-pub struct DialplanAnswer {
+pub struct DialplanAnswer<'s> {
     pub answer: Answer,
-    pub decision: Option<Decision>,
+    pub decision: Option<Decision<'s>>,
     pub tenant_id: Option<Uuid>,
     pub mode: FailoverMode,
 }
 
-pub fn dialplan_answer(
-    published: &Published,
+pub fn dialplan_answer<'s>(
+    published: &'s Published,
     fetch: &DialplanFetch,
     now: DateTime<Utc>,
-) -> DialplanAnswer {
+) -> DialplanAnswer<'s> {
     let mut out = DialplanAnswer {
         answer: Answer::not_found("dialplan", "no context in the request"),
         decision: None,

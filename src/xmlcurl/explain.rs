@@ -63,9 +63,9 @@ pub struct LegExplanation {
     pub collisions: Vec<Collision>,
 }
 
-/// The whole explanation.
+/// The whole explanation; route names and patterns are borrowed from the snapshot explained.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Explanation {
+pub struct Explanation<'s> {
     pub destination: String,
     pub tenant_id: Option<Uuid>,
     /// The dialplan context the fetch is made in.
@@ -87,10 +87,10 @@ pub struct Explanation {
     /// Every matching route in the order tried (with its cost, weight and the criterion that
     /// placed it), and why each was used or skipped.
     #[schema(value_type = Vec<Object>)]
-    pub considered: Vec<Considered>,
+    pub considered: Vec<Considered<'s>>,
     /// Routes whose destination rule matched but whose caller rule or schedule did not.
     #[schema(value_type = Vec<Object>)]
-    pub excluded: Vec<Excluded>,
+    pub excluded: Vec<Excluded<'s>>,
     /// The cost ceiling applied, when there is one (or a posted one was ignored).
     #[schema(value_type = Option<Object>)]
     pub cost_ceiling: Option<CostCeiling>,
@@ -102,11 +102,11 @@ pub struct Explanation {
     pub xml: String,
 }
 
-pub fn explain(
-    published: &Published,
+pub fn explain<'s>(
+    published: &'s Published,
     request: &ExplainRequest,
     now: DateTime<Utc>,
-) -> Result<Explanation, ExplainError> {
+) -> Result<Explanation<'s>, ExplainError> {
     let refuse = |field: &'static str, detail: String| ExplainError { field, detail };
     let destination = Destination::parse(&request.destination)
         .map_err(|e| refuse("destination", e.to_string()))?;
