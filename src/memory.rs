@@ -5,9 +5,10 @@
 //! (route entries, the index's hash table, names and patterns), and every call reads a few
 //! entries of them at random. On 4 KiB pages nearly each of those reads also misses the TLB,
 //! and the page walk that follows costs about as much as the read itself (more in a virtual
-//! machine, whose walks go through two levels of tables). With 2 MiB pages the TLB covers the
-//! arrays, and `resolve` at 1,000,000 routes gets ~20 % faster (BENCHMARKS.md). Distributions
-//! default transparent huge pages to `madvise`, so a process only gets them where it asks.
+//! machine, whose walks go through two levels of tables). 2 MiB pages make the walks short and
+//! mostly cached; in alternating runs `resolve` at 1,000,000 routes was ~20 % faster with them
+//! (BENCHMARKS.md). Distributions default transparent huge pages to `madvise`, so a process
+//! only gets them where it asks.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -23,9 +24,9 @@ const ADVISE_FROM: usize = 2 * HUGE_PAGE;
 /// arrays: no request or API call allocates megabytes.
 ///
 /// Installed by the `trunkline` binary and by the benchmarks (`#[global_allocator]`), so the
-/// figures are those of the service. glibc serves such blocks with a fresh `mmap`, and the
-/// advice is given before anything is written to them, so the pages are huge from their first
-/// touch (no wait for `khugepaged`). Only the whole huge pages inside a block are advised, so
+/// figures are those of the service. glibc usually serves such blocks with a fresh `mmap`, and
+/// the advice is given before anything is written to them, so the pages are huge from their
+/// first touch (no wait for `khugepaged`). Only the whole huge pages inside a block are advised, so
 /// no memory outside it is ever backed on its account.
 pub struct LargeBlocksOnHugePages;
 

@@ -152,41 +152,39 @@ impl BucketTable {
             table.filters[scope_buckets[0].0.scope as usize] = (first as u32, bits as u32 - 1);
             table.filter_words.resize(first + bits / 64, 0);
             for (key, bucket) in scope_buckets {
-                let bit = table.filter_bit(*key);
+                let (bit, home) = table.place(*key);
                 table.filter_words[bit / 64] |= 1 << (bit % 64);
-                table.insert(*key, *bucket);
+                table.insert(*key, *bucket, home);
             }
         }
         table
     }
 
-    /// The index in `filter_words` of `key`'s bit: from the hash's upper half, the home slot
-    /// uses the lower.
-    fn filter_bit(&self, key: BucketKey) -> usize {
+    /// Where `key` is looked for: its bit in `filter_words` (from the upper half of its hash)
+    /// and its home slot (from the lower half).
+    fn place(&self, key: BucketKey) -> (usize, usize) {
+        let hash = self.hasher.hash_one(key);
         let (first, mask) = self.filters[key.scope as usize];
-        first as usize * 64 + ((self.hasher.hash_one(key) >> 32) as u32 & mask) as usize
+        let bit = first as usize * 64 + ((hash >> 32) as u32 & mask) as usize;
+        (bit, hash as usize & (self.slots.len() - 1))
     }
 
-    fn may_hold(&self, key: BucketKey) -> bool {
-        let bit = self.filter_bit(key);
-        // A scope without buckets has no filter words (and no lengths to look up).
+    fn filter_has(&self, bit: usize) -> bool {
+        // Only an index without any bucket has no filter words; a scope without buckets has
+        // no prefix lengths, so nothing is looked up in it.
         self.filter_words
             .get(bit / 64)
             .is_some_and(|word| word & (1 << (bit % 64)) != 0)
     }
 
-    fn home(&self, key: BucketKey) -> usize {
-        self.hasher.hash_one(key) as usize & (self.slots.len() - 1)
-    }
-
     /// The bucket of each of `keys` (the prefixes of one destination, all of one scope), in
     /// the same order.
     ///
-    /// Every key that passes the filter has its home slot read before any is compared. At platform size each read is a
-    /// miss to main memory, and a comparison is a branch the CPU cannot predict (the home slot
-    /// is the key, empty or another key's at random): comparing as each read arrives would hold
-    /// back the next read until the branch resolved, paying one miss per prefix length in turn
-    /// instead of about one for all of them.
+    /// Every key that passes the filter has its home slot read before any is compared. At
+    /// platform size each read is a miss to main memory, and a comparison is a branch the CPU
+    /// cannot predict (the home slot holds the key, nothing or another key, at random):
+    /// comparing as each read arrives would hold back the next read until the branch resolved,
+    /// paying one miss per prefix length in turn instead of about one for all of them.
     fn get_each(&self, keys: &[BucketKey]) -> [Option<&Bucket>; MAX_KEY_LEN + 1] {
         let mut found = [None; MAX_KEY_LEN + 1];
         if self.slots.is_empty() {
@@ -194,8 +192,8 @@ impl BucketTable {
         }
         let mut homes = [(0, Slot::EMPTY); MAX_KEY_LEN + 1];
         for (home, key) in homes.iter_mut().zip(keys) {
-            if self.may_hold(*key) {
-                let at = self.home(*key);
+            let (bit, at) = self.place(*key);
+            if self.filter_has(bit) {
                 *home = (at, self.slots[at].key);
             }
         }
@@ -222,10 +220,10 @@ impl BucketTable {
             .map(|slot| &slot.bucket)
     }
 
-    /// Files a bucket under a key not in the table yet.
-    fn insert(&mut self, key: BucketKey, bucket: Bucket) {
+    /// Files a bucket under a key not in the table yet, from its home slot on.
+    fn insert(&mut self, key: BucketKey, bucket: Bucket, home: usize) {
         let mask = self.slots.len() - 1;
-        let mut at = self.home(key);
+        let mut at = home;
         while self.slots[at].key != Slot::EMPTY {
             debug_assert!(self.slots[at].key != key, "each key is filed once");
             at = (at + 1) & mask;
