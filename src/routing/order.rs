@@ -25,24 +25,28 @@ const FIXED_SEED: u64 = 0x7472_756e_6b6c_696e;
 pub(super) struct Candidate<'a> {
     pub(super) rank: u32,
     pub(super) route: &'a RouteEntry,
-    pub(super) cost: Option<Rate>,
     /// Set by [`order`]: its (priority, cost) group was drawn by weight.
     weighted: bool,
 }
 
 impl<'a> Candidate<'a> {
-    pub(super) fn new(rank: u32, route: &'a RouteEntry, cost: Option<Rate>) -> Self {
+    pub(super) fn new(rank: u32, route: &'a RouteEntry) -> Self {
         Candidate {
             rank,
             route,
-            cost,
             weighted: false,
         }
     }
 
+    /// The route's per-minute cost in the platform currency (its own, else its carrier's).
+    pub(super) fn cost(&self) -> Option<Rate> {
+        self.route.cost.map(|(rate, _)| rate)
+    }
+
     /// Known costs ascending, then unknown.
     fn group(&self) -> (i64, bool, Option<Rate>) {
-        (self.route.priority, self.cost.is_none(), self.cost)
+        let cost = self.cost();
+        (self.route.priority, cost.is_none(), cost)
     }
 
     fn weight(&self) -> Option<Weight> {

@@ -64,7 +64,7 @@ impl Snapshot {
                 let route = candidate.route;
                 // A route may use its owner's carriers and platform carriers only.
                 let outcome = match self.usable_carrier(route.carrier_id, route.owner) {
-                    Ok(_) if over_ceiling(candidate.cost) => {
+                    Ok(_) if over_ceiling(candidate.cost()) => {
                         Outcome::skipped(SkipReason::OverMaxCost)
                     }
                     Ok(carrier) => legs.add(carrier, Some(route)),
@@ -116,7 +116,7 @@ impl Snapshot {
                         });
                         None
                     }
-                    None => Some(Candidate::new(rank, route, route.cost.map(|(r, _)| r))),
+                    None => Some(Candidate::new(rank, route)),
                 }
             })
             .collect()
@@ -226,7 +226,7 @@ fn considered<'s>(
         pattern: snapshot.route_pattern(route),
         carrier_id: route.carrier_id,
         gateway_name: carrier.map(|c| &c.gateway_name),
-        cost: route.cost.map(|(rate, _)| rate),
+        cost: candidate.cost(),
         cost_source: route.cost.map(|(_, source)| source),
         weight: route.weight,
         decided_by,
