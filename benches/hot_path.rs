@@ -8,13 +8,13 @@
 
 use std::hint::black_box;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 use trunkline::fsxml::dialplan::bridge_document;
 use trunkline::fsxml::request;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::fixtures::{carrier, platform, prefix_route};
-use trunkline::model::{ContextName, Destination, RouteMatch};
+use trunkline::model::{ContextName, Destination};
 use trunkline::routing::{RouteRequest, RoutingSettings, Snapshot};
 use trunkline::xmlcurl;
 use uuid::Uuid;
@@ -32,65 +32,6 @@ fn route_counts() -> &'static [usize] {
     } else {
         &[1_000]
     }
-}
-
-fn request(tenant: Uuid, destination: &Destination, now: DateTime<Utc>) -> RouteRequest<'_> {
-    RouteRequest {
-        tenant_id: Some(tenant),
-        destination,
-        forced_carrier: None,
-        caller: None,
-        attestation: None,
-        now,
-        call_id: None,
-        max_cost: None,
-    }
-}
-
-/// The platform of `routes` routes, and per tenant a destination that matches exactly one of
-/// its routes: a route's digits, then filler tried until no other route of the tenant matches.
-/// Every call then does the same work at every size (one match, one leg) and only the table
-/// grows, which is what the 1,000-vs-1,000,000 target is about.
-fn platform_with_one_match_calls(routes: usize) -> (Snapshot, Vec<(Uuid, Destination)>) {
-    let (tenants, carriers, routes) = platform(1_000, 1_000, routes);
-    let mut seeds: Vec<(Uuid, String)> = Vec::new();
-    for route in &routes {
-        let Some(tenant) = route.tenant_id else {
-            continue;
-        };
-        if seeds.iter().filter(|(t, _)| *t == tenant).count() < 8 {
-            let digits = match &route.matcher {
-                RouteMatch::Prefix(p) => p.digits().to_string(),
-                RouteMatch::Regex(r) => r.required_prefix().to_string(),
-            };
-            seeds.push((tenant, digits));
-        }
-        if seeds.len() == 8 * tenants.len() {
-            break;
-        }
-    }
-    let snapshot = Snapshot::build(1, tenants, carriers, routes, RoutingSettings::default());
-    let now = Utc::now();
-    let mut calls: Vec<(Uuid, Destination)> = Vec::new();
-    for (tenant, digits) in seeds {
-        if calls.iter().any(|(t, _)| *t == tenant) {
-            continue;
-        }
-        let found = (0..200u64).find_map(|filler| {
-            let number = format!(
-                "+{digits}{:0>width$}",
-                filler * 7_919,
-                width = 11 - digits.len().min(10)
-            );
-            let destination = Destination::parse(&number).ok()?;
-            let decision = snapshot.resolve(&request(tenant, &destination, now));
-            (decision.considered.len() == 1 && decision.legs.len() == 1).then_some(destination)
-        });
-        if let Some(destination) = found {
-            calls.push((tenant, destination));
-        }
-    }
-    (snapshot, calls)
 }
 
 /// Fixed destinations, whatever they match: at 1,000 routes (one per tenant) nearly all miss,
@@ -117,15 +58,12 @@ fn resolve(c: &mut Criterion) {
         // called again for every sample.
         let mut one_match = None;
         group.bench_function(BenchmarkId::new("one_match", routes), |b| {
-            let (s, calls) = one_match.get_or_insert_with(|| {
-                let (s, calls) = platform_with_one_match_calls(routes);
-                assert!(calls.len() >= 500, "{} one-match calls", calls.len());
-                (s, calls)
-            });
+            let (s, calls) =
+                one_match.get_or_insert_with(|| common::platform_with_one_match_calls(routes));
             b.iter(|| {
                 i = i.wrapping_add(1);
                 let (tenant, destination) = &calls[i % calls.len()];
-                black_box(s.resolve(black_box(&request(*tenant, destination, now))))
+                black_box(s.resolve(black_box(&common::request(*tenant, destination, now))))
             })
         });
         let mut mixed = None;
@@ -139,7 +77,7 @@ fn resolve(c: &mut Criterion) {
                 i = i.wrapping_add(1);
                 let tenant = Uuid::from_u128(0x1000_0000 + (i % 1_000) as u128);
                 let destination = &destinations[i % destinations.len()];
-                black_box(s.resolve(black_box(&request(tenant, destination, now))))
+                black_box(s.resolve(black_box(&common::request(tenant, destination, now))))
             })
         });
     }

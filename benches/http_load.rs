@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use trunkline::app::Application;
 use trunkline::store::Store;
 
+#[allow(dead_code)]
 mod common;
 
 use common::{Phase, dialplan_bodies, fetch, fetch_request, paced, published_platform, rss_mib};

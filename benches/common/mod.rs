@@ -1,7 +1,10 @@
-//! The load client shared by the HTTP benches (`http_load`, `soak`): fetches the way mod_xml_curl
-//! sends them — a **new TCP connection per request** (FREESWITCH.md §1.1: `curl_easy_init` per
-//! fetch, no keep-alive) carrying the realistic ~160-field form body — an open-loop pacer, the
-//! percentile arithmetic, and the process's resident memory. Loopback only.
+//! What the benches share:
+//! - the load client of the HTTP benches (`http_load`, `soak`): fetches the way mod_xml_curl
+//!   sends them — a **new TCP connection per request** (FREESWITCH.md §1.1: `curl_easy_init`
+//!   per fetch, no keep-alive) carrying the realistic ~160-field form body — an open-loop
+//!   pacer and the percentile arithmetic. Loopback only;
+//! - the one-match platform the `resolve` benches time (`hot_path`, `resolve_ratio`);
+//! - the process's resident memory and its share on huge pages.
 //!
 //! Every bench includes this module, so every bench runs on the service's allocator.
 
@@ -9,13 +12,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use trunkline::app::load_templates;
 use trunkline::config::Settings;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::fixtures::platform;
-use trunkline::model::{Route, RouteMatch};
+use trunkline::model::{Destination, Route, RouteMatch};
+use trunkline::routing::{RouteRequest, RoutingSettings, Snapshot};
 use trunkline::store::Dataset;
 use trunkline::xmlcurl::{PublishSettings, Published};
 use uuid::Uuid;
@@ -27,12 +32,21 @@ static ALLOCATOR: trunkline::memory::LargeBlocksOnHugePages =
 
 /// This process's resident set size (`VmRSS`), in MiB.
 pub fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+    proc_kib_field("/proc/self/status", "VmRSS:") / 1024.0
+}
+
+/// How much of this process's memory is on transparent huge pages (`AnonHugePages`), in MiB.
+pub fn huge_pages_mib() -> f64 {
+    proc_kib_field("/proc/self/smaps_rollup", "AnonHugePages:") / 1024.0
+}
+
+/// A `name: N kB` line of a `/proc` file; 0 where there is none.
+fn proc_kib_field(file: &str, name: &str) -> f64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
 
 /// The fixture body with its tenant, destination and call id replaced, encoded as FreeSWITCH
@@ -103,6 +117,68 @@ pub fn dialplan_bodies(routes: &[Route]) -> Vec<String> {
             dialplan_body(r.tenant_id.unwrap_or_default(), &destination, i)
         })
         .collect()
+}
+
+/// The request of a call of `tenant` to `destination`, nothing else set: what the `resolve`
+/// benches time.
+pub fn request(tenant: Uuid, destination: &Destination, now: DateTime<Utc>) -> RouteRequest<'_> {
+    RouteRequest {
+        tenant_id: Some(tenant),
+        destination,
+        forced_carrier: None,
+        caller: None,
+        attestation: None,
+        now,
+        call_id: None,
+        max_cost: None,
+    }
+}
+
+/// The platform of `routes` routes, and per tenant a destination that matches exactly one of
+/// its routes: a route's digits, then filler tried until no other route of the tenant matches.
+/// Every call then does the same work at every size (one match, one leg) and only the table
+/// grows, which is what the 1,000-vs-1,000,000 target is about.
+pub fn platform_with_one_match_calls(routes: usize) -> (Snapshot, Vec<(Uuid, Destination)>) {
+    let (tenants, carriers, routes) = platform(1_000, 1_000, routes);
+    let mut seeds: Vec<(Uuid, String)> = Vec::new();
+    for route in &routes {
+        let Some(tenant) = route.tenant_id else {
+            continue;
+        };
+        if seeds.iter().filter(|(t, _)| *t == tenant).count() < 8 {
+            let digits = match &route.matcher {
+                RouteMatch::Prefix(p) => p.digits().to_string(),
+                RouteMatch::Regex(r) => r.required_prefix().to_string(),
+            };
+            seeds.push((tenant, digits));
+        }
+        if seeds.len() == 8 * tenants.len() {
+            break;
+        }
+    }
+    let snapshot = Snapshot::build(1, tenants, carriers, routes, RoutingSettings::default());
+    let now = Utc::now();
+    let mut calls: Vec<(Uuid, Destination)> = Vec::new();
+    for (tenant, digits) in seeds {
+        if calls.iter().any(|(t, _)| *t == tenant) {
+            continue;
+        }
+        let found = (0..200u64).find_map(|filler| {
+            let number = format!(
+                "+{digits}{:0>width$}",
+                filler * 7_919,
+                width = 11 - digits.len().min(10)
+            );
+            let destination = Destination::parse(&number).ok()?;
+            let decision = snapshot.resolve(&request(tenant, &destination, now));
+            (decision.considered.len() == 1 && decision.legs.len() == 1).then_some(destination)
+        });
+        if let Some(destination) = found {
+            calls.push((tenant, destination));
+        }
+    }
+    assert!(calls.len() >= 500, "{} one-match calls", calls.len());
+    (snapshot, calls)
 }
 
 /// A raw HTTP/1.1 fetch of `body`, asking the server to close the connection.

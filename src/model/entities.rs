@@ -191,6 +191,14 @@ impl RouteMatch {
             Self::Regex(_) => MatchType::Regex,
         }
     }
+
+    /// The prefix digits (never `+`; `""` = every destination) or the regex, as written.
+    pub fn pattern(&self) -> &str {
+        match self {
+            Self::Prefix(p) => p.digits(),
+            Self::Regex(r) => r.as_str(),
+        }
+    }
 }
 
 /// An outbound route: destinations matching it go to `carrier_id`, tried in `priority` order.

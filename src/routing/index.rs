@@ -281,6 +281,12 @@ enum Filed<'a> {
     Regex(&'a RouteRegex),
 }
 
+impl Filed<'_> {
+    fn is_regex(&self) -> bool {
+        matches!(self, Filed::Regex(_))
+    }
+}
+
 impl RouteIndex {
     /// Builds the index from each route's `(scope, matcher)`, given in rank order.
     pub(super) fn build<'a>(
@@ -315,6 +321,20 @@ impl RouteIndex {
         }
         // Stable: each bucket keeps its routes in rank order.
         filed.sort_by_key(|(key, _, _)| (key.scope, key.prefix));
+        // Sized before the first write, for the huge-page advice (as the snapshot's arrays).
+        let regexes = filed.iter().filter(|(_, _, what)| what.is_regex()).count();
+        let shared_ranks: usize = filed
+            .chunk_by(|a, b| a.0 == b.0)
+            .map(|routes| {
+                routes
+                    .iter()
+                    .filter(|(_, _, what)| !what.is_regex())
+                    .count()
+            })
+            .filter(|&prefix_routes| prefix_routes > 1)
+            .sum();
+        index.regexes.reserve_exact(regexes);
+        index.ranks.reserve_exact(shared_ranks);
         let mut buckets = Vec::new();
         for routes in filed.chunk_by(|a, b| a.0 == b.0) {
             let prefix_ranks = routes.iter().filter_map(|(_, rank, what)| match what {

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use snapshot::Snapshot;
+pub use snapshot::{RouteText, Snapshot};
 
 use crate::model::{
     Attestation, CallerNumber, Currency, Destination, DialNumber, FailoverCodes, GatewayName,
@@ -190,17 +190,16 @@ pub enum CostSource {
     Carrier,
 }
 
-/// A matching route, in the order tried, and what became of it. Its texts are borrowed from
-/// the snapshot: the xml_curl path never reads them, and at a million routes copying them cost
-/// each call a miss to main memory and two allocations (BENCHMARKS.md).
+/// A matching route, in the order tried, and what became of it. Its texts stay in the snapshot
+/// until shown ([`RouteText`]): the xml_curl path never reads them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Considered<'s> {
     pub route_id: Uuid,
-    pub route_name: &'s str,
+    pub route_name: RouteText<'s>,
     pub priority: i64,
     pub match_type: MatchType,
     /// The prefix digits (`""` = every destination) or the regex.
-    pub pattern: &'s str,
+    pub pattern: RouteText<'s>,
     pub carrier_id: Uuid,
     /// The carrier's gateway, when the carrier exists for this tenant.
     pub gateway_name: Option<&'s GatewayName>,
@@ -240,7 +239,7 @@ impl ExcludeReason {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Excluded<'s> {
     pub route_id: Uuid,
-    pub route_name: &'s str,
+    pub route_name: RouteText<'s>,
     pub reason: ExcludeReason,
     pub detail: &'static str,
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use foldhash::fast::RandomState;
 use regex::Regex;
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::index::RouteIndex;
@@ -79,6 +80,51 @@ impl RouteRules {
     }
 }
 
+/// A route's name or pattern: where it is in the snapshot, read only when it is shown. A
+/// decision lists every route it considered, and the xml_curl path shows none of them: at a
+/// million routes reading them cost each call a miss to main memory (BENCHMARKS.md, fourth
+/// session). Route explain and `route-preview` read them as they serialise the decision.
+#[derive(Clone, Copy)]
+pub struct RouteText<'s> {
+    text: &'s str,
+    start: usize,
+    len: u16,
+}
+
+impl<'s> RouteText<'s> {
+    pub fn as_str(&self) -> &'s str {
+        // Spans are made by `TextSpan::push` on this very text, so they are in range and on
+        // char boundaries; an empty string is the harmless answer should that ever not hold.
+        self.text
+            .get(self.start..self.start + usize::from(self.len))
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for RouteText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for RouteText<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl PartialEq<&str> for RouteText<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl Serialize for RouteText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// Where a route's name and, right after it, its pattern are in [`Snapshot::text`]. Both are
 /// bounded by their parsers (100 characters, 256 bytes), so their lengths fit a `u16`.
 #[derive(Debug, Clone, Copy)]
@@ -138,52 +184,53 @@ impl Snapshot {
         let index = RouteIndex::build(routes.iter().map(|r| (r.tenant_id, &r.matcher)));
         let in_currency = |c: &Cost| (c.currency == settings.currency).then_some(c.rate);
         let carriers: FastMap<Uuid, Carrier> = carriers.into_iter().map(|c| (c.id, c)).collect();
-        let mut text = String::new();
-        let mut entries: Vec<RouteEntry> = routes
-            .into_iter()
-            .map(|r| {
-                let carrier_cost = carriers
-                    .get(&r.carrier_id)
-                    .and_then(|c| c.cost.as_ref())
-                    .and_then(in_currency);
-                let cost = match r.criteria.cost.as_ref().and_then(in_currency) {
-                    Some(rate) => Some((rate, CostSource::Route)),
-                    None => carrier_cost.map(|rate| (rate, CostSource::Carrier)),
-                };
-                let pattern = match &r.matcher {
-                    RouteMatch::Prefix(p) => p.digits(),
-                    RouteMatch::Regex(x) => x.as_str(),
-                };
-                let criteria = r.criteria;
-                let plain = r.strip_prefix.as_str().is_empty()
-                    && r.add_prefix.as_str().is_empty()
-                    && !criteria.has_caller_rule()
-                    && criteria.schedule.is_none();
-                RouteEntry {
-                    id: r.id,
-                    owner: r.tenant_id,
-                    carrier_id: r.carrier_id,
-                    priority: r.priority,
-                    match_type: r.matcher.match_type(),
-                    text: TextSpan::push(&mut text, r.name.as_str(), pattern),
-                    cost,
-                    weight: criteria.weight,
-                    rules: (!plain).then(|| {
-                        Box::new(RouteRules {
-                            strip_prefix: r.strip_prefix,
-                            add_prefix: r.add_prefix,
-                            caller_prefix: criteria.caller_prefix,
-                            caller_regex: criteria.caller_regex.as_ref().map(|x| x.compile()),
-                            schedule: criteria.schedule,
-                        })
-                    }),
-                }
-            })
-            .collect();
-        // `collect` reuses the rows' buffer in place (a `Route` is three times a `RouteEntry`):
-        // give back the two thirds the entries do not use.
-        entries.shrink_to_fit();
-        text.shrink_to_fit();
+        // Both arrays are allocated once at their final size, so that the huge-page advice
+        // (`memory::LargeBlocksOnHugePages`) comes before their first write. Grown by
+        // doubling, or collected in place into the rows' buffer, their pages were written
+        // first as 4 KiB pages, and stayed so: at a million routes each name read then missed
+        // the TLB, and `resolve` took ~50 % longer (BENCHMARKS.md, fourth session).
+        let mut text = String::with_capacity(
+            routes
+                .iter()
+                .map(|r| r.name.as_str().len() + r.matcher.pattern().len())
+                .sum(),
+        );
+        let mut entries: Vec<RouteEntry> = Vec::with_capacity(routes.len());
+        entries.extend(routes.into_iter().map(|r| {
+            let carrier_cost = carriers
+                .get(&r.carrier_id)
+                .and_then(|c| c.cost.as_ref())
+                .and_then(in_currency);
+            let cost = match r.criteria.cost.as_ref().and_then(in_currency) {
+                Some(rate) => Some((rate, CostSource::Route)),
+                None => carrier_cost.map(|rate| (rate, CostSource::Carrier)),
+            };
+            let pattern = r.matcher.pattern();
+            let criteria = r.criteria;
+            let plain = r.strip_prefix.as_str().is_empty()
+                && r.add_prefix.as_str().is_empty()
+                && !criteria.has_caller_rule()
+                && criteria.schedule.is_none();
+            RouteEntry {
+                id: r.id,
+                owner: r.tenant_id,
+                carrier_id: r.carrier_id,
+                priority: r.priority,
+                match_type: r.matcher.match_type(),
+                text: TextSpan::push(&mut text, r.name.as_str(), pattern),
+                cost,
+                weight: criteria.weight,
+                rules: (!plain).then(|| {
+                    Box::new(RouteRules {
+                        strip_prefix: r.strip_prefix,
+                        add_prefix: r.add_prefix,
+                        caller_prefix: criteria.caller_prefix,
+                        caller_regex: criteria.caller_regex.as_ref().map(|x| x.compile()),
+                        schedule: criteria.schedule,
+                    })
+                }),
+            }
+        }));
         let tenant_ceilings = tenants
             .iter()
             .filter_map(|t| Some((t.id, t.max_cost.as_ref().and_then(in_currency)?)))
@@ -201,22 +248,21 @@ impl Snapshot {
         }
     }
 
-    pub(super) fn route_name(&self, route: &RouteEntry) -> &str {
-        let span = route.text;
-        self.text_at(span.start, span.name_len)
+    pub(super) fn route_name(&self, route: &RouteEntry) -> RouteText<'_> {
+        RouteText {
+            text: &self.text,
+            start: route.text.start,
+            len: route.text.name_len,
+        }
     }
 
-    pub(super) fn route_pattern(&self, route: &RouteEntry) -> &str {
+    pub(super) fn route_pattern(&self, route: &RouteEntry) -> RouteText<'_> {
         let span = route.text;
-        self.text_at(span.start + usize::from(span.name_len), span.pattern_len)
-    }
-
-    fn text_at(&self, start: usize, len: u16) -> &str {
-        // Spans are made by `TextSpan::push` on this very text, so they are in range and on
-        // char boundaries; an empty string is the harmless answer should that ever not hold.
-        self.text
-            .get(start..start + usize::from(len))
-            .unwrap_or_default()
+        RouteText {
+            text: &self.text,
+            start: span.start + usize::from(span.name_len),
+            len: span.pattern_len,
+        }
     }
 
     /// The configuration version this snapshot was built from.
