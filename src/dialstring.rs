@@ -36,12 +36,22 @@ pub fn bridge_data(leg: &Leg) -> String {
     if let Some(seconds) = leg.progress_timeout_seconds {
         vars.push(format!("{PROGRESS_TIMEOUT_VAR}={seconds}"));
     }
-    let target = format!("{GATEWAY_PREFIX}{}/{}", leg.gateway_name, leg.number);
-    if vars.is_empty() {
-        target
-    } else {
-        format!("[{}]{target}", vars.join(","))
+    let vars = vars.join(",");
+    let (gateway, number) = (leg.gateway_name.as_str(), leg.number.as_str());
+    // Sized once: this is built for every leg of every call.
+    let mut data = String::with_capacity(
+        vars.len() + 2 + GATEWAY_PREFIX.len() + gateway.len() + 1 + number.len(),
+    );
+    if !vars.is_empty() {
+        data.push('[');
+        data.push_str(&vars);
+        data.push(']');
     }
+    data.push_str(GATEWAY_PREFIX);
+    data.push_str(gateway);
+    data.push('/');
+    data.push_str(number);
+    data
 }
 
 /// What [`parse_bridge_data`] found.

@@ -9,6 +9,7 @@
 //!
 //! Pure: no I/O. Which form to use, and the legs, are decided by the caller.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use crate::causes::{self, Cause};
@@ -22,8 +23,9 @@ pub use super::NOT_FOUND;
 
 const EXTENSION: &str = "trunkline";
 
-/// One dialplan action: a static application name and its data.
-type Action = (&'static str, String);
+/// One dialplan action: a static application name and its data. Data that is the same in every
+/// document is borrowed, so a document allocates only for what is its own.
+type Action = (&'static str, Cow<'static, str>);
 
 /// Renders the one extension every dialplan document has.
 fn document(
@@ -65,18 +67,16 @@ fn destination_expression(destination: &Destination) -> String {
 }
 
 fn set(var: &str, value: impl std::fmt::Display) -> Action {
-    ("set", format!("{var}={value}"))
+    ("set", format!("{var}={value}").into())
 }
 
 /// The A-leg settings every bridge document starts with (§6.4.4): hang up once an answered
 /// bridge ends (the default would go on to the next action), and do not copy the caller's
 /// inbound `X-`/`P-` headers to the carrier (§5).
-fn a_leg_defaults() -> [Action; 2] {
-    [
-        set("hangup_after_bridge", "true"),
-        set("sip_copy_custom_headers", "false"),
-    ]
-}
+const A_LEG_DEFAULTS: [Action; 2] = [
+    ("set", Cow::Borrowed("hangup_after_bridge=true")),
+    ("set", Cow::Borrowed("sip_copy_custom_headers=false")),
+];
 
 /// The `continue_on_fail` cause names for one leg: its failover codes compiled to causes, plus
 /// the causes of a carrier that could not be tried at all (GATEWAY_DOWN, INVALID_GATEWAY:
@@ -97,8 +97,9 @@ pub fn continue_on_fail_causes(leg: &Leg) -> Vec<&'static str> {
     names
 }
 
-/// The `continue_on_fail` value of a leg. Working it out walks every SIP code 400–699, and a
-/// platform has a handful of distinct failover lists, so each thread remembers the last few.
+/// The `set` data `continue_on_fail=<causes>` of a leg. Working it out walks every SIP code
+/// 400–699, and a platform has a handful of distinct failover lists, so each thread remembers
+/// the last few.
 fn continue_on_fail(leg: &Leg) -> String {
     const REMEMBERED: usize = 16;
     thread_local! {
@@ -109,7 +110,10 @@ fn continue_on_fail(leg: &Leg) -> String {
         if let Some((_, _, value)) = known.iter().find(|(c, t, _)| (c, *t) == key) {
             return value.clone();
         }
-        let value = continue_on_fail_causes(leg).join(",");
+        let value = format!(
+            "continue_on_fail={}",
+            continue_on_fail_causes(leg).join(",")
+        );
         if known.len() == REMEMBERED {
             known.remove(0);
         }
@@ -132,10 +136,11 @@ pub fn bridge_document(
     if legs.is_empty() {
         return Err(RenderError::NoLegs);
     }
-    let mut actions: Vec<Action> = a_leg_defaults().into();
+    let mut actions: Vec<Action> = Vec::with_capacity(A_LEG_DEFAULTS.len() + 2 * legs.len());
+    actions.extend(A_LEG_DEFAULTS);
     for leg in legs {
-        actions.push(set("continue_on_fail", continue_on_fail(leg)));
-        actions.push(("bridge", bridge_data(leg)));
+        actions.push(("set", continue_on_fail(leg).into()));
+        actions.push(("bridge", bridge_data(leg).into()));
     }
     document(context, &destination_expression(destination), &actions)
 }
@@ -245,18 +250,18 @@ pub fn exact_document(
     let actions: Vec<Action> = match *step {
         ExactStep::Bridge { leg } => {
             let this = legs.get(leg).ok_or(RenderError::LegOutOfRange(leg))?;
-            let mut actions: Vec<Action> = a_leg_defaults().into();
+            let mut actions: Vec<Action> = A_LEG_DEFAULTS.into();
             actions.extend([
-                set("continue_on_fail", "true"),
+                ("set", "continue_on_fail=true".into()),
                 set("trunkline_attempt", leg + 1),
                 ("unset", "last_bridge_proto_specific_hangup_cause".into()),
                 ("unset", "originate_disposition".into()),
-                ("bridge", bridge_data(this)),
+                ("bridge", bridge_data(this).into()),
             ]);
             if leg + 1 < legs.len() {
                 actions.push((
                     "transfer",
-                    format!("{} XML {}", destination.as_str(), context.as_str()),
+                    format!("{} XML {}", destination.as_str(), context.as_str()).into(),
                 ));
             }
             actions
@@ -265,13 +270,13 @@ pub fn exact_document(
             if !(400..=699).contains(&code) {
                 return Err(RenderError::InvalidResponseCode(code));
             }
-            vec![("respond", code.to_string())]
+            vec![("respond", code.to_string().into())]
         }
         ExactStep::Hangup(cause) => {
             // Only names from our table reach `hangup`, whatever built the `Cause`.
             let known =
                 causes::cause_by_name(cause.name).ok_or(RenderError::UnknownCause(cause.name))?;
-            vec![("hangup", known.name.to_string())]
+            vec![("hangup", known.name.into())]
         }
         ExactStep::Refuse(ExactRefusal::NoLegs) => {
             return refuse_document(context, RefuseReason::NoRoute);
@@ -320,7 +325,7 @@ impl RefuseReason {
 /// An extension that matches any destination (`^`) and hangs up with the reason's cause.
 /// Never "not found": that would make FreeSWITCH fall back to its static dialplan (§1.4).
 pub fn refuse_document(context: &ContextName, reason: RefuseReason) -> Result<String, RenderError> {
-    document(context, "^", &[("hangup", reason.cause().name.to_string())])
+    document(context, "^", &[("hangup", reason.cause().name.into())])
 }
 
 #[cfg(test)]
@@ -427,7 +432,8 @@ mod tests {
     #[test]
     fn continue_on_fail_never_carries_numbers() {
         for leg in three_legs() {
-            let names = continue_on_fail(&leg);
+            let data = continue_on_fail(&leg);
+            let names = data.strip_prefix("continue_on_fail=").expect("set data");
             for name in names.split(',') {
                 assert!(causes::cause_by_name(name).is_some(), "{name}");
             }

@@ -176,9 +176,13 @@ impl<'a> Raw<'a> {
     /// The decoded value; an empty value counts as absent (FreeSWITCH leaves empty profile
     /// fields out, so an empty one carries no information).
     fn get(&self, f: Field) -> Option<String> {
-        let raw = self.slots[f as usize]?;
-        let value = percent_decode(raw);
-        (!value.is_empty()).then(|| value.into_owned())
+        self.get_borrowed(f).map(Cow::into_owned)
+    }
+
+    /// As [`Raw::get`], borrowing from the body where nothing is decoded.
+    fn get_borrowed(&self, f: Field) -> Option<Cow<'a, str>> {
+        let value = percent_decode(self.slots[f as usize]?);
+        (!value.is_empty()).then_some(value)
     }
 
     fn either(&self, first: Field, second: Field) -> Option<String> {
@@ -189,8 +193,8 @@ impl<'a> Raw<'a> {
 /// Parses a mod_xml_curl form body. Never fails.
 pub fn parse(body: &[u8]) -> FetchRequest {
     let raw = raw_fields(body);
-    let section = raw.get(Field::Section).unwrap_or_default();
-    match section.as_str() {
+    let section = raw.get_borrowed(Field::Section).unwrap_or_default();
+    match &*section {
         "dialplan" => FetchRequest::Dialplan(DialplanFetch {
             context: raw.either(Field::HuntContext, Field::CallerContext),
             destination: raw.either(Field::HuntDestination, Field::CallerDestination),
@@ -210,7 +214,9 @@ pub fn parse(body: &[u8]) -> FetchRequest {
             gateway: raw.get(Field::Gateway),
             reconfig: raw.get(Field::Reconfig).as_deref() == Some("true"),
         }),
-        _ => FetchRequest::Other { section },
+        _ => FetchRequest::Other {
+            section: section.into_owned(),
+        },
     }
 }
 
@@ -257,7 +263,10 @@ fn percent_decode(raw: &[u8]) -> Cow<'_, str> {
         out.push(raw[i]);
         i += 1;
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    Cow::Owned(match String::from_utf8(out) {
+        Ok(decoded) => decoded,
+        Err(invalid) => String::from_utf8_lossy(invalid.as_bytes()).into_owned(),
+    })
 }
 
 fn hex(b: u8) -> Option<u8> {

@@ -18,6 +18,8 @@
 
 use std::fmt::Write as _;
 
+use crate::model::mentions_preprocessor;
+
 /// Why a document could not be rendered. Messages never echo the refused value: it may be
 /// hostile or a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +64,8 @@ impl XmlWriter {
         // A bridge document of a few legs is 1–2 KB: start there rather than grow in steps.
         Self {
             out: String::with_capacity(2048),
+            // Documents nest five deep (document/section/context/extension/condition).
+            stack: Vec::with_capacity(8),
             ..Self::default()
         }
     }
@@ -169,19 +173,7 @@ pub fn line_triggers_preprocessor(line: &str) -> bool {
     memchr::memmem::find(bytes, b"$${").is_some()
         || memchr::memmem::find(bytes, b"<!--#").is_some()
         || memchr::memmem::find(bytes, b"<?").is_some()
-        || contains_preprocess_word(line)
-}
-
-fn contains_preprocess_word(s: &str) -> bool {
-    const WORD: &[u8] = b"x-pre-process";
-    // Every value and every answer is scanned: compare a whole window only where an `x` is,
-    // found with memchr, which in our documents is almost never.
-    let bytes = s.as_bytes();
-    memchr::memchr2_iter(b'x', b'X', bytes).any(|i| {
-        bytes
-            .get(i..i + WORD.len())
-            .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
-    })
+        || mentions_preprocessor(line)
 }
 
 /// What one byte of an attribute value asks of [`escape_into`].
@@ -230,7 +222,7 @@ pub fn escape_value(value: &str) -> Result<String, ControlCharacter> {
 fn escape_into(value: &str, out: &mut String) -> Result<(), ControlCharacter> {
     // Writing every hyphen of such a value as `&#45;` breaks each occurrence of the word; the
     // parser turns them back into `-` after the pre-processor has run (§6.3).
-    let break_hyphens = contains_preprocess_word(value);
+    let break_hyphens = mentions_preprocessor(value);
     let bytes = value.as_bytes();
     // One pass that both refuses controls and copies the runs between characters to encode;
     // every such character is ASCII, so each run ends on a char boundary.
@@ -342,7 +334,7 @@ mod tests {
             "X-Pre-Process-Foo",
         ] {
             let (xml, back) = round_trip(hostile).unwrap();
-            assert!(!contains_preprocess_word(&xml), "{xml}");
+            assert!(!mentions_preprocessor(&xml), "{xml}");
             assert!(xml.contains("&#45;"), "{xml}");
             assert_eq!(back, hostile);
         }

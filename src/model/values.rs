@@ -66,8 +66,17 @@ fn all_chars(s: &str, ok: impl Fn(char) -> bool) -> bool {
 /// (case-insensitive) not directly preceded by `<` (FREESWITCH.md §0.2). The XML writer
 /// neutralises it in values; names refuse it outright so they stay usable verbatim in ESL
 /// commands and dial strings.
-fn mentions_preprocessor(s: &str) -> bool {
-    s.to_ascii_lowercase().contains("x-pre-process")
+///
+/// The writer scans every value and every answer with it, so it compares a whole window only
+/// where an `x` is (found with memchr), which in our documents is almost never.
+pub fn mentions_preprocessor(s: &str) -> bool {
+    const WORD: &[u8] = b"x-pre-process";
+    let bytes = s.as_bytes();
+    memchr::memchr2_iter(b'x', b'X', bytes).any(|i| {
+        bytes
+            .get(i..i + WORD.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(WORD))
+    })
 }
 
 fn is_digit_or_star_hash(c: char) -> bool {

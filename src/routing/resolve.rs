@@ -308,10 +308,12 @@ fn dial_number<'a>(
     steps: impl Iterator<Item = (&'a Digits, &'a Digits)>,
     suffix: &Digits,
 ) -> Option<DialNumber> {
-    let mut number = destination.to_string();
+    // Room for the usual prefixes and suffix, so that the edits below stay in one buffer.
+    let mut number = String::with_capacity(destination.len() + 16);
+    number.push_str(destination);
     for (strip, add) in steps {
-        if let Some(rest) = number.strip_prefix(strip.as_str()) {
-            number = rest.to_string();
+        if number.starts_with(strip.as_str()) {
+            number.drain(..strip.as_str().len());
         }
         number.insert_str(0, add.as_str());
     }

@@ -8,6 +8,8 @@
 //! that cannot be routed gets an extension that refuses it — never "not found", which would
 //! hand the call to the static dialplan.
 
+use std::borrow::Cow;
+
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -30,12 +32,13 @@ pub struct Answer {
     pub section: &'static str,
     /// A short label for metrics: `bridge`, `exact`, `refused`, `not_found`, `document`.
     pub outcome: &'static str,
-    /// Why, for the log line (never caller data beyond validated values).
-    pub reason: Option<String>,
+    /// Why, for the log line (never caller data beyond validated values). Mostly a fixed
+    /// text, which then costs no allocation.
+    pub reason: Option<Cow<'static, str>>,
 }
 
 impl Answer {
-    fn not_found(section: &'static str, reason: impl Into<String>) -> Self {
+    fn not_found(section: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
         Answer {
             xml: Bytes::from_static(NOT_FOUND.as_bytes()),
             section,
@@ -100,7 +103,7 @@ pub fn dialplan_answer<'s>(
         return out;
     };
     let snapshot = &published.snapshot;
-    let refuse = |reason: RefuseReason, why: String| refused(&context, reason, why);
+    let refuse = |reason: RefuseReason, why: Cow<'static, str>| refused(&context, reason, why);
 
     let Some(destination) = fetch
         .destination
@@ -167,7 +170,7 @@ pub fn dialplan_answer<'s>(
                 "no usable carrier on the matching routes",
             )
         };
-        refuse(reason, format!("{why} {destination}"))
+        refuse(reason, format!("{why} {destination}").into())
     } else {
         let rendered = match out.mode {
             FailoverMode::Default => {
@@ -194,14 +197,17 @@ pub fn dialplan_answer<'s>(
                 outcome,
                 reason: None,
             },
-            Err(e) => refuse(RefuseReason::NoUsableCarrier, format!("render failed: {e}")),
+            Err(e) => refuse(
+                RefuseReason::NoUsableCarrier,
+                format!("render failed: {e}").into(),
+            ),
         }
     };
     out.decision = Some(decision);
     out
 }
 
-fn refused(context: &ContextName, reason: RefuseReason, why: String) -> Answer {
+fn refused(context: &ContextName, reason: RefuseReason, why: Cow<'static, str>) -> Answer {
     match refuse_document(context, reason) {
         Ok(xml) => Answer {
             xml: Bytes::from(xml),

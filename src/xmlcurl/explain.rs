@@ -3,6 +3,8 @@
 //! [`dialplan_answer`] as the xml_curl endpoint, so explain and a real call cannot disagree.
 //! Pure: the API's route preview and `trunkline route explain` both call it.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
@@ -140,7 +142,7 @@ pub fn explain<'s>(
             answered
                 .answer
                 .reason
-                .unwrap_or_else(|| "not routable".into()),
+                .map_or_else(|| "not routable".into(), Cow::into_owned),
         ));
     };
     let legs = legs
@@ -162,7 +164,7 @@ pub fn explain<'s>(
         failover_mode: answered.mode,
         snapshot_version: published.version(),
         outcome: answered.answer.outcome,
-        reason: answered.answer.reason,
+        reason: answered.answer.reason.map(Cow::into_owned),
         legs,
         scope,
         forced,
