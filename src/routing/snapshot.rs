@@ -113,12 +113,6 @@ impl PartialEq for RouteText<'_> {
     }
 }
 
-impl PartialEq<&str> for RouteText<'_> {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
 impl Serialize for RouteText<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
@@ -187,8 +181,8 @@ impl Snapshot {
         // Both arrays are allocated once at their final size, so that the huge-page advice
         // (`memory::LargeBlocksOnHugePages`) comes before their first write. Grown by
         // doubling, or collected in place into the rows' buffer, their pages were written
-        // first as 4 KiB pages, and stayed so: at a million routes each name read then missed
-        // the TLB, and `resolve` took ~50 % longer (BENCHMARKS.md, fourth session).
+        // first as 4 KiB pages and stayed so: at a million routes 164 of 201 MiB were on huge
+        // pages that way, 184 MiB this way (BENCHMARKS.md, fourth session).
         let mut text = String::with_capacity(
             routes
                 .iter()
