@@ -8,6 +8,8 @@
 //! `cargo bench --bench esl_latency`; under `cargo test` a short pass (3 changes).
 
 #[allow(dead_code)]
+mod common;
+#[allow(dead_code)]
 #[path = "../tests/support/fake_switch.rs"]
 mod fake_switch;
 
@@ -107,11 +109,7 @@ async fn measure(debounce: Duration, changes: usize) -> Vec<Duration> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let changes = if std::env::args().any(|a| a == "--bench") {
-        20
-    } else {
-        3
-    };
+    let changes = if common::benchmarking() { 20 } else { 3 };
     println!("| debounce | changes | p50 ms | max ms |");
     println!("|---|---|---|---|");
     for debounce in [Duration::from_millis(500), Duration::ZERO] {

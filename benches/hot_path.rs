@@ -22,12 +22,8 @@ use uuid::Uuid;
 #[allow(dead_code)]
 mod common;
 
-fn benchmarking() -> bool {
-    std::env::args().any(|a| a == "--bench")
-}
-
 fn route_counts() -> &'static [usize] {
-    if benchmarking() {
+    if common::benchmarking() {
         &[1_000, 100_000, 1_000_000]
     } else {
         &[1_000]
@@ -123,7 +119,11 @@ fn render(c: &mut Criterion) {
 /// The whole pure path of one fetch, as the HTTP handler runs it: form body → request →
 /// routing decision → legs → XML, on the platform and bodies of the HTTP load (100,000 routes).
 fn answer(c: &mut Criterion) {
-    let routes = if benchmarking() { 100_000 } else { 1_000 };
+    let routes = if common::benchmarking() {
+        100_000
+    } else {
+        1_000
+    };
     let mut platform = None;
     c.bench_function(&format!("xmlcurl_answer/{routes}"), |b| {
         let (published, bodies) = platform.get_or_insert_with(|| {
@@ -148,7 +148,11 @@ fn parse_form(c: &mut Criterion) {
 }
 
 fn rebuild(c: &mut Criterion) {
-    let routes = if benchmarking() { 100_000 } else { 1_000 };
+    let routes = if common::benchmarking() {
+        100_000
+    } else {
+        1_000
+    };
     let (tenants, carriers, route_list) = platform(1_000, 1_000, routes);
     let mut group = c.benchmark_group("snapshot_rebuild");
     group.sample_size(10);

@@ -37,7 +37,7 @@ struct Plan {
 }
 
 fn plan() -> Plan {
-    if std::env::args().any(|a| a == "--bench") {
+    if common::benchmarking() {
         Plan {
             routes: 100_000,
             phase: Duration::from_secs(10),

@@ -34,7 +34,7 @@ struct Plan {
 }
 
 fn main() {
-    let plan = if std::env::args().any(|a| a == "--bench") {
+    let plan = if common::benchmarking() {
         Plan {
             small: 1_000,
             large: 1_000_000,

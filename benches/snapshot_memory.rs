@@ -16,7 +16,7 @@ use trunkline::model::fixtures::platform;
 use trunkline::routing::{RoutingSettings, Snapshot};
 
 fn main() {
-    let routes = if std::env::args().any(|a| a == "--bench") {
+    let routes = if common::benchmarking() {
         1_000_000
     } else {
         10_000

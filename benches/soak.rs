@@ -38,7 +38,7 @@ struct Plan {
 }
 
 fn plan() -> Plan {
-    if std::env::args().any(|a| a == "--bench") {
+    if common::benchmarking() {
         Plan {
             warm_up: Duration::from_secs(5),
             duration: Duration::from_secs(60),

@@ -30,6 +30,12 @@ use uuid::Uuid;
 static ALLOCATOR: trunkline::memory::LargeBlocksOnHugePages =
     trunkline::memory::LargeBlocksOnHugePages;
 
+/// Whether this is a benchmark run (`cargo bench`) rather than the short pass `cargo test`
+/// makes of every bench.
+pub fn benchmarking() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 /// This process's resident set size (`VmRSS`), in MiB.
 pub fn rss_mib() -> f64 {
     proc_kib_field("/proc/self/status", "VmRSS:") / 1024.0

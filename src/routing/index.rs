@@ -29,9 +29,8 @@
 //! is sorted once in the order routes are tried. Sorting the few matches of one call is then a
 //! sort of small integers.
 
-use std::sync::OnceLock;
-
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet, RegexSetBuilder};
 use uuid::Uuid;
@@ -322,19 +321,11 @@ impl RouteIndex {
         // Stable: each bucket keeps its routes in rank order.
         filed.sort_by_key(|(key, _, _)| (key.scope, key.prefix));
         // Sized before the first write, for the huge-page advice (as the snapshot's arrays).
+        // `ranks` gets room for every prefix route, though one-route buckets keep theirs
+        // inline: pages of the room never written are never resident.
         let regexes = filed.iter().filter(|(_, _, what)| what.is_regex()).count();
-        let shared_ranks: usize = filed
-            .chunk_by(|a, b| a.0 == b.0)
-            .map(|routes| {
-                routes
-                    .iter()
-                    .filter(|(_, _, what)| !what.is_regex())
-                    .count()
-            })
-            .filter(|&prefix_routes| prefix_routes > 1)
-            .sum();
         index.regexes.reserve_exact(regexes);
-        index.ranks.reserve_exact(shared_ranks);
+        index.ranks.reserve_exact(filed.len() - regexes);
         let mut buckets = Vec::new();
         for routes in filed.chunk_by(|a, b| a.0 == b.0) {
             let prefix_ranks = routes.iter().filter_map(|(_, rank, what)| match what {
