@@ -108,7 +108,7 @@ fn render(c: &mut Criterion) {
             &decision.legs,
             |b, legs| {
                 b.iter(|| {
-                    black_box(bridge_document(&context, &destination, black_box(legs)).unwrap())
+                    black_box(bridge_document(&context, &destination, black_box(legs), 0).unwrap())
                 })
             },
         );

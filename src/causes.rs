@@ -1,11 +1,12 @@
-//! SIP response codes → FreeSWITCH hangup causes, and the compilation of a carrier's failover
-//! SIP codes into the cause *names* `continue_on_fail` understands.
+//! SIP response codes → FreeSWITCH hangup causes, and the compilation of a leg's failover SIP
+//! codes into the cause *names* `continue_on_fail` and `transfer_on_fail` understand.
 //!
-//! `continue_on_fail` matches cause names or FreeSWITCH cause numbers only, never SIP codes
+//! Both variables match cause names or FreeSWITCH cause numbers only, never SIP codes
 //! (FREESWITCH.md §0.8, §4.3), and sofia maps SIP codes to causes many-to-one (§4.4: 486 and
-//! 600 are both USER_BUSY). [`compile`] therefore reports every *collision*: a cause reached
-//! both from a failover code and from a code that should not fail over. The exact failover mode
-//! (one leg per fetch, deciding on the real SIP code) exists for those cases.
+//! 600 are both USER_BUSY). [`compile`] therefore puts a cause in `continue_on_fail` only when
+//! *every* SIP code that reaches it is a failover code; a cause shared with a code that must not
+//! fail over is *ambiguous* and goes back to trunkline, which decides on the real SIP code.
+//! Nothing outside the configured codes ever fails over, in either form.
 //!
 //! Pure data and functions: no I/O. Output carries cause names only, never numbers.
 
@@ -191,22 +192,59 @@ pub fn parse_sip_cause(s: &str) -> Option<u16> {
     }
 }
 
-/// A cause that a failover code and a non-failover code both map to: with `continue_on_fail`
-/// the non-failover code fails over too (e.g. 6xx listed, 486 not: both are USER_BUSY).
+/// A cause that a failover code and a non-failover code both map to (e.g. 600 listed, 486
+/// not: both are USER_BUSY). `continue_on_fail` cannot tell them apart, so the default form
+/// never lists such a cause there: it sends it back to trunkline (`transfer_on_fail`), which
+/// decides on the real SIP code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Collision {
     pub cause: &'static str,
-    /// The failover SIP codes that reach this cause.
+    /// The failover SIP codes that reach this cause, compactly (`500, 503`, `506–512`).
+    #[serde(serialize_with = "serialize_ranges")]
     pub failover_codes: Vec<u16>,
     /// The SIP codes (400-699) that are *not* failover codes but reach this cause as well.
+    #[serde(serialize_with = "serialize_ranges")]
     pub other_codes: Vec<u16>,
 }
 
-/// The cause names to put in `continue_on_fail`, and the collisions that make them inexact.
+/// Sorted codes as runs: `[400, 481, 506, 507, 508]` → `400, 481, 506–508`.
+pub fn code_ranges(codes: &[u16]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < codes.len() {
+        let start = codes[i];
+        while i + 1 < codes.len() && codes[i + 1] == codes[i] + 1 {
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push_str(", ");
+        }
+        out.push_str(&start.to_string());
+        if codes[i] != start {
+            out.push('–');
+            out.push_str(&codes[i].to_string());
+        }
+        i += 1;
+    }
+    out
+}
+
+fn serialize_ranges<S: Serializer>(codes: &[u16], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&code_ranges(codes))
+}
+
+/// How a leg's failover codes are expressed in the default (cause-name) form.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CompiledFailover {
-    /// Ordered by the lowest failover SIP code that reaches each cause.
+    /// `continue_on_fail`: causes reached *only* by failover codes, so FreeSWITCH may move on
+    /// by itself. Ordered by the lowest failover SIP code that reaches each.
     pub causes: Vec<&'static str>,
+    /// `transfer_on_fail`: causes reached by failover codes and by other codes too. FreeSWITCH
+    /// hands these back to trunkline, which decides on the real SIP code
+    /// (`last_bridge_proto_specific_hangup_cause`). Never in `causes`: that would fail over on
+    /// the other codes as well (a callee's 486 through 600's USER_BUSY).
+    pub ambiguous: Vec<&'static str>,
+    /// One entry per ambiguous cause, with the codes on both sides.
     pub collisions: Vec<Collision>,
 }
 
@@ -227,49 +265,42 @@ fn failure_causes() -> impl Iterator<Item = (u16, Cause)> {
         .copied()
 }
 
-/// The cause names to put in `continue_on_fail` for these failover codes, ordered by the
-/// lowest failover SIP code that reaches each (what [`compile`] returns as `causes`, without
-/// the collision report).
-pub fn failover_causes(codes: &FailoverCodes) -> Vec<&'static str> {
-    // Cause numbers are below 1024 (switch_types.h): one bit each marks a cause already listed.
-    let mut listed = [0u64; 16];
-    let mut causes: Vec<&'static str> = Vec::new();
-    for (code, cause) in failure_causes() {
-        let (word, bit) = (usize::from(cause.number / 64) % 16, cause.number % 64);
-        if listed[word] & (1 << bit) == 0 && codes.matches(code) {
-            listed[word] |= 1 << bit;
-            causes.push(cause.name);
-        }
-    }
-    causes
-}
-
-/// Expands the failover codes (classes over every code of the class) and maps them to causes,
-/// reporting the collisions (for route explain).
+/// Splits the causes reached by these failover codes into those every one of whose SIP codes
+/// is a failover code (`causes`) and the rest (`ambiguous`, with their collisions), each
+/// ordered by the lowest failover SIP code that reaches it.
 pub fn compile(codes: &FailoverCodes) -> CompiledFailover {
-    // cause name → (failover codes, other codes).
-    let mut reached: BTreeMap<&'static str, (Vec<u16>, Vec<u16>)> = BTreeMap::new();
+    // cause → (failover codes, other codes), in order of first failover code.
+    let mut reached: Vec<(&'static str, Vec<u16>, Vec<u16>)> = Vec::new();
+    let mut others: BTreeMap<&'static str, Vec<u16>> = BTreeMap::new();
     for (code, cause) in failure_causes() {
-        let entry = reached.entry(cause.name).or_default();
         if codes.matches(code) {
-            entry.0.push(code);
+            match reached.iter_mut().find(|(name, ..)| *name == cause.name) {
+                Some(entry) => entry.1.push(code),
+                None => reached.push((cause.name, vec![code], Vec::new())),
+            }
         } else {
-            entry.1.push(code);
+            others.entry(cause.name).or_default().push(code);
         }
     }
-    let causes = failover_causes(codes);
-    let collisions = causes
-        .iter()
-        .filter_map(|cause| {
-            let (failover, other) = &reached[cause];
-            (!other.is_empty()).then(|| Collision {
-                cause,
-                failover_codes: failover.clone(),
-                other_codes: other.clone(),
-            })
-        })
-        .collect();
-    CompiledFailover { causes, collisions }
+    let mut compiled = CompiledFailover {
+        causes: Vec::new(),
+        ambiguous: Vec::new(),
+        collisions: Vec::new(),
+    };
+    for (cause, failover_codes, _) in reached {
+        match others.remove(cause) {
+            None => compiled.causes.push(cause),
+            Some(other_codes) => {
+                compiled.ambiguous.push(cause);
+                compiled.collisions.push(Collision {
+                    cause,
+                    failover_codes,
+                    other_codes,
+                });
+            }
+        }
+    }
+    compiled
 }
 
 #[cfg(test)]
@@ -346,11 +377,6 @@ mod tests {
     }
 
     #[test]
-    fn every_cause_number_fits_the_bitset_of_failover_causes() {
-        assert!(ALL_CAUSES.iter().all(|c| c.number < 1024));
-    }
-
-    #[test]
     fn every_table_cause_is_known_by_name() {
         for (_, cause) in SIP_TO_CAUSE {
             assert_eq!(cause_by_name(cause.name), Some(*cause));
@@ -361,13 +387,15 @@ mod tests {
     fn an_exact_code_compiles_to_its_cause_without_collision() {
         let c = compile(&codes(&["404"]));
         assert_eq!(c.causes, vec!["UNALLOCATED_NUMBER"]);
-        assert!(c.collisions.is_empty());
+        assert!(c.ambiguous.is_empty() && c.collisions.is_empty());
     }
 
     #[test]
-    fn six_xx_without_486_collides_on_user_busy() {
+    fn a_cause_shared_with_a_callee_answer_is_ambiguous_never_continued() {
+        // 600 listed, 486 not: USER_BUSY must come back for a decision on the real code.
         let c = compile(&codes(&["6xx"]));
-        assert!(c.causes.contains(&"USER_BUSY"));
+        assert!(!c.causes.contains(&"USER_BUSY"));
+        assert!(c.ambiguous.contains(&"USER_BUSY"));
         let busy = c
             .collisions
             .iter()
@@ -378,19 +406,33 @@ mod tests {
     }
 
     #[test]
-    fn the_platform_default_lists_causes_in_sip_code_order() {
+    fn the_platform_default_continues_only_on_causes_no_callee_answer_reaches() {
         let c = compile(&FailoverCodes::platform_default());
         assert_eq!(
-            &c.causes[..4],
+            &c.causes[..],
             &[
                 "UNALLOCATED_NUMBER",
-                "NORMAL_TEMPORARY_FAILURE",
-                "SERVICE_NOT_IMPLEMENTED",
-                "NETWORK_OUT_OF_ORDER"
+                "RECOVERY_ON_TIMER_EXPIRE",
+                "NETWORK_OUT_OF_ORDER",
             ]
         );
-        assert!(c.causes.contains(&"USER_BUSY"));
-        assert!(c.causes.contains(&"UNWANTED"));
+        // 500/503 share NORMAL_TEMPORARY_FAILURE with 400/481; 604 shares
+        // NO_ROUTE_DESTINATION with 485; 606 INCOMPATIBLE_DESTINATION with 488; 608
+        // CALL_REJECTED with 603 and the 40x challenges.
+        for cause in [
+            "NORMAL_TEMPORARY_FAILURE",
+            "SERVICE_NOT_IMPLEMENTED",
+            "INTERWORKING",
+            "NORMAL_UNSPECIFIED",
+            "NO_ROUTE_DESTINATION",
+            "INCOMPATIBLE_DESTINATION",
+            "CALL_REJECTED",
+        ] {
+            assert!(c.ambiguous.contains(&cause), "{cause}");
+        }
+        for callee in ["USER_BUSY", "UNWANTED", "ORIGINATOR_CANCEL"] {
+            assert!(!c.causes.contains(&callee) && !c.ambiguous.contains(&callee));
+        }
         let ntf = c
             .collisions
             .iter()
@@ -398,13 +440,41 @@ mod tests {
             .unwrap();
         assert_eq!(ntf.failover_codes, vec![500, 503]);
         assert_eq!(ntf.other_codes, vec![400, 481]);
-        assert!(!c.collisions.iter().any(|x| x.cause == "UNALLOCATED_NUMBER"));
+    }
+
+    #[test]
+    fn every_code_400_to_699_reaches_one_side_only() {
+        // For any list: a code's cause is in `causes` only if the code fails over, and every
+        // failover code's cause is in `causes` or `ambiguous`.
+        for list in [
+            vec!["404"],
+            vec!["4xx"],
+            vec!["5xx", "6xx"],
+            vec!["503", "600"],
+            vec!["404", "408", "5xx", "604", "606", "608"],
+            vec!["4xx", "5xx", "6xx"],
+        ] {
+            let configured = codes(&list);
+            let c = compile(&configured);
+            for code in 400..=699 {
+                let cause = cause_for_sip(code).name;
+                if c.causes.contains(&cause) {
+                    assert!(configured.matches(code), "{list:?}: {code} via {cause}");
+                }
+                if configured.matches(code) {
+                    assert!(
+                        c.causes.contains(&cause) || c.ambiguous.contains(&cause),
+                        "{list:?}: {code} via {cause} is lost"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
     fn covering_every_class_leaves_no_collision() {
         let c = compile(&codes(&["4xx", "5xx", "6xx"]));
-        assert!(c.collisions.is_empty());
+        assert!(c.collisions.is_empty() && c.ambiguous.is_empty());
         assert!(c.causes.contains(&"NORMAL_UNSPECIFIED"));
         let mut sorted = c.causes.clone();
         sorted.sort();
@@ -413,16 +483,21 @@ mod tests {
     }
 
     #[test]
-    fn collisions_serialize_with_names_only() {
+    fn collisions_serialize_with_names_and_compact_code_ranges() {
         let c = compile(&codes(&["600"]));
         let json = serde_json::to_string(&c.collisions).unwrap();
         assert_eq!(
             json,
-            r#"[{"cause":"USER_BUSY","failover_codes":[600],"other_codes":[486]}]"#
+            r#"[{"cause":"USER_BUSY","failover_codes":"600","other_codes":"486"}]"#
         );
         assert_eq!(
             serde_json::to_string(&Cause::USER_BUSY).unwrap(),
             "\"USER_BUSY\""
         );
+        assert_eq!(
+            code_ranges(&[400, 481, 506, 507, 508, 510]),
+            "400, 481, 506–508, 510"
+        );
+        assert_eq!(code_ranges(&[]), "");
     }
 }

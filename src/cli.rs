@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::api::auth::generate_token;
 use crate::app::{Application, load_templates, shutdown_signal};
+use crate::causes;
 use crate::config::{CommonArgs, DocumentArgs, LogFormat, ServeArgs, Settings, database_url};
 use crate::model::{ContextName, DisplayName, Feature, NewApiToken, NewTenant, Role, Scope};
 use crate::store::Store;
@@ -332,13 +333,23 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
             "     continue_on_fail: {}",
             leg.continue_on_fail.join(",")
         )?;
+        if !leg.transfer_on_fail.is_empty() {
+            writeln!(
+                out,
+                "     transfer_on_fail: {}",
+                leg.transfer_on_fail.join(",")
+            )?;
+        }
         for c in &leg.collisions {
             writeln!(
                 out,
-                "     collision: {} is reached by failover codes {:?} and also by {:?}",
-                c.cause, c.failover_codes, c.other_codes
+                "     collision: {} is reached by failover codes {} and also by {}",
+                c.cause,
+                causes::code_ranges(&c.failover_codes),
+                causes::code_ranges(&c.other_codes)
             )?;
         }
+        writeln!(out, "     failover: {}", leg.failover_handling)?;
     }
     writeln!(
         out,

@@ -41,7 +41,7 @@ pub struct DocumentArgs {
     /// Failover form: `default` (one document, continue_on_fail) or `exact` (transfer back per leg).
     #[arg(long, env = "TRUNKLINE_FAILOVER_MODE")]
     pub failover_mode: Option<String>,
-    /// Platform failover SIP codes, comma-separated (default `404,5xx,6xx`).
+    /// Platform failover SIP codes, comma-separated (default `404,408,5xx,604,606,608`).
     #[arg(long, env = "TRUNKLINE_FAILOVER_CODES")]
     pub failover_codes: Option<String>,
     /// Directory of the sofia profile and acl templates (default `templates`).
@@ -280,17 +280,20 @@ impl Settings {
                 .unwrap_or("default"),
         )
         .map_err(invalid("failover_mode"))?;
-        let codes: Vec<String> = match (&serve.documents.failover_codes, file.failover_codes) {
-            (Some(flag), _) => split_list(flag),
-            (None, Some(list)) => list,
-            (None, None) => vec!["404".into(), "5xx".into(), "6xx".into()],
+        let codes: Option<Vec<String>> =
+            match (&serve.documents.failover_codes, file.failover_codes) {
+                (Some(flag), _) => Some(split_list(flag)),
+                (None, list) => list,
+            };
+        let failover_codes = match codes {
+            None => FailoverCodes::platform_default(),
+            Some(codes) => codes
+                .iter()
+                .map(|c| FailoverCode::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(FailoverCodes::new)
+                .map_err(invalid("failover_codes"))?,
         };
-        let failover_codes = codes
-            .iter()
-            .map(|c| FailoverCode::parse(c))
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(FailoverCodes::new)
-            .map_err(invalid("failover_codes"))?;
         let max_legs = file.max_legs.unwrap_or(10);
         if !(1..=32).contains(&max_legs) {
             return Err(ConfigError::Invalid {

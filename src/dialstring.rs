@@ -16,8 +16,14 @@ const GATEWAY_PREFIX: &str = "sofia/gateway/";
 const HEADER_VAR_PREFIX: &str = "sip_h_";
 const PROGRESS_TIMEOUT_VAR: &str = "leg_progress_timeout";
 
-/// `[sip_h_X-A=v,leg_progress_timeout=30]sofia/gateway/<gw>/<number>`; no brackets when the
-/// leg has no variables.
+/// On every leg: the carrier's SIP code, never a `Reason: Q.850;cause=N` header, decides the
+/// leg's hangup cause (sofia.c `sofia_handle_sip_i_state`, FREESWITCH.md §4.4). Failover is
+/// configured in SIP codes; with the header honoured, a carrier's `486` carrying `cause=1`
+/// would reach UNALLOCATED_NUMBER and fail over on a callee's busy, and a `503` carrying
+/// `cause=17` would stop at USER_BUSY.
+const SIP_CODE_DECIDES: &str = "ignore_q850_reason=true";
+
+/// `[ignore_q850_reason=true,sip_h_X-A=v,leg_progress_timeout=30]sofia/gateway/<gw>/<number>`.
 ///
 /// Per-leg variables go in `[]` unquoted. That is safe only because every piece is a validated
 /// newtype (FREESWITCH.md §6.4.3): `HeaderValue` excludes `, [ ] { } | ' " \ ^ < > & $` and
@@ -28,25 +34,25 @@ const PROGRESS_TIMEOUT_VAR: &str = "leg_progress_timeout";
 /// (URI params). Quoting would not help in `[]` anyway: the `|` split strips quotes first (§4.1
 /// step 6).
 pub fn bridge_data(leg: &Leg) -> String {
-    let mut vars: Vec<String> = leg
-        .headers
-        .iter()
-        .map(|(name, value)| format!("{HEADER_VAR_PREFIX}{name}={value}"))
-        .collect();
-    if let Some(seconds) = leg.progress_timeout_seconds {
-        vars.push(format!("{PROGRESS_TIMEOUT_VAR}={seconds}"));
+    let mut vars = String::from(SIP_CODE_DECIDES);
+    for (name, value) in &leg.headers {
+        vars.push(',');
+        vars.push_str(HEADER_VAR_PREFIX);
+        vars.push_str(name.as_str());
+        vars.push('=');
+        vars.push_str(value.as_str());
     }
-    let vars = vars.join(",");
+    if let Some(seconds) = leg.progress_timeout_seconds {
+        vars.push_str(&format!(",{PROGRESS_TIMEOUT_VAR}={seconds}"));
+    }
     let (gateway, number) = (leg.gateway_name.as_str(), leg.number.as_str());
     // Sized once: this is built for every leg of every call.
     let mut data = String::with_capacity(
         vars.len() + 2 + GATEWAY_PREFIX.len() + gateway.len() + 1 + number.len(),
     );
-    if !vars.is_empty() {
-        data.push('[');
-        data.push_str(&vars);
-        data.push(']');
-    }
+    data.push('[');
+    data.push_str(&vars);
+    data.push(']');
     data.push_str(GATEWAY_PREFIX);
     data.push_str(gateway);
     data.push('/');
@@ -63,36 +69,33 @@ pub struct ParsedBridge {
     pub number: DialNumber,
 }
 
-/// Parses `^(\[var(,var)*\])?sofia/gateway/<GatewayName>/<DialNumber>$` where a var is
-/// `sip_h_<HeaderName>=<HeaderValue>` or `leg_progress_timeout=<digits>` (at most once).
-/// Anything else — another leg, `{}` globals, other variables, escapes — is `None`.
+/// Parses `^\[ignore_q850_reason=true(,var)*\]sofia/gateway/<GatewayName>/<DialNumber>$`
+/// where a var is `sip_h_<HeaderName>=<HeaderValue>` or `leg_progress_timeout=<digits>` (at
+/// most once). Anything else — another leg, `{}` globals, other variables, escapes — is `None`.
 pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
-    let (vars, target) = match s.strip_prefix('[') {
-        Some(rest) => {
-            // No validated value contains `]`, so the first one closes the block.
-            let end = rest.find(']')?;
-            (Some(&rest[..end]), &rest[end + 1..])
-        }
-        None => (None, s),
-    };
+    let rest = s.strip_prefix('[')?.strip_prefix(SIP_CODE_DECIDES)?;
+    // No validated value contains `]`, so the first one closes the block.
+    let end = rest.find(']')?;
+    let (vars, target) = (&rest[..end], &rest[end + 1..]);
+    if !vars.is_empty() && !vars.starts_with(',') {
+        return None;
+    }
     let mut headers = Vec::new();
     let mut progress_timeout_seconds = None;
-    if let Some(vars) = vars {
-        for var in vars.split(',') {
-            let (name, value) = var.split_once('=')?;
-            if let Some(header) = name.strip_prefix(HEADER_VAR_PREFIX) {
-                headers.push((
-                    HeaderName::parse(header).ok()?,
-                    HeaderValue::parse(value).ok()?,
-                ));
-            } else if name == PROGRESS_TIMEOUT_VAR && progress_timeout_seconds.is_none() {
-                if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                    return None;
-                }
-                progress_timeout_seconds = Some(value.parse().ok()?);
-            } else {
+    for var in vars.split(',').skip(1) {
+        let (name, value) = var.split_once('=')?;
+        if let Some(header) = name.strip_prefix(HEADER_VAR_PREFIX) {
+            headers.push((
+                HeaderName::parse(header).ok()?,
+                HeaderValue::parse(value).ok()?,
+            ));
+        } else if name == PROGRESS_TIMEOUT_VAR && progress_timeout_seconds.is_none() {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
+            progress_timeout_seconds = Some(value.parse().ok()?);
+        } else {
+            return None;
         }
     }
     let (gateway, number) = target.strip_prefix(GATEWAY_PREFIX)?.split_once('/')?;
@@ -131,21 +134,21 @@ mod tests {
     }
 
     #[test]
-    fn a_leg_without_variables_has_no_brackets() {
+    fn every_leg_lets_the_sip_code_decide_its_cause() {
         assert_eq!(
             bridge_data(&leg(&[], None)),
-            "sofia/gateway/alpha/9915551234567"
+            "[ignore_q850_reason=true]sofia/gateway/alpha/9915551234567"
         );
     }
 
     #[test]
-    fn headers_come_first_then_the_progress_timeout() {
+    fn headers_come_after_that_then_the_progress_timeout() {
         assert_eq!(
             bridge_data(&leg(
                 &[("X-Account", "42"), ("X-Tier", "gold; a=b")],
                 Some(30)
             )),
-            "[sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30]sofia/gateway/alpha/9915551234567"
+            "[ignore_q850_reason=true,sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30]sofia/gateway/alpha/9915551234567"
         );
     }
 
@@ -236,7 +239,23 @@ mod tests {
             "sofia/gateway/alpha/1 ",
             "sofia/gateway/alpha/1\n",
         ] {
-            assert_eq!(parse_bridge_data(hostile), None, "{hostile:?}");
+            // Refused as it stands, and with our leading variable in front of it.
+            let with_ours = match hostile.strip_prefix('[') {
+                Some(rest) => format!("[{SIP_CODE_DECIDES},{rest}"),
+                None => format!("[{SIP_CODE_DECIDES}]{hostile}"),
+            };
+            for s in [hostile, with_ours.as_str()] {
+                assert_eq!(parse_bridge_data(s), None, "{s:?}");
+            }
+        }
+        for ours_changed in [
+            "sofia/gateway/alpha/1",
+            "[ignore_q850_reason=false]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=true,ignore_q850_reason=true]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=trueX]sofia/gateway/alpha/1",
+            "[sip_h_X-A=1,ignore_q850_reason=true]sofia/gateway/alpha/1",
+        ] {
+            assert_eq!(parse_bridge_data(ours_changed), None, "{ours_changed:?}");
         }
     }
 }

@@ -294,7 +294,7 @@ async fn the_routing_cases_pick_the_expected_carriers_in_order() {
     assert_eq!(bridged_gateways(&xml), ["alpha", "bravo", "charlie"]);
     assert!(
         xml.contains(
-            "[sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
+            "[ignore_q850_reason=true,sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
         ),
         "{xml}"
     );
@@ -499,41 +499,56 @@ async fn route_explain_and_the_dialplan_fetch_give_the_same_answer() {
             assert_eq!(bridged_gateways(&fetched), explained[..1], "{query}");
         }
     }
-    // The failover section names the causes and the collisions (486 and 600 are USER_BUSY).
+    // The failover section names the causes FreeSWITCH moves on by itself, the shared ones that
+    // come back to trunkline, and the codes on both sides of each (503 and 400 are both
+    // NORMAL_TEMPORARY_FAILURE); a callee's busy is in neither list.
     let preview = w
         .app
         .get("/api/v1/route-preview?destination=%2B15551234567", &admin)
         .await;
     let first = &preview.body["legs"][0];
     assert_eq!(first["leg"]["gateway_name"], "alpha");
-    let causes: Vec<&str> = first["continue_on_fail"]
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    let continued = names(&first["continue_on_fail"]);
+    let returned = names(&first["transfer_on_fail"]);
+    for cause in ["UNALLOCATED_NUMBER", "GATEWAY_DOWN", "PROGRESS_TIMEOUT"] {
+        assert!(continued.iter().any(|c| c == cause), "{continued:?}");
+    }
+    assert!(
+        returned.iter().any(|c| c == "NORMAL_TEMPORARY_FAILURE"),
+        "{returned:?}"
+    );
+    for callee in ["USER_BUSY", "UNWANTED"] {
+        assert!(
+            !continued.iter().chain(&returned).any(|c| c == callee),
+            "{callee}"
+        );
+    }
+    let shared = first["collisions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+        .find(|c| c["cause"] == "NORMAL_TEMPORARY_FAILURE")
+        .expect("NORMAL_TEMPORARY_FAILURE collision");
+    assert_eq!(shared["failover_codes"], "500, 503");
+    assert_eq!(shared["other_codes"], "400, 481");
     assert!(
-        causes.contains(&"USER_BUSY")
-            && causes.contains(&"GATEWAY_DOWN")
-            && causes.contains(&"PROGRESS_TIMEOUT")
-    );
-    let busy = first["collisions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["cause"] == "USER_BUSY")
-        .expect("USER_BUSY collision");
-    assert!(
-        busy["other_codes"]
-            .as_array()
+        first["failover_handling"]
+            .as_str()
             .unwrap()
-            .contains(&json!(486))
+            .contains("transfer_on_fail")
     );
-    assert!(
-        busy["failover_codes"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(600))
+    let last = preview.body["legs"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        last["collisions"],
+        json!([]),
+        "nothing follows the last leg"
     );
     let considered = preview.body["considered"].as_array().unwrap();
     assert_eq!(considered.len(), 3);

@@ -91,7 +91,7 @@ pub struct CarrierBody {
     pub tech_headers: BTreeMap<String, String>,
     #[serde(default)]
     pub attestation_header: Option<String>,
-    /// Null = the platform default (404, 5xx, 6xx).
+    /// Null = the platform default (404, 408, 5xx, 604, 606, 608).
     #[serde(default)]
     pub failover_codes: Option<Vec<String>>,
     #[serde(default)]

@@ -78,12 +78,12 @@ const A_LEG_DEFAULTS: [Action; 2] = [
     ("set", Cow::Borrowed("sip_copy_custom_headers=false")),
 ];
 
-/// The `continue_on_fail` cause names for one leg: its failover codes compiled to causes, plus
-/// the causes of a carrier that could not be tried at all (GATEWAY_DOWN, INVALID_GATEWAY:
-/// killed, unregistered or ping-down gateway, §3.2) and, when the leg has a progress timeout,
-/// PROGRESS_TIMEOUT (a carrier that never answered in time).
+/// The `continue_on_fail` cause names for one leg in the default form: the causes reached
+/// only by its failover codes, plus the causes of a carrier that could not be tried at all
+/// (GATEWAY_DOWN, INVALID_GATEWAY: killed, unregistered or ping-down gateway, §3.2) and, when
+/// the leg has a progress timeout, PROGRESS_TIMEOUT (a carrier that never answered in time).
 pub fn continue_on_fail_causes(leg: &Leg) -> Vec<&'static str> {
-    let mut names = causes::failover_causes(&leg.failover_codes);
+    let mut names = causes::compile(&leg.failover_codes).causes;
     let mut add = |c: Cause| {
         if !names.contains(&c.name) {
             names.push(c.name);
@@ -97,23 +97,34 @@ pub fn continue_on_fail_causes(leg: &Leg) -> Vec<&'static str> {
     names
 }
 
-/// The `set` data `continue_on_fail=<causes>` of a leg. Working it out walks every SIP code
-/// 400–699, and a platform has a handful of distinct failover lists, so each thread remembers
-/// the last few.
-fn continue_on_fail(leg: &Leg) -> String {
+/// What the default form sets before one leg's bridge, worked out once per failover list.
+#[derive(Clone)]
+struct LegFailover {
+    /// The whole `set` data `continue_on_fail=<causes>`.
+    continue_on_fail: String,
+    /// The causes for `transfer_on_fail` (comma-separated), empty when there are none.
+    transfer_causes: String,
+}
+
+/// Working a leg's failover out walks every SIP code 400–699, and a platform has a handful of
+/// distinct failover lists, so each thread remembers the last few.
+fn leg_failover(leg: &Leg) -> LegFailover {
     const REMEMBERED: usize = 16;
     thread_local! {
-        static KNOWN: RefCell<Vec<(FailoverCodes, bool, String)>> = const { RefCell::new(Vec::new()) };
+        static KNOWN: RefCell<Vec<(FailoverCodes, bool, LegFailover)>> = const { RefCell::new(Vec::new()) };
     }
     let key = (&leg.failover_codes, leg.progress_timeout_seconds.is_some());
     KNOWN.with_borrow_mut(|known| {
         if let Some((_, _, value)) = known.iter().find(|(c, t, _)| (c, *t) == key) {
             return value.clone();
         }
-        let value = format!(
-            "continue_on_fail={}",
-            continue_on_fail_causes(leg).join(",")
-        );
+        let value = LegFailover {
+            continue_on_fail: format!(
+                "continue_on_fail={}",
+                continue_on_fail_causes(leg).join(",")
+            ),
+            transfer_causes: causes::compile(&leg.failover_codes).ambiguous.join(","),
+        };
         if known.len() == REMEMBERED {
             known.remove(0);
         }
@@ -122,24 +133,70 @@ fn continue_on_fail(leg: &Leg) -> String {
     })
 }
 
-/// The default failover form: one document, one `bridge` per leg.
+/// The channel variables the follow-up fetch decides on: unset before a bridge whose failure
+/// may come back to trunkline, so that fetch sees only this attempt's outcome.
+const OUTCOME_VARIABLES: [Action; 2] = [
+    (
+        "unset",
+        Cow::Borrowed("last_bridge_proto_specific_hangup_cause"),
+    ),
+    ("unset", Cow::Borrowed("originate_disposition")),
+];
+
+/// `<destination> XML <context>`: where a leg's failure goes back to trunkline.
+fn back_to_trunkline(context: &ContextName, destination: &Destination) -> String {
+    format!("{} XML {}", destination.as_str(), context.as_str())
+}
+
+/// The default failover form: one document, one `bridge` per leg from `legs[from]` on
+/// (`from` is 0 on the first fetch, and the next leg after a failure came back to us).
 ///
-/// `continue_on_fail` is set before *each* bridge because FreeSWITCH reads it on the A-leg
-/// after that bridge fails (§4.3), so each carrier's own failover codes decide whether the
-/// next one is tried. Nothing follows the last bridge: the caller then receives the last
-/// carrier's SIP code, passed through (observed on FreeSWITCH 1.10.12).
+/// Before *each* bridge, `continue_on_fail` lists the causes that only failover codes reach:
+/// FreeSWITCH reads it on the A-leg after that bridge fails (§4.3) and moves on to the next
+/// bridge by itself. A cause that a failover code shares with another code (503 and 400 are
+/// both NORMAL_TEMPORARY_FAILURE; 600 and a callee's 486 are both USER_BUSY, §4.4) goes into
+/// `transfer_on_fail` instead, which switch_channel.c `switch_channel_handle_cause` checks
+/// after `continue_on_fail`: the call comes back to trunkline with the attempt number, and the
+/// next fetch decides on the real SIP code ([`exact_step`]). Every other cause hangs the
+/// caller up with the carrier's own answer. Nothing follows the last bridge: the caller then
+/// receives the last carrier's SIP code, passed through (observed on FreeSWITCH 1.10.12).
 pub fn bridge_document(
     context: &ContextName,
     destination: &Destination,
     legs: &[Leg],
+    from: usize,
 ) -> Result<String, RenderError> {
     if legs.is_empty() {
         return Err(RenderError::NoLegs);
     }
+    if from >= legs.len() {
+        return Err(RenderError::LegOutOfRange(from));
+    }
     let mut actions: Vec<Action> = Vec::with_capacity(A_LEG_DEFAULTS.len() + 2 * legs.len());
     actions.extend(A_LEG_DEFAULTS);
-    for leg in legs {
-        actions.push(("set", continue_on_fail(leg).into()));
+    // A follow-up fetch runs on a channel whose previous document set `transfer_on_fail`.
+    let mut transfer_set = from > 0;
+    for (i, leg) in legs.iter().enumerate().skip(from) {
+        let failover = leg_failover(leg);
+        actions.push(("set", failover.continue_on_fail.into()));
+        let last = i + 1 == legs.len();
+        if !last && !failover.transfer_causes.is_empty() {
+            actions.push(set(
+                "transfer_on_fail",
+                format_args!(
+                    "{} {}",
+                    failover.transfer_causes,
+                    back_to_trunkline(context, destination)
+                ),
+            ));
+            actions.push(set("trunkline_attempt", i + 1));
+            actions.extend(OUTCOME_VARIABLES);
+            transfer_set = true;
+        } else if transfer_set {
+            // Otherwise a stale list would send this leg's failure back as the previous one's.
+            actions.push(("unset", Cow::Borrowed("transfer_on_fail")));
+            transfer_set = false;
+        }
         actions.push(("bridge", bridge_data(leg).into()));
     }
     document(context, &destination_expression(destination), &actions)
@@ -254,15 +311,11 @@ pub fn exact_document(
             actions.extend([
                 ("set", "continue_on_fail=true".into()),
                 set("trunkline_attempt", leg + 1),
-                ("unset", "last_bridge_proto_specific_hangup_cause".into()),
-                ("unset", "originate_disposition".into()),
-                ("bridge", bridge_data(this).into()),
             ]);
+            actions.extend(OUTCOME_VARIABLES);
+            actions.push(("bridge", bridge_data(this).into()));
             if leg + 1 < legs.len() {
-                actions.push((
-                    "transfer",
-                    format!("{} XML {}", destination.as_str(), context.as_str()).into(),
-                ));
+                actions.push(("transfer", back_to_trunkline(context, destination).into()));
             }
             actions
         }
@@ -387,57 +440,244 @@ mod tests {
 
     #[test]
     fn single_carrier_snapshot() {
-        let xml = bridge_document(&ctx(), &dest(), &[leg("alpha", "15551234567")]).unwrap();
+        let xml = bridge_document(&ctx(), &dest(), &[leg("alpha", "15551234567")], 0).unwrap();
         apps(&xml);
         insta::assert_snapshot!(xml);
     }
 
     #[test]
     fn three_carrier_failover_snapshot() {
-        let xml = bridge_document(&ctx(), &dest(), &three_legs()).unwrap();
+        let xml = bridge_document(&ctx(), &dest(), &three_legs(), 0).unwrap();
         apps(&xml);
         insta::assert_snapshot!(xml);
     }
 
     #[test]
-    fn each_bridge_is_preceded_by_its_own_continue_on_fail_and_nothing_follows_the_last() {
-        let xml = bridge_document(&ctx(), &dest(), &three_legs()).unwrap();
+    fn each_bridge_is_preceded_by_its_own_failover_settings_and_nothing_follows_the_last() {
+        let xml = bridge_document(&ctx(), &dest(), &three_legs(), 0).unwrap();
         let actions = apps(&xml);
+        let owned = |a: &str, d: &str| (a.to_string(), d.to_string());
         assert_eq!(
-            actions[0],
-            ("set".into(), "hangup_after_bridge=true".into())
+            actions,
+            vec![
+                owned("set", "hangup_after_bridge=true"),
+                owned("set", "sip_copy_custom_headers=false"),
+                // alpha: platform default codes and a progress timeout.
+                owned(
+                    "set",
+                    "continue_on_fail=UNALLOCATED_NUMBER,RECOVERY_ON_TIMER_EXPIRE,NETWORK_OUT_OF_ORDER,GATEWAY_DOWN,INVALID_GATEWAY,PROGRESS_TIMEOUT"
+                ),
+                owned(
+                    "set",
+                    "transfer_on_fail=NORMAL_TEMPORARY_FAILURE,SERVICE_NOT_IMPLEMENTED,INTERWORKING,NORMAL_UNSPECIFIED,NO_ROUTE_DESTINATION,INCOMPATIBLE_DESTINATION,CALL_REJECTED +15551234567 XML trunkline"
+                ),
+                owned("set", "trunkline_attempt=1"),
+                owned("unset", "last_bridge_proto_specific_hangup_cause"),
+                owned("unset", "originate_disposition"),
+                owned(
+                    "bridge",
+                    "[ignore_q850_reason=true,sip_h_X-Account=42,leg_progress_timeout=8]sofia/gateway/alpha/9915551234567"
+                ),
+                // bravo: 404 and 503; 503 shares its cause with 400 and 481.
+                owned(
+                    "set",
+                    "continue_on_fail=UNALLOCATED_NUMBER,GATEWAY_DOWN,INVALID_GATEWAY"
+                ),
+                owned(
+                    "set",
+                    "transfer_on_fail=NORMAL_TEMPORARY_FAILURE +15551234567 XML trunkline"
+                ),
+                owned("set", "trunkline_attempt=2"),
+                owned("unset", "last_bridge_proto_specific_hangup_cause"),
+                owned("unset", "originate_disposition"),
+                owned(
+                    "bridge",
+                    "[ignore_q850_reason=true]sofia/gateway/bravo/15551234567"
+                ),
+                // charlie, the last: nothing follows, so nothing comes back either.
+                owned(
+                    "set",
+                    "continue_on_fail=UNALLOCATED_NUMBER,RECOVERY_ON_TIMER_EXPIRE,NETWORK_OUT_OF_ORDER,GATEWAY_DOWN,INVALID_GATEWAY"
+                ),
+                owned("unset", "transfer_on_fail"),
+                owned(
+                    "bridge",
+                    "[ignore_q850_reason=true,sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
+                ),
+            ]
         );
-        assert_eq!(
-            actions[1],
-            ("set".into(), "sip_copy_custom_headers=false".into())
-        );
-        let rest = &actions[2..];
-        assert_eq!(rest.len(), 6);
-        for pair in rest.chunks(2) {
-            assert!(pair[0].1.starts_with("continue_on_fail="));
-            assert_eq!(pair[1].0, "bridge");
-        }
-        assert!(
-            rest[0]
-                .1
-                .ends_with(",GATEWAY_DOWN,INVALID_GATEWAY,PROGRESS_TIMEOUT")
-        );
-        assert_eq!(
-            rest[2].1,
-            "continue_on_fail=UNALLOCATED_NUMBER,NORMAL_TEMPORARY_FAILURE,GATEWAY_DOWN,INVALID_GATEWAY"
-        );
-        assert_eq!(actions.last().unwrap().0, "bridge");
     }
 
     #[test]
-    fn continue_on_fail_never_carries_numbers() {
-        for leg in three_legs() {
-            let data = continue_on_fail(&leg);
-            let names = data.strip_prefix("continue_on_fail=").expect("set data");
-            for name in names.split(',') {
+    fn a_follow_up_document_starts_at_the_next_leg_and_clears_the_previous_transfer() {
+        let legs = three_legs();
+        let actions = apps(&bridge_document(&ctx(), &dest(), &legs, 2).unwrap());
+        let apps_only: Vec<&str> = actions.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(apps_only, ["set", "set", "set", "unset", "bridge"]);
+        assert_eq!(actions[3].1, "transfer_on_fail");
+        assert!(
+            actions[4]
+                .1
+                .ends_with("sofia/gateway/charlie/0015551234567")
+        );
+        assert_eq!(
+            bridge_document(&ctx(), &dest(), &legs, 3),
+            Err(RenderError::LegOutOfRange(3))
+        );
+    }
+
+    #[test]
+    fn failover_settings_never_carry_numbers() {
+        let actions = apps(&bridge_document(&ctx(), &dest(), &three_legs(), 0).unwrap());
+        for (_, data) in actions.iter().filter(|(a, _)| a == "set") {
+            let list = match data.split_once('=') {
+                Some(("continue_on_fail", list)) => list,
+                Some(("transfer_on_fail", rest)) => rest.split(' ').next().unwrap(),
+                _ => continue,
+            };
+            for name in list.split(',') {
                 assert!(causes::cause_by_name(name).is_some(), "{name}");
             }
         }
+    }
+
+    /// What FreeSWITCH does when the bridge of leg `index` fails with `cause`, from the
+    /// variables the document set by then (switch_channel.c `switch_channel_handle_cause`,
+    /// FREESWITCH.md §4.3): `continue_on_fail` first, then `transfer_on_fail`, else hang up.
+    #[derive(Debug, PartialEq)]
+    enum AfterFailure {
+        NextBridge,
+        BackToTrunkline { attempt: String },
+        HangUp,
+    }
+
+    fn after_failure(actions: &[(String, String)], index: usize, cause: Cause) -> AfterFailure {
+        let mut vars: std::collections::HashMap<&str, &str> = Default::default();
+        let mut bridges = 0;
+        for (app, data) in actions {
+            match app.as_str() {
+                "set" => {
+                    let (k, v) = data.split_once('=').unwrap();
+                    vars.insert(k, v);
+                }
+                "unset" => {
+                    vars.remove(data.as_str());
+                }
+                "bridge" if bridges == index => {
+                    let listed = |var: &str| {
+                        vars.get(var).is_some_and(|v| {
+                            let list = v.split(' ').next().unwrap();
+                            list == "true" || list.split(',').any(|c| c == cause.name)
+                        })
+                    };
+                    return if listed("continue_on_fail") {
+                        AfterFailure::NextBridge
+                    } else if listed("transfer_on_fail") {
+                        let target = vars["transfer_on_fail"].split_once(' ').unwrap().1;
+                        assert_eq!(target, "+15551234567 XML trunkline");
+                        AfterFailure::BackToTrunkline {
+                            attempt: vars["trunkline_attempt"].to_string(),
+                        }
+                    } else {
+                        AfterFailure::HangUp
+                    };
+                }
+                "bridge" => bridges += 1,
+                _ => {}
+            }
+        }
+        panic!("no bridge {index}")
+    }
+
+    /// Whether a failure of the first of two legs with this SIP code reaches the second, in
+    /// the given form: the first document, FreeSWITCH's handling of the cause, and, when the
+    /// call comes back, trunkline's decision on the real SIP code.
+    fn first_leg_fails_over(codes: &FailoverCodes, exact: bool, code: u16) -> bool {
+        let mut first = leg("alpha", "15551234567");
+        first.failover_codes = codes.clone();
+        let legs = vec![first, leg("bravo", "15551234567")];
+        let xml = if exact {
+            exact_document(&ctx(), &dest(), &legs, &ExactStep::Bridge { leg: 0 }).unwrap()
+        } else {
+            bridge_document(&ctx(), &dest(), &legs, 0).unwrap()
+        };
+        match after_failure(&apps(&xml), 0, causes::cause_for_sip(code)) {
+            // The exact form transfers back whatever happened (`continue_on_fail=true` and
+            // a `transfer` after the bridge).
+            AfterFailure::NextBridge if exact => {
+                exact_step(&legs, Some("1"), Some(&format!("sip:{code}")), None)
+                    == ExactStep::Bridge { leg: 1 }
+            }
+            AfterFailure::NextBridge => true,
+            AfterFailure::BackToTrunkline { attempt } => {
+                exact_step(&legs, Some(&attempt), Some(&format!("sip:{code}")), None)
+                    == ExactStep::Bridge { leg: 1 }
+            }
+            AfterFailure::HangUp => false,
+        }
+    }
+
+    #[test]
+    fn every_code_400_to_699_fails_over_exactly_when_configured_in_both_forms() {
+        let lists: Vec<FailoverCodes> = [
+            vec!["404", "408", "5xx", "604", "606", "608"],
+            vec!["404", "5xx", "6xx"],
+            vec!["503"],
+            vec!["4xx"],
+            vec!["486", "502"],
+        ]
+        .iter()
+        .map(|l| {
+            FailoverCodes::new(l.iter().map(|c| FailoverCode::parse(c).unwrap()).collect()).unwrap()
+        })
+        .chain([FailoverCodes::platform_default()])
+        .collect();
+        for codes in &lists {
+            for exact in [false, true] {
+                for code in 400..=699 {
+                    assert_eq!(
+                        first_leg_fails_over(codes, exact, code),
+                        codes.matches(code),
+                        "codes {codes:?}, exact form {exact}, SIP {code}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn by_default_a_callee_answer_never_reaches_the_next_carrier_in_either_form() {
+        let defaults = FailoverCodes::platform_default();
+        for exact in [false, true] {
+            for code in [486, 600, 603, 607, 487] {
+                assert!(!first_leg_fails_over(&defaults, exact, code), "{code}");
+            }
+            for code in [404, 408, 500, 502, 503, 504, 599, 604, 606, 608] {
+                assert!(first_leg_fails_over(&defaults, exact, code), "{code}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_untried_carrier_moves_on_without_coming_back() {
+        let legs = three_legs();
+        let actions = apps(&bridge_document(&ctx(), &dest(), &legs, 0).unwrap());
+        for cause in [
+            Cause::GATEWAY_DOWN,
+            Cause::INVALID_GATEWAY,
+            Cause::PROGRESS_TIMEOUT,
+        ] {
+            assert_eq!(after_failure(&actions, 0, cause), AfterFailure::NextBridge);
+        }
+        // bravo has no progress timeout; nobody answering in time is never a failover.
+        assert_eq!(
+            after_failure(&actions, 1, Cause::PROGRESS_TIMEOUT),
+            AfterFailure::HangUp
+        );
+        assert_eq!(
+            after_failure(&actions, 0, Cause::NO_ANSWER),
+            AfterFailure::HangUp
+        );
     }
 
     #[test]
@@ -456,7 +696,7 @@ mod tests {
     #[test]
     fn documents_never_reference_caller_data() {
         let legs = three_legs();
-        let mut docs = vec![bridge_document(&ctx(), &dest(), &legs).unwrap()];
+        let mut docs = vec![bridge_document(&ctx(), &dest(), &legs, 0).unwrap()];
         for step in [
             ExactStep::Bridge { leg: 0 },
             ExactStep::Bridge { leg: 2 },
@@ -476,7 +716,7 @@ mod tests {
     #[test]
     fn a_bridge_document_without_legs_is_an_error() {
         assert_eq!(
-            bridge_document(&ctx(), &dest(), &[]),
+            bridge_document(&ctx(), &dest(), &[], 0),
             Err(RenderError::NoLegs)
         );
     }

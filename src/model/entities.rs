@@ -102,8 +102,10 @@ wire_enum!(
 
 wire_enum!(
     /// How failover is expressed in the dialplan (FREESWITCH.md §4.3/§4.4). `default`: one
-    /// document with a bridge per leg and `continue_on_fail=<cause names>`. `exact`: one leg per
-    /// fetch, then `transfer` back to trunkline, so the next fetch decides on the real SIP code.
+    /// document with a bridge per leg; FreeSWITCH moves on by itself on causes that only
+    /// failover codes reach (`continue_on_fail`), and sends causes shared with other codes back
+    /// to trunkline (`transfer_on_fail`), which decides on the real SIP code. `exact`: one leg
+    /// per fetch, every failure back to trunkline. Both fail over on exactly the same codes.
     FailoverMode { Default = "default", Exact = "exact" }
 );
 

@@ -727,13 +727,21 @@ impl FailoverCodes {
         Ok(Self(codes))
     }
 
-    /// The platform default: 404, 5xx and 6xx.
+    /// The platform default: the carrier's own failures, never the callee's answer.
+    /// 404 (no route at this carrier), 408 (no final answer in time), every 5xx, and the 6xx
+    /// that mean "try another route" (604 does not exist, 606 not acceptable, 608 rejected by
+    /// an intermediary). Never 486/600 (busy), 603 (decline), 607 (unwanted) or 487 (our own
+    /// CANCEL): the caller hears those.
     pub fn platform_default() -> Self {
-        Self(vec![
+        Self::new(vec![
             FailoverCode::Exact(404),
+            FailoverCode::Exact(408),
             FailoverCode::Class(5),
-            FailoverCode::Class(6),
+            FailoverCode::Exact(604),
+            FailoverCode::Exact(606),
+            FailoverCode::Exact(608),
         ])
+        .expect("a short, non-empty list")
     }
 
     pub fn codes(&self) -> &[FailoverCode] {
@@ -977,8 +985,12 @@ mod tests {
     #[test]
     fn failover_codes_match_exact_and_class() {
         let d = FailoverCodes::platform_default();
-        assert!(d.matches(404) && d.matches(503) && d.matches(600));
-        assert!(!d.matches(486) && !d.matches(403));
+        for code in [404, 408, 500, 502, 503, 504, 599, 604, 606, 608] {
+            assert!(d.matches(code), "{code}");
+        }
+        for code in [486, 600, 603, 607, 487, 480, 403] {
+            assert!(!d.matches(code), "{code}");
+        }
         assert!(FailoverCode::parse("7xx").is_err());
         assert!(FailoverCode::parse("sip:404").is_err());
         assert_eq!(FailoverCode::parse("5XX").unwrap().to_string(), "5xx");

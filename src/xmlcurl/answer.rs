@@ -172,22 +172,23 @@ pub fn dialplan_answer<'s>(
         };
         refuse(reason, format!("{why} {destination}").into())
     } else {
-        let rendered = match out.mode {
-            FailoverMode::Default => {
-                bridge_document(&context, &destination, legs).map(|xml| (xml, "bridge"))
+        // A fetch that carries our attempt number is a failed leg coming back: both forms
+        // decide on its real SIP code. Only the documents differ.
+        let step = exact_step(
+            legs,
+            fetch.attempt.as_deref(),
+            fetch.last_sip_cause.as_deref(),
+            fetch.originate_disposition.as_deref(),
+        );
+        let rendered = match (out.mode, step) {
+            (FailoverMode::Default, ExactStep::Bridge { leg }) => {
+                bridge_document(&context, &destination, legs, leg).map(|xml| (xml, "bridge"))
             }
-            FailoverMode::Exact => {
-                let step = exact_step(
-                    legs,
-                    fetch.attempt.as_deref(),
-                    fetch.last_sip_cause.as_deref(),
-                    fetch.originate_disposition.as_deref(),
-                );
-                let outcome = match step {
-                    ExactStep::Bridge { .. } => "exact",
-                    _ => "refused",
-                };
-                exact_document(&context, &destination, legs, &step).map(|xml| (xml, outcome))
+            (FailoverMode::Exact, ExactStep::Bridge { .. }) => {
+                exact_document(&context, &destination, legs, &step).map(|xml| (xml, "exact"))
+            }
+            (_, step) => {
+                exact_document(&context, &destination, legs, &step).map(|xml| (xml, "refused"))
             }
         };
         match rendered {

@@ -56,13 +56,60 @@ pub struct LegExplanation {
     /// `specificity` or `age`.
     #[schema(value_type = String)]
     pub decided_by: Criterion,
-    /// The cause names that move the call on to the next leg after this one fails.
+    /// The cause names on which FreeSWITCH moves on to the next leg by itself after this one
+    /// fails (`true` in the exact form, where every failure comes back to trunkline).
     pub continue_on_fail: Vec<&'static str>,
-    /// Non-failover SIP codes that reach one of those causes too (the SIP → cause table is
-    /// lossy: 486 and 600 are both USER_BUSY); in the default failover form they fail over as
-    /// well. The exact form decides on the real SIP code instead.
+    /// The cause names that send the call back to trunkline for a decision on the real SIP
+    /// code: causes a failover code shares with a code that must not fail over.
+    pub transfer_on_fail: Vec<&'static str>,
+    /// Those shared causes, with the codes on each side as compact ranges (`400, 481`,
+    /// `506–512`): only the collisions that change this leg's decision (none on the last leg,
+    /// none in the exact form).
     #[schema(value_type = Vec<Object>)]
     pub collisions: Vec<Collision>,
+    /// One line: what is done about failures of this leg.
+    pub failover_handling: &'static str,
+}
+
+/// The failover part of a leg's explanation: what FreeSWITCH is told, and why.
+fn leg_failover(
+    leg: &Leg,
+    last: bool,
+    mode: FailoverMode,
+) -> (
+    Vec<&'static str>,
+    Vec<&'static str>,
+    Vec<Collision>,
+    &'static str,
+) {
+    if last {
+        return (
+            continue_on_fail_causes(leg),
+            Vec::new(),
+            Vec::new(),
+            "last leg: its carrier's answer is passed to the caller",
+        );
+    }
+    if mode == FailoverMode::Exact {
+        return (
+            vec!["true"],
+            Vec::new(),
+            Vec::new(),
+            "exact form: every failure comes back to trunkline, which fails over only on this leg's failover codes",
+        );
+    }
+    let compiled = causes::compile(&leg.failover_codes);
+    let handling = if compiled.collisions.is_empty() {
+        "every failover code has a cause of its own: FreeSWITCH moves on by itself"
+    } else {
+        "shared causes come back to trunkline (transfer_on_fail), which fails over on the failover codes only"
+    };
+    (
+        continue_on_fail_causes(leg),
+        compiled.ambiguous,
+        compiled.collisions,
+        handling,
+    )
 }
 
 /// The whole explanation; route names and patterns are borrowed from the snapshot explained.
@@ -145,16 +192,23 @@ pub fn explain<'s>(
                 .map_or_else(|| "not routable".into(), Cow::into_owned),
         ));
     };
+    let count = legs.len();
     let legs = legs
         .into_iter()
         .enumerate()
-        .map(|(i, leg)| LegExplanation {
-            position: i + 1,
-            decided_by: decided_by(i + 1, forced.as_ref(), &considered),
-            dial_string: bridge_data(&leg),
-            continue_on_fail: continue_on_fail_causes(&leg),
-            collisions: causes::compile(&leg.failover_codes).collisions,
-            leg,
+        .map(|(i, leg)| {
+            let (continue_on_fail, transfer_on_fail, collisions, failover_handling) =
+                leg_failover(&leg, i + 1 == count, answered.mode);
+            LegExplanation {
+                position: i + 1,
+                decided_by: decided_by(i + 1, forced.as_ref(), &considered),
+                dial_string: bridge_data(&leg),
+                continue_on_fail,
+                transfer_on_fail,
+                collisions,
+                failover_handling,
+                leg,
+            }
         })
         .collect();
     Ok(Explanation {

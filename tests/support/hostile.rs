@@ -268,9 +268,22 @@ fn set_is_ours(data: &str) -> bool {
         "hangup_after_bridge" => value == "true",
         "sip_copy_custom_headers" => value == "false",
         "continue_on_fail" => value == "true" || upper(value),
+        // `<CAUSES> <destination> XML <context>`: back into the same context, nothing else.
+        "transfer_on_fail" => value
+            .split_once(' ')
+            .is_some_and(|(causes, target)| upper(causes) && is_transfer_back(target)),
         "trunkline_attempt" => !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()),
         _ => false,
     }
+}
+
+/// `<validated destination literal> XML <context>`: where the exact form's `transfer` and the
+/// default form's `transfer_on_fail` send a failed leg back to trunkline.
+fn is_transfer_back(target: &str) -> bool {
+    target.split_once(" XML ").is_some_and(|(dest, ctx)| {
+        Destination::parse(dest).is_ok_and(|d| d.as_str() == dest)
+            && ContextName::parse(ctx).is_ok()
+    })
 }
 
 /// Checks a dialplan document against exactly what trunkline generates and returns the bridged
@@ -305,19 +318,16 @@ pub fn check_dialplan(xml: &str, gateways: &BTreeSet<String>) -> Result<Vec<Stri
                     "set" => set_is_ours(data),
                     "unset" => matches!(
                         data,
-                        "last_bridge_proto_specific_hangup_cause" | "originate_disposition"
+                        "last_bridge_proto_specific_hangup_cause"
+                            | "originate_disposition"
+                            | "transfer_on_fail"
                     ),
                     "respond" => data.len() == 3 && data.bytes().all(|b| b.is_ascii_digit()),
                     "hangup" => {
                         !data.is_empty()
                             && data.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
                     }
-                    // The exact form's transfer back into the same context with the validated
-                    // destination literal.
-                    "transfer" => data.split_once(" XML ").is_some_and(|(dest, ctx)| {
-                        Destination::parse(dest).is_ok_and(|d| d.as_str() == dest)
-                            && ContextName::parse(ctx).is_ok()
-                    }),
+                    "transfer" => is_transfer_back(data),
                     "bridge" => match parse_bridge_data(data) {
                         Some(b) if gateways.contains(b.gateway.as_str()) => {
                             bridged.push(b.gateway.to_string());

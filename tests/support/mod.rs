@@ -6,5 +6,7 @@
 pub mod app;
 pub mod db;
 pub mod fake_switch;
+pub mod freeswitch;
 pub mod hostile;
 pub mod process;
+pub mod sipp;

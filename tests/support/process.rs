@@ -42,8 +42,22 @@ impl Server {
     /// with the repository's templates and none of the test's `TRUNKLINE_*` variables. Returns
     /// once `/healthz` answers.
     pub async fn start(dir: &Path, config: &str) -> Server {
-        let config_path = dir.join("trunkline.toml");
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        Self::start_at(dir, &templates, config, addr).await
+    }
+
+    /// [`Server::start`] with its own templates directory, on a given address (a restarted
+    /// instance keeps the address FreeSWITCH's bindings point at).
+    pub async fn start_at(
+        dir: &Path,
+        templates: &Path,
+        config: &str,
+        addr: std::net::SocketAddr,
+    ) -> Server {
+        let config_path = dir.join("trunkline.toml");
         std::fs::write(
             &config_path,
             format!(
@@ -52,9 +66,6 @@ impl Server {
             ),
         )
         .expect("config written");
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
         let log = dir.join("serve.log");
         let out = std::fs::OpenOptions::new()
             .create(true)

@@ -1,0 +1,1155 @@
+//! The real-FreeSWITCH interop suite: every test starts the `trunkline serve` binary on a real
+//! port and SQLite file, a FreeSWITCH 1.10 node configured from `freeswitch-conf/` as its
+//! README tells an operator (only ports and credentials substituted), carriers as sipp UAS
+//! processes and callers as sipp UAC through the caller-facing profile of
+//! `templates/examples/callers.xml`, then asserts on what reached the wire.
+//!
+//! Where the node comes from and what happens without one: `support/freeswitch.rs`. The tests
+//! take one lock, so one node runs at a time (they are CPU-bound on a small machine), and every
+//! wait is bounded.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::app::create_token;
+use support::freeswitch::{self, Build, Node, NodeSpec, free_port};
+use support::process::{Server, eventually};
+use support::sipp::{self, Answer, Caller, Carrier, CallOutcome};
+use trunkline::model::{Role, Scope};
+use trunkline::store::Store;
+
+const WAIT: Duration = Duration::from_secs(30);
+const XMLCURL_USER: &str = "freeswitch";
+const XMLCURL_PASSWORD: &str = "interop-xmlcurl-secret";
+const ESL_PASSWORD: &str = "interop-esl-secret";
+const CALLER_ID: &str = "+15550001111";
+
+/// One node at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How a platform is set up.
+#[derive(Debug, Clone)]
+struct Options {
+    failover_mode: &'static str,
+    esl_debounce_ms: u64,
+    /// A PostgreSQL database shared by two instances, both bindings on the node (the second
+    /// instance's as the fallback); `None`: one instance on a SQLite file.
+    postgres: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            failover_mode: "default",
+            esl_debounce_ms: 500,
+            postgres: None,
+        }
+    }
+}
+
+/// The drop-in's bindings, then each again pointing at the second instance: mod_xml_curl asks
+/// a section's bindings in order and takes the first answer, so the second instance answers
+/// only when the first does not (README: several instances).
+fn bindings_with_fallback(first: &str, second: &str, credentials: &str) -> String {
+    let drop_in = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("freeswitch-conf/autoload_configs/xml_curl.conf.xml"),
+    )
+    .unwrap()
+    .replace("freeswitch:change-this-xmlcurl-password", credentials);
+    let start = drop_in.find("<bindings>").unwrap() + "<bindings>".len();
+    let end = drop_in.find("</bindings>").unwrap();
+    let bindings = &drop_in[start..end];
+    let fallback = bindings
+        .replace("http://127.0.0.1:8080/freeswitch/xml", second)
+        .replace("<binding name=\"trunkline_", "<binding name=\"fallback_");
+    format!(
+        "{}{}{fallback}{}",
+        &drop_in[..start],
+        bindings.replace("http://127.0.0.1:8080/freeswitch/xml", first),
+        &drop_in[end..]
+    )
+}
+
+/// trunkline, its database and templates, and a FreeSWITCH node wired to it.
+struct Platform {
+    build: Build,
+    dir: tempfile::TempDir,
+    server: Server,
+    /// The second instance, with [`Options::postgres`].
+    second: Option<(Server, SocketAddr)>,
+    node: Node,
+    token: String,
+    client: reqwest::Client,
+    addr: SocketAddr,
+    templates: PathBuf,
+    config: String,
+    /// The caller-facing profiles: into trunkline's context (`callers`) and into the
+    /// operator's dialplan (`operator`).
+    caller_profile_port: u16,
+    operator_profile_port: u16,
+}
+
+/// The repository's templates plus the example caller-facing profile, copied as the example
+/// tells an operator to (`templates/sofia/callers.xml`).
+fn templates_with_callers(dir: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let templates = dir.join("templates");
+    std::fs::create_dir_all(templates.join("sofia")).unwrap();
+    std::fs::copy(
+        repo.join("sofia/external.xml"),
+        templates.join("sofia/external.xml"),
+    )
+    .unwrap();
+    std::fs::copy(repo.join("acl.conf.xml"), templates.join("acl.conf.xml")).unwrap();
+    let callers = std::fs::read_to_string(repo.join("examples/callers.xml")).unwrap();
+    std::fs::write(templates.join("sofia/callers.xml"), &callers).unwrap();
+    // A second caller-facing profile from the same example, its variables renamed: the
+    // operator's own callers, whose calls enter the operator's dialplan first (README step 7).
+    std::fs::write(
+        templates.join("sofia/operator.xml"),
+        callers
+            .replace("caller_sip_port", "operator_sip_port")
+            .replace("caller_context", "operator_context"),
+    )
+    .unwrap();
+    templates
+}
+
+/// The operator's own dialplan of `freeswitch-conf/README.md` step 7: a condition that admits
+/// only a plain number, the trunkline variables set first (here from the caller's `X-Tenant`,
+/// `X-Carrier` and `X-Attest` headers, each checked by a condition), then a transfer into
+/// trunkline's context.
+const OPERATOR_DIALPLAN: &str = r#"<include>
+  <context name="operator_in">
+    <extension name="trunkline_variables" continue="true">
+      <condition field="${sip_h_X-Tenant}" expression="^([0-9a-f-]{36})$" break="never">
+        <action application="set" data="trunkline_tenant_id=$1"/>
+      </condition>
+      <condition field="${sip_h_X-Carrier}" expression="^([0-9a-f-]{36})$" break="never">
+        <action application="set" data="trunkline_carrier_id=$1"/>
+      </condition>
+      <condition field="${sip_h_X-Attest}" expression="^([ABC])$" break="never">
+        <action application="set" data="trunkline_attestation=$1"/>
+      </condition>
+    </extension>
+    <extension name="to_trunkline">
+      <condition field="destination_number" expression="^(\+?[0-9*#]{1,32})$">
+        <action application="transfer" data="$1 XML trunkline"/>
+      </condition>
+    </extension>
+  </context>
+</include>
+"#;
+
+impl Platform {
+    /// Starts trunkline with `carriers` created by `arrange` before the node boots, then the
+    /// node; `None` when this machine has no FreeSWITCH (outside CI).
+    async fn start(options: Options) -> Option<Platform> {
+        let build = freeswitch::build()?;
+        let dir = tempfile::tempdir().unwrap();
+        let url = options
+            .postgres
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("trunkline.db").display()));
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let token = create_token(&store, Role::PlatformAdmin, None, Scope::ALL).await;
+        drop(store);
+
+        let (carrier_profile_port, caller_profile_port, operator_profile_port) =
+            (free_port(), free_port(), free_port());
+        let esl_port = free_port();
+        let config = format!(
+            r#"database_url = {url:?}
+xmlcurl_user = "{XMLCURL_USER}"
+xmlcurl_password = "{XMLCURL_PASSWORD}"
+failover_mode = "{}"
+esl_debounce_ms = {}
+
+[template_vars]
+sip_ip = "127.0.0.1"
+rtp_ip = "127.0.0.1"
+ext_sip_ip = "127.0.0.1"
+ext_rtp_ip = "127.0.0.1"
+sip_port = "{carrier_profile_port}"
+caller_sip_port = "{caller_profile_port}"
+operator_sip_port = "{operator_profile_port}"
+operator_context = "operator_in"
+
+[[switches]]
+name = "fs1"
+esl_host = "127.0.0.1"
+esl_port = {esl_port}
+esl_password = "{ESL_PASSWORD}"
+profiles = ["external"]
+"#,
+            options.failover_mode, options.esl_debounce_ms
+        );
+        let templates = templates_with_callers(dir.path());
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let server = Server::start_at(dir.path(), &templates, &config, addr).await;
+        let credentials = format!("{XMLCURL_USER}:{XMLCURL_PASSWORD}");
+        let mut own_files = vec![("dialplan/operator_in.xml".into(), OPERATOR_DIALPLAN.into())];
+        let second = match options.postgres {
+            None => None,
+            Some(_) => {
+                let second_dir = dir.path().join("second");
+                std::fs::create_dir_all(&second_dir).unwrap();
+                let second_addr = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .unwrap();
+                let second = Server::start_at(&second_dir, &templates, &config, second_addr).await;
+                own_files.push((
+                    "autoload_configs/xml_curl.conf.xml".into(),
+                    bindings_with_fallback(
+                        &format!("http://{addr}/freeswitch/xml"),
+                        &format!("http://{second_addr}/freeswitch/xml"),
+                        &credentials,
+                    ),
+                ));
+                Some((second, second_addr))
+            }
+        };
+        let node_dir = dir.path().join("node");
+        let node = Node::start(
+            &build,
+            &node_dir,
+            NodeSpec {
+                xmlcurl_url: format!("http://{addr}/freeswitch/xml"),
+                xmlcurl_credentials: credentials,
+                esl_port,
+                esl_password: ESL_PASSWORD.into(),
+                rtp_start: 20_000 + (esl_port % 400) * 100,
+                own_files,
+            },
+        )
+        .await;
+        let platform = Platform {
+            build,
+            dir,
+            server,
+            second,
+            node,
+            token,
+            client: reqwest::Client::new(),
+            addr,
+            templates,
+            config,
+            caller_profile_port,
+            operator_profile_port,
+        };
+        platform.profiles_running().await;
+        Some(platform)
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn profiles_running(&self) {
+        eventually("every template profile RUNNING", WAIT, || async {
+            let status = self.api("sofia status").await;
+            ["external", "callers", "operator"].iter().all(|p| {
+                status
+                    .lines()
+                    .any(|l| l.contains(p) && l.contains("profile") && l.contains("RUNNING"))
+            })
+        })
+        .await;
+    }
+
+    async fn api(&self, command: &str) -> String {
+        self.node
+            .api(command)
+            .await
+            .unwrap_or_else(|e| panic!("api {command}: {e}\n{}", self.node.log()))
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.send_to(self.addr, method, path, body).await
+    }
+
+    /// [`Platform::send`] to a given instance.
+    async fn send_to(
+        &self,
+        addr: SocketAddr,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("http://{addr}{path}"))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// A platform carrier on a local port (a sipp carrier's, or nothing's), named after its
+    /// gateway; `extra` fields are merged in.
+    async fn carrier(&self, gateway: &str, port: u16, extra: Value) -> Value {
+        let mut body = json!({
+            "name": gateway,
+            "gateway_name": gateway,
+            "remote_host": "127.0.0.1",
+            "remote_port": port,
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        self.send(reqwest::Method::POST, "/api/v1/carriers", Some(body))
+            .await
+    }
+
+    async fn route(&self, prefix: &str, carrier: &Value, priority: u32, extra: Value) -> Value {
+        let mut body = json!({
+            "name": format!("{prefix} via {}", carrier["gateway_name"]),
+            "prefix": prefix,
+            "carrier_id": carrier["id"],
+            "priority": priority,
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        self.send(reqwest::Method::POST, "/api/v1/outbound-routes", Some(body))
+            .await
+    }
+
+    /// `sofia xmlstatus gateway <name>` once the gateway runs with `proxy` (e.g.
+    /// `sip:127.0.0.1:5091`), or a test failure.
+    async fn gateway_live(&self, name: &str, proxy: &str) -> String {
+        let mut last = String::new();
+        let wanted = format!("<proxy>{proxy}</proxy>");
+        let found = tokio::time::timeout(WAIT, async {
+            loop {
+                last = self.api(&format!("sofia xmlstatus gateway {name}")).await;
+                if last.contains(&wanted) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(found.is_ok(), "gateway {name} with {proxy}: {last}");
+        last
+    }
+
+    async fn gateway_gone(&self, name: &str) {
+        eventually(&format!("gateway {name} gone"), WAIT, || async {
+            !self
+                .api(&format!("sofia xmlstatus gateway {name}"))
+                .await
+                .contains("<gateway>")
+        })
+        .await;
+    }
+
+    /// Waits until trunkline says the node is converged on the current configuration.
+    async fn synced(&self) {
+        eventually("the node synced by trunkline", WAIT, || async {
+            let switches = self
+                .send(reqwest::Method::GET, "/api/v1/switches", None)
+                .await;
+            let s = &switches.as_array().unwrap()[0];
+            s["connection"] == "connected"
+                && s["pending_operations"] == 0
+                && s["synced_version"].is_u64()
+        })
+        .await;
+    }
+
+    /// A call from the caller-facing profile straight into trunkline's context.
+    async fn call(&self, number: &str, caller: Caller) -> CallOutcome {
+        sipp::call(
+            self.dir(),
+            self.caller_profile_port,
+            number,
+            CALLER_ID,
+            &[],
+            caller,
+        )
+        .await
+    }
+
+    /// A call through the operator's dialplan, which sets the trunkline variables named by
+    /// `headers` (`X-Tenant`, `X-Carrier`, `X-Attest`) before transferring to trunkline.
+    async fn operator_call(
+        &self,
+        number: &str,
+        headers: &[(&str, String)],
+        caller: Caller,
+    ) -> CallOutcome {
+        sipp::call(
+            self.dir(),
+            self.operator_profile_port,
+            number,
+            CALLER_ID,
+            headers,
+            caller,
+        )
+        .await
+    }
+}
+
+/// Asserts the caller's final status, with the traces and the node's log on failure.
+#[track_caller]
+fn assert_status(outcome: &CallOutcome, expected: u16, what: &str) {
+    assert_eq!(
+        outcome.status,
+        Some(expected),
+        "{what}: caller's final status\n{}",
+        outcome.trace
+    );
+}
+
+/// `/api/v1/<collection>/<id of row>`.
+fn path(collection: &str, row: &Value) -> String {
+    format!("/api/v1/{collection}/{}", row["id"].as_str().expect("an id"))
+}
+
+/// The user part of a Request-URI (`sip:99155@127.0.0.1:5091` → `99155`).
+fn uri_user(uri: &str) -> &str {
+    uri.strip_prefix("sip:")
+        .and_then(|u| u.split('@').next())
+        .unwrap_or_default()
+}
+
+/// A sipp carrier answering as told, and its gateway on trunkline, live on the node.
+async fn carrier_answering(p: &Platform, gateway: &str, answer: Answer) -> (Carrier, Value) {
+    let carrier = Carrier::start(p.dir(), gateway, answer);
+    let row = p.carrier(gateway, carrier.port, json!({})).await;
+    p.gateway_live(gateway, &format!("sip:127.0.0.1:{}", carrier.port))
+        .await;
+    (carrier, row)
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[tokio::test]
+async fn the_node_boots_on_trunklines_sofia_conf_with_one_gateway_per_active_carrier() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    // Arrange: two active carriers, one disabled.
+    let (_alpha, _) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    let (_bravo, _) = carrier_answering(&p, "bravo", Answer::Connect).await;
+    let charlie_port = free_port();
+    let charlie = p
+        .carrier(
+            "charlie",
+            charlie_port,
+            json!({"inbound_ips": ["192.0.2.7/32"]}),
+        )
+        .await;
+    p.gateway_live("charlie", &format!("sip:127.0.0.1:{charlie_port}"))
+        .await;
+    eventually("an active carrier's address admitted", WAIT, || async {
+        p.api("acl 192.0.2.7 trunkline_carriers").await == "true"
+    })
+    .await;
+    p.send(
+        reqwest::Method::PATCH,
+        &path("carriers", &charlie),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    p.gateway_gone("charlie").await;
+    p.synced().await;
+
+    // Act: restart the node, so that it loads everything from trunkline at boot.
+    let mut p = p;
+    let build = p.build.clone();
+    p.node.restart(&build).await;
+    p.profiles_running().await;
+
+    // Assert
+    let status = p.api("sofia status").await;
+    for gateway in ["alpha", "bravo"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.contains(&format!("external::{gateway}")) && l.contains("gateway")),
+            "{status}"
+        );
+    }
+    assert!(!status.contains("charlie"), "{status}");
+    let gateways = status.lines().filter(|l| l.contains("gateway")).count();
+    assert_eq!(gateways, 2, "{status}");
+    // acl.conf came from trunkline: its carriers list is there (and with it the charlie
+    // address only while charlie was active).
+    let acl = p.api("acl 192.0.2.7 trunkline_carriers").await;
+    assert_eq!(acl.trim(), "false", "a disabled carrier's address is not admitted");
+    let esl_list = p.api("acl 127.0.0.1 trunkline_esl").await;
+    assert_eq!(esl_list.trim(), "true", "the template's own list is served");
+}
+
+/// Failover on the carrier's failures, a chain through the given failover mode: carrier `a`
+/// answers `status` (or does not exist at all), carrier `b` connects.
+async fn failover_cases(p: &Platform, cases: &[(&str, Option<u16>)], expect_failover: bool) {
+    // Gateway names are global: each set of cases has its own.
+    let tag = if expect_failover { "f" } else { "n" };
+    let (b, b_row) = carrier_answering(p, &format!("bravo-{tag}"), Answer::Connect).await;
+    for (i, (number, status)) in cases.iter().enumerate() {
+        let gateway = format!("alpha-{tag}{i}");
+        let (first, first_row) = match status {
+            Some(status) => {
+                let (c, row) = carrier_answering(p, &gateway, Answer::Status(*status)).await;
+                (Some(c), row)
+            }
+            // Nothing listens there: ICMP port unreachable.
+            None => {
+                let port = free_port();
+                let row = p.carrier(&gateway, port, json!({})).await;
+                p.gateway_live(&gateway, &format!("sip:127.0.0.1:{port}"))
+                    .await;
+                (None, row)
+            }
+        };
+        p.route(number, &first_row, 1, json!({})).await;
+        p.route(number, &b_row, 2, json!({})).await;
+        let before = b.invites().len();
+        let outcome = p.call(number, Caller::Expect(if expect_failover { 200 } else { status.unwrap() })).await;
+        let what = format!("{number}: first carrier {status:?}");
+        if let Some(first) = &first {
+            assert_eq!(first.invites().len(), 1, "{what}: the first carrier was tried once");
+        }
+        if expect_failover {
+            assert_status(&outcome, 200, &what);
+            assert_eq!(b.invites().len(), before + 1, "{what}: the second carrier answered");
+        } else {
+            assert_status(&outcome, status.unwrap(), &what);
+            assert_eq!(b.invites().len(), before, "{what}: the second carrier got no INVITE");
+        }
+    }
+}
+
+const CARRIER_FAILURES: &[(&str, Option<u16>)] = &[
+    ("+4410", Some(503)),
+    ("+4411", Some(500)),
+    ("+4412", Some(502)),
+    ("+4413", Some(404)),
+    ("+4414", None),
+];
+
+const CALLEE_ANSWERS: &[(&str, Option<u16>)] = &[
+    ("+4420", Some(486)),
+    ("+4421", Some(600)),
+    ("+4422", Some(603)),
+];
+
+#[tokio::test]
+async fn by_default_carrier_failures_fail_over_and_the_next_carrier_answers() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    failover_cases(&p, CARRIER_FAILURES, true).await;
+}
+
+#[tokio::test]
+async fn by_default_busy_and_decline_reach_the_caller_and_no_other_carrier_is_rung() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    failover_cases(&p, CALLEE_ANSWERS, false).await;
+    cancel_while_ringing_rings_no_other_carrier(&p).await;
+}
+
+#[tokio::test]
+async fn the_exact_form_fails_over_on_the_same_codes_and_chains_three_carriers() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options {
+        failover_mode: "exact",
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    failover_cases(&p, CARRIER_FAILURES, true).await;
+    failover_cases(&p, CALLEE_ANSWERS, false).await;
+    cancel_while_ringing_rings_no_other_carrier(&p).await;
+    three_carrier_chain(&p, "+4430").await;
+}
+
+#[tokio::test]
+async fn by_default_a_three_carrier_chain_503_503_200_connects_through_the_third() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    three_carrier_chain(&p, "+4430").await;
+}
+
+async fn three_carrier_chain(p: &Platform, number: &str) {
+    let (x, x_row) = carrier_answering(p, "xray", Answer::Status(503)).await;
+    let (y, y_row) = carrier_answering(p, "yankee", Answer::Status(503)).await;
+    let (z, z_row) = carrier_answering(p, "zulu", Answer::Connect).await;
+    for (priority, row) in [(1, &x_row), (2, &y_row), (3, &z_row)] {
+        p.route(number, row, priority, json!({})).await;
+    }
+    let outcome = p.call(number, Caller::Expect(200)).await;
+    assert_status(&outcome, 200, "503 → 503 → 200");
+    for (c, name) in [(&x, "xray"), (&y, "yankee"), (&z, "zulu")] {
+        assert_eq!(c.invites().len(), 1, "{name} tried once");
+    }
+}
+
+/// The caller hangs up while the first carrier rings: the second carrier gets no INVITE.
+async fn cancel_while_ringing_rings_no_other_carrier(p: &Platform) {
+    let (ringing, ringing_row) =
+        carrier_answering(p, "ringing", Answer::RingUntilCancelled).await;
+    let (spare, spare_row) = carrier_answering(p, "spare", Answer::Connect).await;
+    p.route("+4440", &ringing_row, 1, json!({})).await;
+    p.route("+4440", &spare_row, 2, json!({})).await;
+    let outcome = p.call("+4440123", Caller::CancelWhileRinging).await;
+    assert_status(&outcome, 487, "cancelled while ringing");
+    assert_eq!(ringing.invites().len(), 1);
+    // The CANCEL travels on to the carrier; give a wrong failover time to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(spare.invites().len(), 0, "the second carrier got no INVITE");
+}
+
+#[tokio::test]
+async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_reach_the_wire() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    // Arrange: alpha (503) with a tech prefix, a header and an attestation header; bravo
+    // (connects) with its own formatting; a route that strips +44 and adds 0044.
+    let alpha = Carrier::start(p.dir(), "alpha", Answer::Status(503));
+    let alpha_row = p
+        .carrier(
+            "alpha",
+            alpha.port,
+            json!({"add_prefix": "99", "tech_headers": {"X-Account": "42"}, "attestation_header": "X-Attestation", "caller_id_in_from": true}),
+        )
+        .await;
+    let bravo = Carrier::start(p.dir(), "bravo", Answer::Connect);
+    let bravo_row = p
+        .carrier("bravo", bravo.port, json!({"strip_prefix": "0044", "add_prefix": "+44"}))
+        .await;
+    p.route("+44", &alpha_row, 1, json!({"strip_prefix": "+44", "add_prefix": "0044"}))
+        .await;
+    p.route("+44", &bravo_row, 2, json!({"strip_prefix": "+44", "add_prefix": "0044"}))
+        .await;
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", alpha.port))
+        .await;
+    p.gateway_live("bravo", &format!("sip:127.0.0.1:{}", bravo.port))
+        .await;
+
+    // Act: a call with attestation A through the operator's dialplan.
+    let outcome = p
+        .operator_call("+442071234567", &[("X-Attest", "A".into())], Caller::Expect(200))
+        .await;
+
+    // Assert
+    assert_status(&outcome, 200, "alpha 503, bravo answers");
+    let a = &alpha.invites()[0];
+    // The route turns +442071234567 into 00442071234567, then alpha adds its tech prefix.
+    assert_eq!(uri_user(a.request_uri()), "9900442071234567", "{a:?}");
+    assert_eq!(a.header("X-Account"), "42");
+    assert_eq!(a.header("X-Attestation"), "A");
+    assert!(
+        a.header("From").contains(&format!("<sip:{CALLER_ID}@")),
+        "caller_id_in_from: {a:?}"
+    );
+    assert_eq!(a.header("X-Caller-Secret"), "", "the caller's own headers stay behind");
+    let b = &bravo.invites()[0];
+    assert_eq!(uri_user(b.request_uri()), "+442071234567", "{b:?}");
+    assert!(!b.header("From").contains(&format!("<sip:{CALLER_ID}@")), "{b:?}");
+    assert_eq!(b.header("X-Account"), "", "alpha's header on alpha's leg only");
+    assert_eq!(b.header("X-Attestation"), "", "bravo has no attestation header");
+
+    // A forced carrier goes first, then prefix routing: charlie (503) forced, then alpha, bravo.
+    let charlie = Carrier::start(p.dir(), "charlie", Answer::Status(503));
+    let charlie_row = p.carrier("charlie", charlie.port, json!({})).await;
+    p.gateway_live("charlie", &format!("sip:127.0.0.1:{}", charlie.port))
+        .await;
+    let outcome = p
+        .operator_call(
+            "+442071234567",
+            &[("X-Carrier", charlie_row["id"].as_str().unwrap().into())],
+            Caller::Expect(200),
+        )
+        .await;
+    assert_status(&outcome, 200, "forced charlie 503, then the routes");
+    assert_eq!(charlie.invites().len(), 1);
+    assert_eq!(alpha.invites().len(), 2);
+    assert_eq!(bravo.invites().len(), 2);
+
+    // A tenant's own route wins over the platform defaults in the tenant's calls.
+    let tenant = p
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            Some(json!({"name": "Acme"})),
+        )
+        .await;
+    let delta = Carrier::start(p.dir(), "delta", Answer::Connect);
+    let delta_row = p.carrier("delta", delta.port, json!({})).await;
+    p.gateway_live("delta", &format!("sip:127.0.0.1:{}", delta.port))
+        .await;
+    p.route("+44", &delta_row, 1, json!({"tenant_id": tenant["id"]}))
+        .await;
+    let outcome = p
+        .operator_call(
+            "+442071234567",
+            &[("X-Tenant", tenant["id"].as_str().unwrap().into())],
+            Caller::Expect(200),
+        )
+        .await;
+    assert_status(&outcome, 200, "tenant route");
+    assert_eq!(delta.invites().len(), 1);
+    assert_eq!(alpha.invites().len(), 2, "the platform route was not used");
+}
+
+#[tokio::test]
+async fn hostile_dialled_numbers_from_a_real_caller_are_refused_and_reach_no_carrier() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    p.route("all", &alpha_row, 1, json!({})).await;
+    let long = "1".repeat(200);
+    // As a SIP caller can send them: raw where the user part allows it, percent-encoded
+    // otherwise (sofia decodes them, FREESWITCH.md §6.2).
+    let hostile = [
+        "1555%7C2666",                            // |
+        "%24%7Bsystem%20id%7D",                   // ${system id}
+        "1555%40evil.example",                    // @
+        "1555;transport=tcp",                     // ;
+        "1555%20666",                             // space
+        "%5Bapi_on_answer=system%20id%5D1555",    // [ … ]
+        "1555%2Csofia%2Fgateway%2Falpha%2F1666",  // , and a second leg
+        long.as_str(),                            // 200 digits
+    ];
+    for number in hostile {
+        let outcome = p.call(number, Caller::Expect(484)).await;
+        let status = outcome.status.unwrap_or_else(|| panic!("{number}: no final status\n{}", outcome.trace));
+        assert!((400..700).contains(&status), "{number}: {status}");
+        assert_eq!(alpha.invites().len(), 0, "{number}: no INVITE reached a carrier");
+    }
+    assert!(p.api("status").await.contains("UP"), "the node keeps running");
+    // And a plain number still goes through.
+    let outcome = p.call("+15551234567", Caller::Expect(200)).await;
+    assert_status(&outcome, 200, "a plain number");
+}
+
+#[tokio::test]
+async fn while_trunkline_is_stopped_calls_are_refused_by_the_static_fallback_and_route_again_after() {
+    let _serial = lock();
+    let Some(mut p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    p.route("+1", &alpha_row, 1, json!({})).await;
+    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "before");
+
+    // Act: stop trunkline.
+    p.server.terminate();
+    p.server.exited(WAIT).await;
+    let refused = p.call("+15551234567", Caller::Expect(503)).await;
+
+    // Assert: the static fallback refused it; nothing went to a carrier.
+    assert_status(&refused, 503, "trunkline stopped");
+    assert_eq!(alpha.invites().len(), 1, "no INVITE while trunkline was stopped");
+
+    // trunkline back on the same address: calls route again, the node untouched.
+    p.server = Server::start_at(p.dir.path(), &p.templates, &p.config, p.addr).await;
+    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "after");
+    assert_eq!(alpha.invites().len(), 2);
+}
+
+/// Applies `change` to a carrier and measures until the node runs a gateway whose
+/// `sofia xmlstatus` holds every one of `expect`.
+async fn change_until_live(
+    p: &Platform,
+    carrier: &Value,
+    change: Value,
+    expect: &[String],
+) -> Duration {
+    let started = Instant::now();
+    p.send(
+        reqwest::Method::PATCH,
+        &path("carriers", &carrier),
+        Some(change.clone()),
+    )
+    .await;
+    let name = carrier["gateway_name"].as_str().unwrap();
+    let mut last = String::new();
+    let live = tokio::time::timeout(WAIT, async {
+        loop {
+            last = p.api(&format!("sofia xmlstatus gateway {name}")).await;
+            if expect.iter().all(|e| last.contains(e.as_str())) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(live.is_ok(), "{change}: expected {expect:?} in\n{last}");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn every_gateway_parameter_change_goes_live_on_the_node_and_is_verified() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    let el = |name: &str, value: &str| format!("<{name}>{value}</{name}>");
+    let started = Instant::now();
+    let (carrier, row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    let mut timings = vec![("create", started.elapsed())];
+    let other = free_port();
+    let changes: Vec<(&str, Value, Vec<String>)> = vec![
+        (
+            "port",
+            json!({"remote_port": other}),
+            vec![el("proxy", &format!("sip:127.0.0.1:{other}"))],
+        ),
+        (
+            "host",
+            json!({"remote_host": "127.0.0.2", "remote_port": carrier.port}),
+            vec![el("proxy", &format!("sip:127.0.0.2:{}", carrier.port))],
+        ),
+        (
+            "transport",
+            json!({"remote_host": "127.0.0.1", "transport": "tcp"}),
+            vec!["transport=tcp".into()],
+        ),
+        (
+            "auth",
+            json!({"transport": "udp", "auth_username": "acct7", "auth_password": "s3cret-pw", "realm": "sip.carrier.example"}),
+            vec![el("username", "acct7"), el("realm", "sip.carrier.example")],
+        ),
+        (
+            "from",
+            json!({"from_user": "trunk42", "from_domain": "from.carrier.example"}),
+            vec!["trunk42@from.carrier.example".into()],
+        ),
+    ];
+    for (what, change, expect) in changes {
+        timings.push((what, change_until_live(&p, &row, change, &expect).await));
+    }
+    // A registering gateway leaves NOREG; which state comes next depends on the carrier's
+    // answer to REGISTER (sipp's carrier does not answer one), so any other state counts.
+    let started = Instant::now();
+    p.send(
+        reqwest::Method::PATCH,
+        &path("carriers", &row),
+        Some(json!({"register": true})),
+    )
+    .await;
+    eventually("the gateway registering", WAIT, || async {
+        let status = p.api("sofia xmlstatus gateway alpha").await;
+        status.contains("<state>") && !status.contains(&el("state", "NOREG"))
+    })
+    .await;
+    timings.push(("register", started.elapsed()));
+    p.synced().await;
+    let started = Instant::now();
+    p.send(
+        reqwest::Method::PATCH,
+        &path("carriers", &row),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    p.gateway_gone("alpha").await;
+    timings.push(("disable", started.elapsed()));
+    p.send(
+        reqwest::Method::PATCH,
+        &path("carriers", &row),
+        Some(json!({"status": "active"})),
+    )
+    .await;
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", carrier.port))
+        .await;
+    let started = Instant::now();
+    p.send(
+        reqwest::Method::DELETE,
+        &path("carriers", &row),
+        None,
+    )
+    .await;
+    p.gateway_gone("alpha").await;
+    timings.push(("archive", started.elapsed()));
+    p.synced().await;
+    for (what, took) in &timings {
+        eprintln!("carrier {what} → live on the node: {:.0} ms", took.as_secs_f64() * 1000.0);
+    }
+}
+
+/// p50 and p99 of a carrier's port change until the node runs the new gateway, over 20
+/// changes, with the default debounce (500 ms) and none. Figures are printed for
+/// BENCHMARKS.md (`cargo test --test interop change_latency -- --nocapture`), never asserted.
+#[tokio::test]
+async fn change_latency_carrier_port_to_live_gateway() {
+    let _serial = lock();
+    for debounce in [500, 0] {
+        let Some(p) = Platform::start(Options {
+            esl_debounce_ms: debounce,
+            ..Options::default()
+        })
+        .await
+        else {
+            return;
+        };
+        let (_carrier, row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+        let mut took = Vec::new();
+        for _ in 0..20 {
+            let port = free_port();
+            let expect = [format!("<proxy>sip:127.0.0.1:{port}</proxy>")];
+            took.push(change_until_live(&p, &row, json!({"remote_port": port}), &expect).await);
+        }
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        eprintln!(
+            "esl_debounce_ms = {debounce}: carrier change → live gateway over {} changes: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            took.len(),
+            ms(took[took.len() / 2]),
+            ms(took[(took.len() * 99).div_ceil(100) - 1]),
+            ms(took[took.len() - 1])
+        );
+    }
+}
+
+#[tokio::test]
+async fn changes_made_while_the_node_is_down_converge_when_it_returns_and_a_wrong_password_applies_nothing()
+ {
+    let _serial = lock();
+    let Some(mut p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    let (_alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    p.synced().await;
+
+    // Act: the node goes down; a carrier changes and another is created meanwhile.
+    p.node.stop().await;
+    let moved = free_port();
+    p.send(
+        reqwest::Method::PATCH,
+        &path("carriers", &alpha_row),
+        Some(json!({"remote_port": moved})),
+    )
+    .await;
+    let late = p.carrier("late", free_port(), json!({})).await;
+    eventually("trunkline sees the node down", WAIT, || async {
+        let switches = p.send(reqwest::Method::GET, "/api/v1/switches", None).await;
+        switches[0]["connection"] != "connected"
+    })
+    .await;
+    let build = p.build.clone();
+    p.node.restart(&build).await;
+
+    // Assert: the node runs both, and trunkline has verified it.
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}")).await;
+    p.gateway_live("late", &format!("sip:127.0.0.1:{}", late["remote_port"]))
+        .await;
+    p.synced().await;
+
+    // A second switch entry with a wrong Event Socket password: auth_failed, nothing applied.
+    let wrong = p
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/switches",
+            Some(json!({
+                "name": "fs1-wrong-password",
+                "esl_host": "127.0.0.1",
+                "esl_port": p.node.spec.esl_port,
+                "esl_password": "not-the-password",
+                "profiles": ["external"],
+            })),
+        )
+        .await;
+    eventually("the wrong password reported", WAIT, || async {
+        let view = p
+            .send(reqwest::Method::GET, &path("switches", &wrong), None)
+            .await;
+        view["connection"] == "auth_failed" && view["synced_version"].is_null()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_burst_of_100_carriers_goes_live_without_restarting_untouched_gateways() {
+    let _serial = lock();
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    // Arrange: a call through alpha, so its gateway counts one outbound call; a restarted
+    // gateway would count none.
+    let (_alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    p.route("+1", &alpha_row, 1, json!({})).await;
+    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "alpha");
+    let calls_out = |status: &str| {
+        status
+            .split("<calls-out>")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(calls_out(&p.api("sofia xmlstatus gateway alpha").await), "1");
+
+    // Act: 100 carriers created as fast as the API takes them, eight at a time.
+    let started = Instant::now();
+    let mut creates = tokio::task::JoinSet::new();
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    for i in 0..100u16 {
+        let (client, base, token, gate) = (
+            p.client.clone(),
+            format!("http://{}/api/v1/carriers", p.addr),
+            p.token.clone(),
+            gate.clone(),
+        );
+        creates.spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let name = format!("burst{i:03}");
+            let response = client
+                .post(base)
+                .bearer_auth(token)
+                .json(&json!({"name": name, "gateway_name": name, "remote_host": "127.0.0.1", "remote_port": 20_000 + i}))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{name}: {}", response.status());
+        });
+    }
+    while let Some(done) = creates.join_next().await {
+        done.unwrap();
+    }
+
+    // Assert: all live, alpha untouched.
+    eventually("100 burst gateways live", WAIT * 2, || async {
+        let status = p.api("sofia status").await;
+        status.matches("external::burst").count() == 100
+    })
+    .await;
+    eprintln!(
+        "100 carriers created → all live on the node: {:.0} ms",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    p.synced().await;
+    assert_eq!(
+        calls_out(&p.api("sofia xmlstatus gateway alpha").await),
+        "1",
+        "alpha was not restarted"
+    );
+}
+
+
+#[tokio::test]
+async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_over_when_the_first_stops()
+ {
+    let _serial = lock();
+    let Some(fresh) = support::db::postgres_fresh().await else {
+        return;
+    };
+    drop(fresh.store);
+    let Some(mut p) = Platform::start(Options {
+        postgres: Some(fresh.url),
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    p.route("+1", &alpha_row, 1, json!({})).await;
+    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "through the first");
+    let second = p.second.as_ref().unwrap().1;
+    let connection = |view: &Value| view.as_array().unwrap()[0]["connection"].clone();
+    let view = p.send_to(second, reqwest::Method::GET, "/api/v1/switches", None).await;
+    assert_eq!(connection(&view), "standby", "the first instance holds the node's lease");
+
+    // Act: the first instance stops.
+    p.server.terminate();
+    p.server.exited(WAIT).await;
+    let stopped = Instant::now();
+
+    // Assert: calls still route (through the fallback binding), the lease moves, and a change
+    // made through the second instance reaches the node.
+    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "through the second");
+    assert_eq!(alpha.invites().len(), 2);
+    eventually("the second instance drives the node", Duration::from_secs(90), || async {
+        let view = p.send_to(second, reqwest::Method::GET, "/api/v1/switches", None).await;
+        connection(&view) == "connected"
+    })
+    .await;
+    eprintln!(
+        "first instance stopped → the second holds the node's lease: {:.1} s",
+        stopped.elapsed().as_secs_f64()
+    );
+    let moved = free_port();
+    p.send_to(
+        second,
+        reqwest::Method::PATCH,
+        &path("carriers", &alpha_row),
+        Some(json!({"remote_port": moved})),
+    )
+    .await;
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}")).await;
+}
+
+/// Call set-up time (the caller's INVITE to its 200) through a three-carrier chain, in both
+/// failover forms, for a chain whose failures have causes of their own (502, 404) and one whose
+/// failures come back to trunkline in both (503, 503). Printed for BENCHMARKS.md
+/// (`cargo test --test interop setup_time -- --nocapture`), never asserted.
+#[tokio::test]
+async fn setup_time_of_a_three_carrier_chain_in_both_failover_forms() {
+    let _serial = lock();
+    const CALLS: usize = 15;
+    for mode in ["default", "exact"] {
+        let Some(p) = Platform::start(Options {
+            failover_mode: mode,
+            ..Options::default()
+        })
+        .await
+        else {
+            return;
+        };
+        let (_z, last) = carrier_answering(&p, "zulu", Answer::Connect).await;
+        for (number, first, second) in [("+4450", 502, 404), ("+4451", 503, 503)] {
+            let (_x, x) = carrier_answering(&p, &format!("x{first}"), Answer::Status(first)).await;
+            let (_y, y) = carrier_answering(&p, &format!("y{second}"), Answer::Status(second)).await;
+            for (priority, row) in [(1, &x), (2, &y), (3, &last)] {
+                p.route(number, row, priority, json!({})).await;
+            }
+            let mut took = Vec::new();
+            for _ in 0..CALLS {
+                let outcome = p.call(number, Caller::Expect(200)).await;
+                assert_status(&outcome, 200, "the chain connects");
+                took.push(outcome.setup.expect("timed"));
+            }
+            took.sort();
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            eprintln!(
+                "{mode} form, {first} → {second} → 200: set-up over {CALLS} calls: min {:.1} ms, p50 {:.1} ms, max {:.1} ms",
+                ms(took[0]),
+                ms(took[CALLS / 2]),
+                ms(took[CALLS - 1])
+            );
+        }
+    }
+}
