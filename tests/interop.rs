@@ -12,14 +12,13 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::app::create_token;
 use support::freeswitch::{self, Build, Node, NodeSpec, free_port};
 use support::process::{Server, eventually};
-use support::sipp::{self, Answer, Caller, Carrier, CallOutcome};
+use support::sipp::{self, Answer, CallOutcome, Caller, Carrier};
 use trunkline::model::{Role, Scope};
 use trunkline::store::Store;
 
@@ -29,8 +28,8 @@ const XMLCURL_PASSWORD: &str = "interop-xmlcurl-secret";
 const ESL_PASSWORD: &str = "interop-esl-secret";
 const CALLER_ID: &str = "+15550001111";
 
-/// One node at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+/// One node at a time (tokio's lock: it is held across awaits, and a failed test releases it).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How a platform is set up.
 #[derive(Debug, Clone)]
@@ -57,7 +56,8 @@ impl Default for Options {
 /// only when the first does not (README: several instances).
 fn bindings_with_fallback(first: &str, second: &str, credentials: &str) -> String {
     let drop_in = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("freeswitch-conf/autoload_configs/xml_curl.conf.xml"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("freeswitch-conf/autoload_configs/xml_curl.conf.xml"),
     )
     .unwrap()
     .replace("freeswitch:change-this-xmlcurl-password", credentials);
@@ -417,7 +417,10 @@ fn assert_status(outcome: &CallOutcome, expected: u16, what: &str) {
 
 /// `/api/v1/<collection>/<id of row>`.
 fn path(collection: &str, row: &Value) -> String {
-    format!("/api/v1/{collection}/{}", row["id"].as_str().expect("an id"))
+    format!(
+        "/api/v1/{collection}/{}",
+        row["id"].as_str().expect("an id")
+    )
 }
 
 /// The user part of a Request-URI (`sip:99155@127.0.0.1:5091` → `99155`).
@@ -436,13 +439,13 @@ async fn carrier_answering(p: &Platform, gateway: &str, answer: Answer) -> (Carr
     (carrier, row)
 }
 
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
 }
 
 #[tokio::test]
 async fn the_node_boots_on_trunklines_sofia_conf_with_one_gateway_per_active_carrier() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -494,68 +497,98 @@ async fn the_node_boots_on_trunklines_sofia_conf_with_one_gateway_per_active_car
     // acl.conf came from trunkline: its carriers list is there (and with it the charlie
     // address only while charlie was active).
     let acl = p.api("acl 192.0.2.7 trunkline_carriers").await;
-    assert_eq!(acl.trim(), "false", "a disabled carrier's address is not admitted");
+    assert_eq!(
+        acl.trim(),
+        "false",
+        "a disabled carrier's address is not admitted"
+    );
     let esl_list = p.api("acl 127.0.0.1 trunkline_esl").await;
     assert_eq!(esl_list.trim(), "true", "the template's own list is served");
 }
 
-/// Failover on the carrier's failures, a chain through the given failover mode: carrier `a`
-/// answers `status` (or does not exist at all), carrier `b` connects.
-async fn failover_cases(p: &Platform, cases: &[(&str, Option<u16>)], expect_failover: bool) {
+/// Failover on the carrier's failures, in the platform's failover mode: carrier `a` answers as
+/// told (or nothing listens on its port: `None`), carrier `b` connects. A silent carrier gets a
+/// two-second `leg_progress_timeout_seconds`.
+async fn failover_cases(p: &Platform, cases: &[(&str, Option<Answer>)], expect_failover: bool) {
     // Gateway names are global: each set of cases has its own.
     let tag = if expect_failover { "f" } else { "n" };
     let (b, b_row) = carrier_answering(p, &format!("bravo-{tag}"), Answer::Connect).await;
-    for (i, (number, status)) in cases.iter().enumerate() {
+    for (i, (number, answer)) in cases.iter().enumerate() {
         let gateway = format!("alpha-{tag}{i}");
-        let (first, first_row) = match status {
-            Some(status) => {
-                let (c, row) = carrier_answering(p, &gateway, Answer::Status(*status)).await;
-                (Some(c), row)
+        let (first, port) = match answer {
+            Some(answer) => {
+                let c = Carrier::start(p.dir(), &gateway, *answer);
+                let port = c.port;
+                (Some(c), port)
             }
             // Nothing listens there: ICMP port unreachable.
-            None => {
-                let port = free_port();
-                let row = p.carrier(&gateway, port, json!({})).await;
-                p.gateway_live(&gateway, &format!("sip:127.0.0.1:{port}"))
-                    .await;
-                (None, row)
-            }
+            None => (None, free_port()),
         };
+        let extra = match answer {
+            Some(Answer::Silent) => json!({"leg_progress_timeout_seconds": 2}),
+            _ => json!({}),
+        };
+        let first_row = p.carrier(&gateway, port, extra).await;
+        p.gateway_live(&gateway, &format!("sip:127.0.0.1:{port}"))
+            .await;
         p.route(number, &first_row, 1, json!({})).await;
         p.route(number, &b_row, 2, json!({})).await;
         let before = b.invites().len();
-        let outcome = p.call(number, Caller::Expect(if expect_failover { 200 } else { status.unwrap() })).await;
-        let what = format!("{number}: first carrier {status:?}");
-        if let Some(first) = &first {
-            assert_eq!(first.invites().len(), 1, "{what}: the first carrier was tried once");
-        }
-        if expect_failover {
-            assert_status(&outcome, 200, &what);
-            assert_eq!(b.invites().len(), before + 1, "{what}: the second carrier answered");
+        let callee_answer = match answer {
+            Some(Answer::Status(s) | Answer::StatusWithQ850(s, _)) => Some(*s),
+            _ => None,
+        };
+        let expected = if expect_failover {
+            200
         } else {
-            assert_status(&outcome, status.unwrap(), &what);
-            assert_eq!(b.invites().len(), before, "{what}: the second carrier got no INVITE");
+            callee_answer.expect("a callee's answer")
+        };
+        let outcome = p.call(number, Caller::Expect(expected)).await;
+        let what = format!("{number}: first carrier {answer:?}");
+        if let Some(first) = &first {
+            assert_eq!(
+                first.invites().len(),
+                1,
+                "{what}: the first carrier was tried once"
+            );
         }
+        assert_status(&outcome, expected, &what);
+        let rung = if expect_failover { 1 } else { 0 };
+        assert_eq!(
+            b.invites().len(),
+            before + rung,
+            "{what}: INVITEs at the second carrier"
+        );
     }
 }
 
-const CARRIER_FAILURES: &[(&str, Option<u16>)] = &[
-    ("+4410", Some(503)),
-    ("+4411", Some(500)),
-    ("+4412", Some(502)),
-    ("+4413", Some(404)),
+const CARRIER_FAILURES: &[(&str, Option<Answer>)] = &[
+    ("+4410", Some(Answer::Status(503))),
+    ("+4411", Some(Answer::Status(500))),
+    ("+4412", Some(Answer::Status(502))),
+    ("+4413", Some(Answer::Status(404))),
     ("+4414", None),
+    ("+4415", Some(Answer::Status(408))),
+    ("+4416", Some(Answer::Status(604))),
+    ("+4417", Some(Answer::Status(608))),
+    // A Reason header that would turn this 503 into USER_BUSY does not stop the failover.
+    ("+4418", Some(Answer::StatusWithQ850(503, 17))),
+    ("+4419", Some(Answer::Silent)),
 ];
 
-const CALLEE_ANSWERS: &[(&str, Option<u16>)] = &[
-    ("+4420", Some(486)),
-    ("+4421", Some(600)),
-    ("+4422", Some(603)),
+const CALLEE_ANSWERS: &[(&str, Option<Answer>)] = &[
+    ("+4420", Some(Answer::Status(486))),
+    ("+4421", Some(Answer::Status(600))),
+    ("+4422", Some(Answer::Status(603))),
+    ("+4423", Some(Answer::Status(607))),
+    // A Reason header that would turn this busy into UNALLOCATED_NUMBER (a failover cause)
+    // does not make it one.
+    ("+4424", Some(Answer::StatusWithQ850(486, 1))),
 ];
 
 #[tokio::test]
 async fn by_default_carrier_failures_fail_over_and_the_next_carrier_answers() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -564,7 +597,7 @@ async fn by_default_carrier_failures_fail_over_and_the_next_carrier_answers() {
 
 #[tokio::test]
 async fn by_default_busy_and_decline_reach_the_caller_and_no_other_carrier_is_rung() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -574,7 +607,7 @@ async fn by_default_busy_and_decline_reach_the_caller_and_no_other_carrier_is_ru
 
 #[tokio::test]
 async fn the_exact_form_fails_over_on_the_same_codes_and_chains_three_carriers() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options {
         failover_mode: "exact",
         ..Options::default()
@@ -591,7 +624,7 @@ async fn the_exact_form_fails_over_on_the_same_codes_and_chains_three_carriers()
 
 #[tokio::test]
 async fn by_default_a_three_carrier_chain_503_503_200_connects_through_the_third() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -614,8 +647,7 @@ async fn three_carrier_chain(p: &Platform, number: &str) {
 
 /// The caller hangs up while the first carrier rings: the second carrier gets no INVITE.
 async fn cancel_while_ringing_rings_no_other_carrier(p: &Platform) {
-    let (ringing, ringing_row) =
-        carrier_answering(p, "ringing", Answer::RingUntilCancelled).await;
+    let (ringing, ringing_row) = carrier_answering(p, "ringing", Answer::RingUntilCancelled).await;
     let (spare, spare_row) = carrier_answering(p, "spare", Answer::Connect).await;
     p.route("+4440", &ringing_row, 1, json!({})).await;
     p.route("+4440", &spare_row, 2, json!({})).await;
@@ -629,7 +661,7 @@ async fn cancel_while_ringing_rings_no_other_carrier(p: &Platform) {
 
 #[tokio::test]
 async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_reach_the_wire() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -645,12 +677,26 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
         .await;
     let bravo = Carrier::start(p.dir(), "bravo", Answer::Connect);
     let bravo_row = p
-        .carrier("bravo", bravo.port, json!({"strip_prefix": "0044", "add_prefix": "+44"}))
+        .carrier(
+            "bravo",
+            bravo.port,
+            json!({"strip_prefix": "0044", "add_prefix": "+44"}),
+        )
         .await;
-    p.route("+44", &alpha_row, 1, json!({"strip_prefix": "+44", "add_prefix": "0044"}))
-        .await;
-    p.route("+44", &bravo_row, 2, json!({"strip_prefix": "+44", "add_prefix": "0044"}))
-        .await;
+    p.route(
+        "+44",
+        &alpha_row,
+        1,
+        json!({"strip_prefix": "+44", "add_prefix": "0044"}),
+    )
+    .await;
+    p.route(
+        "+44",
+        &bravo_row,
+        2,
+        json!({"strip_prefix": "+44", "add_prefix": "0044"}),
+    )
+    .await;
     p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", alpha.port))
         .await;
     p.gateway_live("bravo", &format!("sip:127.0.0.1:{}", bravo.port))
@@ -658,7 +704,11 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
 
     // Act: a call with attestation A through the operator's dialplan.
     let outcome = p
-        .operator_call("+442071234567", &[("X-Attest", "A".into())], Caller::Expect(200))
+        .operator_call(
+            "+442071234567",
+            &[("X-Attest", "A".into())],
+            Caller::Expect(200),
+        )
         .await;
 
     // Assert
@@ -672,12 +722,27 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
         a.header("From").contains(&format!("<sip:{CALLER_ID}@")),
         "caller_id_in_from: {a:?}"
     );
-    assert_eq!(a.header("X-Caller-Secret"), "", "the caller's own headers stay behind");
+    assert_eq!(
+        a.header("X-Caller-Secret"),
+        "",
+        "the caller's own headers stay behind"
+    );
     let b = &bravo.invites()[0];
     assert_eq!(uri_user(b.request_uri()), "+442071234567", "{b:?}");
-    assert!(!b.header("From").contains(&format!("<sip:{CALLER_ID}@")), "{b:?}");
-    assert_eq!(b.header("X-Account"), "", "alpha's header on alpha's leg only");
-    assert_eq!(b.header("X-Attestation"), "", "bravo has no attestation header");
+    assert!(
+        !b.header("From").contains(&format!("<sip:{CALLER_ID}@")),
+        "{b:?}"
+    );
+    assert_eq!(
+        b.header("X-Account"),
+        "",
+        "alpha's header on alpha's leg only"
+    );
+    assert_eq!(
+        b.header("X-Attestation"),
+        "",
+        "bravo has no attestation header"
+    );
 
     // A forced carrier goes first, then prefix routing: charlie (503) forced, then alpha, bravo.
     let charlie = Carrier::start(p.dir(), "charlie", Answer::Status(503));
@@ -724,7 +789,7 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
 
 #[tokio::test]
 async fn hostile_dialled_numbers_from_a_real_caller_are_refused_and_reach_no_carrier() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -734,36 +799,50 @@ async fn hostile_dialled_numbers_from_a_real_caller_are_refused_and_reach_no_car
     // As a SIP caller can send them: raw where the user part allows it, percent-encoded
     // otherwise (sofia decodes them, FREESWITCH.md §6.2).
     let hostile = [
-        "1555%7C2666",                            // |
-        "%24%7Bsystem%20id%7D",                   // ${system id}
-        "1555%40evil.example",                    // @
-        "1555;transport=tcp",                     // ;
-        "1555%20666",                             // space
-        "%5Bapi_on_answer=system%20id%5D1555",    // [ … ]
-        "1555%2Csofia%2Fgateway%2Falpha%2F1666",  // , and a second leg
-        long.as_str(),                            // 200 digits
+        "1555%7C2666",                           // |
+        "%24%7Bsystem%20id%7D",                  // ${system id}
+        "1555%40evil.example",                   // @
+        "1555;transport=tcp",                    // ;
+        "1555%20666",                            // space
+        "%5Bapi_on_answer=system%20id%5D1555",   // [ … ]
+        "1555%2Csofia%2Fgateway%2Falpha%2F1666", // , and a second leg
+        long.as_str(),                           // 200 digits
     ];
     for number in hostile {
         let outcome = p.call(number, Caller::Expect(484)).await;
-        let status = outcome.status.unwrap_or_else(|| panic!("{number}: no final status\n{}", outcome.trace));
+        let status = outcome
+            .status
+            .unwrap_or_else(|| panic!("{number}: no final status\n{}", outcome.trace));
         assert!((400..700).contains(&status), "{number}: {status}");
-        assert_eq!(alpha.invites().len(), 0, "{number}: no INVITE reached a carrier");
+        assert_eq!(
+            alpha.invites().len(),
+            0,
+            "{number}: no INVITE reached a carrier"
+        );
     }
-    assert!(p.api("status").await.contains("UP"), "the node keeps running");
+    assert!(
+        p.api("status").await.contains("UP"),
+        "the node keeps running"
+    );
     // And a plain number still goes through.
     let outcome = p.call("+15551234567", Caller::Expect(200)).await;
     assert_status(&outcome, 200, "a plain number");
 }
 
 #[tokio::test]
-async fn while_trunkline_is_stopped_calls_are_refused_by_the_static_fallback_and_route_again_after() {
-    let _serial = lock();
+async fn while_trunkline_is_stopped_calls_are_refused_by_the_static_fallback_and_route_again_after()
+{
+    let _serial = lock().await;
     let Some(mut p) = Platform::start(Options::default()).await else {
         return;
     };
     let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
     p.route("+1", &alpha_row, 1, json!({})).await;
-    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "before");
+    assert_status(
+        &p.call("+15551234567", Caller::Expect(200)).await,
+        200,
+        "before",
+    );
 
     // Act: stop trunkline.
     p.server.terminate();
@@ -772,11 +851,19 @@ async fn while_trunkline_is_stopped_calls_are_refused_by_the_static_fallback_and
 
     // Assert: the static fallback refused it; nothing went to a carrier.
     assert_status(&refused, 503, "trunkline stopped");
-    assert_eq!(alpha.invites().len(), 1, "no INVITE while trunkline was stopped");
+    assert_eq!(
+        alpha.invites().len(),
+        1,
+        "no INVITE while trunkline was stopped"
+    );
 
     // trunkline back on the same address: calls route again, the node untouched.
     p.server = Server::start_at(p.dir.path(), &p.templates, &p.config, p.addr).await;
-    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "after");
+    assert_status(
+        &p.call("+15551234567", Caller::Expect(200)).await,
+        200,
+        "after",
+    );
     assert_eq!(alpha.invites().len(), 2);
 }
 
@@ -791,7 +878,7 @@ async fn change_until_live(
     let started = Instant::now();
     p.send(
         reqwest::Method::PATCH,
-        &path("carriers", &carrier),
+        &path("carriers", carrier),
         Some(change.clone()),
     )
     .await;
@@ -813,7 +900,7 @@ async fn change_until_live(
 
 #[tokio::test]
 async fn every_gateway_parameter_change_goes_live_on_the_node_and_is_verified() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -886,17 +973,16 @@ async fn every_gateway_parameter_change_goes_live_on_the_node_and_is_verified() 
     p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", carrier.port))
         .await;
     let started = Instant::now();
-    p.send(
-        reqwest::Method::DELETE,
-        &path("carriers", &row),
-        None,
-    )
-    .await;
+    p.send(reqwest::Method::DELETE, &path("carriers", &row), None)
+        .await;
     p.gateway_gone("alpha").await;
     timings.push(("archive", started.elapsed()));
     p.synced().await;
     for (what, took) in &timings {
-        eprintln!("carrier {what} → live on the node: {:.0} ms", took.as_secs_f64() * 1000.0);
+        eprintln!(
+            "carrier {what} → live on the node: {:.0} ms",
+            took.as_secs_f64() * 1000.0
+        );
     }
 }
 
@@ -905,7 +991,7 @@ async fn every_gateway_parameter_change_goes_live_on_the_node_and_is_verified() 
 /// BENCHMARKS.md (`cargo test --test interop change_latency -- --nocapture`), never asserted.
 #[tokio::test]
 async fn change_latency_carrier_port_to_live_gateway() {
-    let _serial = lock();
+    let _serial = lock().await;
     for debounce in [500, 0] {
         let Some(p) = Platform::start(Options {
             esl_debounce_ms: debounce,
@@ -937,7 +1023,7 @@ async fn change_latency_carrier_port_to_live_gateway() {
 #[tokio::test]
 async fn changes_made_while_the_node_is_down_converge_when_it_returns_and_a_wrong_password_applies_nothing()
  {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(mut p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -963,7 +1049,8 @@ async fn changes_made_while_the_node_is_down_converge_when_it_returns_and_a_wron
     p.node.restart(&build).await;
 
     // Assert: the node runs both, and trunkline has verified it.
-    p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}")).await;
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}"))
+        .await;
     p.gateway_live("late", &format!("sip:127.0.0.1:{}", late["remote_port"]))
         .await;
     p.synced().await;
@@ -993,7 +1080,7 @@ async fn changes_made_while_the_node_is_down_converge_when_it_returns_and_a_wron
 
 #[tokio::test]
 async fn a_burst_of_100_carriers_goes_live_without_restarting_untouched_gateways() {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(p) = Platform::start(Options::default()).await else {
         return;
     };
@@ -1001,7 +1088,11 @@ async fn a_burst_of_100_carriers_goes_live_without_restarting_untouched_gateways
     // gateway would count none.
     let (_alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
     p.route("+1", &alpha_row, 1, json!({})).await;
-    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "alpha");
+    assert_status(
+        &p.call("+15551234567", Caller::Expect(200)).await,
+        200,
+        "alpha",
+    );
     let calls_out = |status: &str| {
         status
             .split("<calls-out>")
@@ -1010,7 +1101,10 @@ async fn a_burst_of_100_carriers_goes_live_without_restarting_untouched_gateways
             .unwrap_or_default()
             .to_string()
     };
-    assert_eq!(calls_out(&p.api("sofia xmlstatus gateway alpha").await), "1");
+    assert_eq!(
+        calls_out(&p.api("sofia xmlstatus gateway alpha").await),
+        "1"
+    );
 
     // Act: 100 carriers created as fast as the API takes them, eight at a time.
     let started = Instant::now();
@@ -1058,11 +1152,10 @@ async fn a_burst_of_100_carriers_goes_live_without_restarting_untouched_gateways
     );
 }
 
-
 #[tokio::test]
 async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_over_when_the_first_stops()
  {
-    let _serial = lock();
+    let _serial = lock().await;
     let Some(fresh) = support::db::postgres_fresh().await else {
         return;
     };
@@ -1077,11 +1170,21 @@ async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_o
     };
     let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
     p.route("+1", &alpha_row, 1, json!({})).await;
-    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "through the first");
+    assert_status(
+        &p.call("+15551234567", Caller::Expect(200)).await,
+        200,
+        "through the first",
+    );
     let second = p.second.as_ref().unwrap().1;
     let connection = |view: &Value| view.as_array().unwrap()[0]["connection"].clone();
-    let view = p.send_to(second, reqwest::Method::GET, "/api/v1/switches", None).await;
-    assert_eq!(connection(&view), "standby", "the first instance holds the node's lease");
+    let view = p
+        .send_to(second, reqwest::Method::GET, "/api/v1/switches", None)
+        .await;
+    assert_eq!(
+        connection(&view),
+        "standby",
+        "the first instance holds the node's lease"
+    );
 
     // Act: the first instance stops.
     p.server.terminate();
@@ -1090,12 +1193,22 @@ async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_o
 
     // Assert: calls still route (through the fallback binding), the lease moves, and a change
     // made through the second instance reaches the node.
-    assert_status(&p.call("+15551234567", Caller::Expect(200)).await, 200, "through the second");
+    assert_status(
+        &p.call("+15551234567", Caller::Expect(200)).await,
+        200,
+        "through the second",
+    );
     assert_eq!(alpha.invites().len(), 2);
-    eventually("the second instance drives the node", Duration::from_secs(90), || async {
-        let view = p.send_to(second, reqwest::Method::GET, "/api/v1/switches", None).await;
-        connection(&view) == "connected"
-    })
+    eventually(
+        "the second instance drives the node",
+        Duration::from_secs(90),
+        || async {
+            let view = p
+                .send_to(second, reqwest::Method::GET, "/api/v1/switches", None)
+                .await;
+            connection(&view) == "connected"
+        },
+    )
     .await;
     eprintln!(
         "first instance stopped → the second holds the node's lease: {:.1} s",
@@ -1109,7 +1222,8 @@ async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_o
         Some(json!({"remote_port": moved})),
     )
     .await;
-    p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}")).await;
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}"))
+        .await;
 }
 
 /// Call set-up time (the caller's INVITE to its 200) through a three-carrier chain, in both
@@ -1118,7 +1232,7 @@ async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_o
 /// (`cargo test --test interop setup_time -- --nocapture`), never asserted.
 #[tokio::test]
 async fn setup_time_of_a_three_carrier_chain_in_both_failover_forms() {
-    let _serial = lock();
+    let _serial = lock().await;
     const CALLS: usize = 15;
     for mode in ["default", "exact"] {
         let Some(p) = Platform::start(Options {
@@ -1132,7 +1246,8 @@ async fn setup_time_of_a_three_carrier_chain_in_both_failover_forms() {
         let (_z, last) = carrier_answering(&p, "zulu", Answer::Connect).await;
         for (number, first, second) in [("+4450", 502, 404), ("+4451", 503, 503)] {
             let (_x, x) = carrier_answering(&p, &format!("x{first}"), Answer::Status(first)).await;
-            let (_y, y) = carrier_answering(&p, &format!("y{second}"), Answer::Status(second)).await;
+            let (_y, y) =
+                carrier_answering(&p, &format!("y{second}"), Answer::Status(second)).await;
             for (priority, row) in [(1, &x), (2, &y), (3, &last)] {
                 p.route(number, row, priority, json!({})).await;
             }

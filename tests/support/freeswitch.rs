@@ -18,7 +18,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
 /// How to run one FreeSWITCH: its binary and, for the relocatable build, where its modules and
@@ -173,8 +172,8 @@ pub struct Node {
 /// `from` must be there, so the walkthrough and this test cannot drift apart.
 fn drop_in(file: &str, substitutions: &[(&str, &str)]) -> String {
     let path = Path::new(MANIFEST).join("freeswitch-conf").join(file);
-    let mut text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for (from, to) in substitutions {
         assert!(
             text.contains(from),

@@ -22,6 +22,12 @@ pub enum Answer {
     Connect,
     /// A final failure status at once (503, 486, …).
     Status(u16),
+    /// A final failure status with `Reason: Q.850;cause=<n>` (which sofia would let override
+    /// its SIP → cause table, FREESWITCH.md §4.4).
+    StatusWithQ850(u16, u16),
+    /// Nothing at all until the CANCEL (answered 200, then 487): a carrier that gives no
+    /// progress.
+    Silent,
     /// 180, then nothing until the CANCEL (answered 200, then 487 for the INVITE).
     RingUntilCancelled,
 }
@@ -66,11 +72,23 @@ fn response(status: u16, extra: &str, body: &str) -> String {
     let (content_type, length) = if body.is_empty() {
         ("", "Content-Length: 0".to_string())
     } else {
-        ("Content-Type: application/sdp\n", "Content-Length: [len]".to_string())
+        (
+            "Content-Type: application/sdp\n",
+            "Content-Length: [len]".to_string(),
+        )
     };
     format!(
         "  <send><![CDATA[\nSIP/2.0 {status} {}\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\n{extra}{content_type}{length}\n\n{body}]]></send>\n",
         reason(status)
+    )
+}
+
+/// The end of a carrier's scenario once the INVITE is cancelled: 200 for the CANCEL, 487 for
+/// the INVITE (whose CSeq method must be INVITE again), and the ACK.
+fn cancelled() -> String {
+    format!(
+        "  <recv request=\"CANCEL\"/>\n{}  <send><![CDATA[\nSIP/2.0 487 Request Terminated\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n[last_Call-ID:]\nCSeq: [last_cseq_number] INVITE\nContent-Length: 0\n\n]]></send>\n  <recv request=\"ACK\"/>\n",
+        response(200, "", "")
     )
 }
 
@@ -86,10 +104,18 @@ fn carrier_scenario(answer: Answer) -> String {
             "  <recv request=\"INVITE\" crlf=\"true\"/>\n{}  <recv request=\"ACK\"/>\n",
             response(status, "", "")
         ),
+        Answer::StatusWithQ850(status, cause) => format!(
+            "  <recv request=\"INVITE\" crlf=\"true\"/>\n{}  <recv request=\"ACK\"/>\n",
+            response(status, &format!("Reason: Q.850;cause={cause}\n"), "")
+        ),
         Answer::RingUntilCancelled => format!(
-            "  <recv request=\"INVITE\" crlf=\"true\"/>\n{}  <recv request=\"CANCEL\"/>\n{}  <send><![CDATA[\nSIP/2.0 487 Request Terminated\n[last_Via:]\n[last_From:]\n[last_To:];tag=[pid]SIPpTag01[call_number]\n[last_Call-ID:]\nCSeq: [last_cseq_number] INVITE\nContent-Length: 0\n\n]]></send>\n  <recv request=\"ACK\"/>\n",
+            "  <recv request=\"INVITE\" crlf=\"true\"/>\n{}{}",
             response(180, "", ""),
-            response(200, "", "")
+            cancelled()
+        ),
+        Answer::Silent => format!(
+            "  <recv request=\"INVITE\" crlf=\"true\"/>\n{}",
+            cancelled()
         ),
     };
     format!(
@@ -291,11 +317,24 @@ pub async fn call(
         .collect();
     let id = free_port();
     let scenario = dir.join(format!("caller-{id}.xml"));
-    std::fs::write(&scenario, caller_scenario(request_user, caller_id, &headers, caller)).unwrap();
+    std::fs::write(
+        &scenario,
+        caller_scenario(request_user, caller_id, &headers, caller),
+    )
+    .unwrap();
     let trace = dir.join(format!("caller-{id}.messages"));
     let mut cmd = sipp(dir, &scenario, id, &trace);
-    cmd.args(["-m", "1", "-l", "1", "-timeout", "50s", "-recv_timeout", "30000"])
-        .arg(format!("127.0.0.1:{profile_port}"));
+    cmd.args([
+        "-m",
+        "1",
+        "-l",
+        "1",
+        "-timeout",
+        "50s",
+        "-recv_timeout",
+        "30000",
+    ])
+    .arg(format!("127.0.0.1:{profile_port}"));
     let mut child = cmd.spawn().expect("sipp starts");
     let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
@@ -308,9 +347,9 @@ pub async fn call(
         .map(|m| m.at);
     let last_final = messages
         .iter()
+        .rev()
         .filter(|m| m.received && m.header("CSeq").ends_with("INVITE"))
-        .filter(|m| m.status().is_some_and(|s| s >= 200))
-        .last();
+        .find(|m| m.status().is_some_and(|s| s >= 200));
     let status = last_final.and_then(SipMessage::status);
     let setup = invite_sent
         .zip(last_final)
