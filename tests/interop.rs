@@ -907,7 +907,10 @@ async fn every_gateway_parameter_change_goes_live_on_the_node_and_is_verified() 
     let el = |name: &str, value: &str| format!("<{name}>{value}</{name}>");
     let started = Instant::now();
     let (carrier, row) = carrier_answering(&p, "alpha", Answer::Connect).await;
-    let mut timings = vec![("create", started.elapsed())];
+    let mut timings = vec![("create (the node's first)", started.elapsed())];
+    let started = Instant::now();
+    let (_bravo, _) = carrier_answering(&p, "bravo", Answer::Connect).await;
+    timings.push(("create", started.elapsed()));
     let other = free_port();
     let changes: Vec<(&str, Value, Vec<String>)> = vec![
         (
