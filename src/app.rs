@@ -308,6 +308,7 @@ impl Application {
         }
         let switches = tokio::spawn(switch_loop(
             esl.clone(),
+            self.state.store.subscribe(),
             self.state.settings.esl.resync_every,
         ));
         let app = router(self.state);
@@ -349,13 +350,27 @@ async fn refresh_loop(state: AppState, every: Duration) {
     }
 }
 
-/// Picks up switches added, changed or removed by other instances (this instance's API writes
-/// sync at once).
-async fn switch_loop(esl: Arc<EslRuntime>, every: Duration) {
+/// Picks up switches added, changed or removed by other instances: a switch write raises the
+/// configuration version like any other, so it arrives on the change feed (PostgreSQL NOTIFY);
+/// the slow timer is the safety net for a lost notification. (This instance's own API writes
+/// sync at once.)
+async fn switch_loop(
+    esl: Arc<EslRuntime>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    every: Duration,
+) {
     let mut timer = tokio::time::interval(every);
     timer.tick().await;
     loop {
-        timer.tick().await;
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                changes.borrow_and_update();
+            }
+            _ = timer.tick() => {}
+        }
         if let Err(e) = esl.sync().await {
             tracing::warn!(error = %e, "switch list refresh failed");
         }

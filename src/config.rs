@@ -103,6 +103,8 @@ pub struct FileConfig {
     pub esl_debounce_ms: Option<u64>,
     /// Seconds between safety-net reconcile passes per node (default 60).
     pub esl_resync_seconds: Option<u64>,
+    /// Seconds a node's lease lasts unless renewed (default 4; renewed every quarter of it).
+    pub esl_lease_seconds: Option<u64>,
 }
 
 /// One `[[switches]]` entry.
@@ -384,6 +386,15 @@ impl Settings {
             }
             esl.resync_every = Duration::from_secs(secs);
         }
+        if let Some(secs) = file.esl_lease_seconds {
+            if !(2..=300).contains(&secs) {
+                return Err(ConfigError::Invalid {
+                    setting: "esl_lease_seconds",
+                    message: "must be 2 to 300".into(),
+                });
+            }
+            esl.lease_ttl = Duration::from_secs(secs);
+        }
         Ok(Settings {
             database_url,
             listen,
@@ -479,6 +490,20 @@ mod tests {
     }
 
     #[test]
+    fn the_lease_length_is_a_setting_within_bounds() {
+        let resolve = |text: &str| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            Settings::resolve(&CommonArgs::default(), &ServeArgs::default(), file)
+        };
+        let s = resolve("esl_lease_seconds = 10\n").unwrap();
+        assert_eq!(s.esl.lease_ttl, Duration::from_secs(10));
+        for bad in ["esl_lease_seconds = 1\n", "esl_lease_seconds = 301\n"] {
+            let err = resolve(bad).unwrap_err().to_string();
+            assert!(err.contains("esl_lease_seconds"), "{err}");
+        }
+    }
+
+    #[test]
     fn switches_are_read_from_the_file_with_defaults() {
         let file: FileConfig = toml::from_str(
             "esl_debounce_ms = 50\n[[switches]]\nname = \"fs1\"\nesl_host = \"10.0.0.5\"\nesl_password = \"s3cret\"\n\n[[switches]]\nname = \"fs2\"\nesl_host = \"fs2.example\"\nesl_port = 8022\nesl_password = \"x\"\nenabled = false\nprofiles = [\"carriers\", \"external\"]\n",
@@ -486,6 +511,7 @@ mod tests {
         .unwrap();
         let s = Settings::resolve(&CommonArgs::default(), &ServeArgs::default(), file).unwrap();
         assert_eq!(s.esl.debounce, Duration::from_millis(50));
+        assert_eq!(s.esl.lease_ttl, Duration::from_secs(4), "the default lease");
         assert_eq!(s.switches.len(), 2);
         assert_eq!(s.switches[0].esl_port, 8021);
         assert!(s.switches[0].enabled);

@@ -39,6 +39,9 @@ struct Options {
     /// A PostgreSQL database shared by two instances, both bindings on the node (the second
     /// instance's as the fallback); `None`: one instance on a SQLite file.
     postgres: Option<String>,
+    /// The node as a `[[switches]]` entry of the configuration file (else: none is declared,
+    /// and a test registers it through the API).
+    switch_in_config: bool,
 }
 
 impl Default for Options {
@@ -47,8 +50,16 @@ impl Default for Options {
             failover_mode: "default",
             esl_debounce_ms: 500,
             postgres: None,
+            switch_in_config: true,
         }
     }
+}
+
+/// The node as trunkline's configuration file declares it.
+fn switch_entry(esl_port: u16) -> String {
+    format!(
+        "\n[[switches]]\nname = \"fs1\"\nesl_host = \"127.0.0.1\"\nesl_port = {esl_port}\nesl_password = \"{ESL_PASSWORD}\"\nprofiles = [\"external\"]\n"
+    )
 }
 
 /// The drop-in's bindings, then each again pointing at the second instance: mod_xml_curl asks
@@ -180,15 +191,14 @@ sip_port = "{carrier_profile_port}"
 caller_sip_port = "{caller_profile_port}"
 operator_sip_port = "{operator_profile_port}"
 operator_context = "operator_in"
-
-[[switches]]
-name = "fs1"
-esl_host = "127.0.0.1"
-esl_port = {esl_port}
-esl_password = "{ESL_PASSWORD}"
-profiles = ["external"]
-"#,
-            options.failover_mode, options.esl_debounce_ms
+{}"#,
+            options.failover_mode,
+            options.esl_debounce_ms,
+            if options.switch_in_config {
+                switch_entry(esl_port)
+            } else {
+                String::new()
+            }
         );
         let templates = templates_with_callers(dir.path());
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
@@ -1217,6 +1227,17 @@ async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_o
         "first instance stopped → the second holds the node's lease: {:.1} s",
         stopped.elapsed().as_secs_f64()
     );
+    // The hand-over restarted no gateway: after the new holder's first verified pass, alpha
+    // still counts both calls.
+    eventually("the second instance synced the node", WAIT, || async {
+        let view = p
+            .send_to(second, reqwest::Method::GET, "/api/v1/switches", None)
+            .await;
+        view[0]["synced_version"].is_u64() && view[0]["pending_operations"] == 0
+    })
+    .await;
+    let status = p.api("sofia xmlstatus gateway alpha").await;
+    assert!(status.contains("<calls-out>2</calls-out>"), "{status}");
     let moved = free_port();
     p.send_to(
         second,
@@ -1270,4 +1291,159 @@ async fn setup_time_of_a_three_carrier_chain_in_both_failover_forms() {
             );
         }
     }
+}
+
+/// The state an instance reports for the one switch: `connection` (or `"none"`).
+async fn connection_on(p: &Platform, addr: SocketAddr) -> String {
+    let view = p
+        .send_to(addr, reqwest::Method::GET, "/api/v1/switches", None)
+        .await;
+    view.as_array()
+        .and_then(|a| a.first())
+        .and_then(|s| s["connection"].as_str())
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// The instance that drives the node once one does.
+async fn eventually_holder(p: &Platform, instances: [SocketAddr; 2]) -> SocketAddr {
+    for _ in 0..300 {
+        for addr in instances {
+            if connection_on(p, addr).await == "connected" {
+                return addr;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no instance drives the node");
+}
+
+#[tokio::test]
+async fn two_instances_see_a_new_switch_at_once_and_a_killed_holders_node_is_taken_over_within_the_lease()
+ {
+    let _serial = lock().await;
+    let Some(fresh) = support::db::postgres_fresh().await else {
+        return;
+    };
+    drop(fresh.store);
+    let Some(mut p) = Platform::start(Options {
+        postgres: Some(fresh.url),
+        switch_in_config: false,
+        ..Options::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let (first, second) = (p.addr, p.second.as_ref().unwrap().1);
+
+    // A switch registered through the first instance: connected there, standby on the other,
+    // both within a second.
+    let registered = Instant::now();
+    let switch = p
+        .send_to(
+            first,
+            reqwest::Method::POST,
+            "/api/v1/switches",
+            Some(json!({
+                "name": "fs1",
+                "esl_host": "127.0.0.1",
+                "esl_port": p.node.spec.esl_port,
+                "esl_password": ESL_PASSWORD,
+                "profiles": ["external"],
+            })),
+        )
+        .await;
+    eventually(
+        "connected on one instance, standby on the other",
+        Duration::from_secs(1),
+        || async {
+            let states = [
+                connection_on(&p, first).await,
+                connection_on(&p, second).await,
+            ];
+            states.contains(&"connected".to_string()) && states.contains(&"standby".to_string())
+        },
+    )
+    .await;
+    eprintln!(
+        "switch registered → connected on one instance and standby on the other: {:.0} ms",
+        registered.elapsed().as_secs_f64() * 1000.0
+    );
+    let holder = eventually_holder(&p, [first, second]).await;
+    let standby = if holder == first { second } else { first };
+
+    // A disable through the standby stops the pushes at once: a carrier created right after
+    // it never reaches the node.
+    p.send_to(
+        standby,
+        reqwest::Method::PATCH,
+        &path("switches", &switch),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    let unpushed = p
+        .send_to(
+            standby,
+            reqwest::Method::POST,
+            "/api/v1/carriers",
+            Some(json!({"name": "unpushed", "gateway_name": "unpushed", "remote_host": "127.0.0.1", "remote_port": free_port()})),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let status = p.api("sofia status").await;
+    assert!(
+        !status.contains("unpushed"),
+        "pushed after the disable: {status}"
+    );
+    p.send_to(
+        standby,
+        reqwest::Method::DELETE,
+        &path("carriers", &unpushed),
+        None,
+    )
+    .await;
+    p.send_to(
+        standby,
+        reqwest::Method::PATCH,
+        &path("switches", &switch),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    let holder = eventually_holder(&p, [first, second]).await;
+    let alpha = Carrier::start(p.dir(), "alpha", Answer::Connect);
+    let alpha_row = p
+        .send_to(
+            holder,
+            reqwest::Method::POST,
+            "/api/v1/carriers",
+            Some(json!({"name": "alpha", "gateway_name": "alpha", "remote_host": "127.0.0.1", "remote_port": alpha.port})),
+        )
+        .await;
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", alpha.port))
+        .await;
+
+    // SIGKILL of the holder: the other takes the node over and applies a change made meanwhile.
+    let survivor = if holder == first { second } else { first };
+    let moved = free_port();
+    let killed = Instant::now();
+    if holder == first {
+        p.server.kill();
+    } else {
+        p.second.as_mut().unwrap().0.kill();
+    }
+    p.send_to(
+        survivor,
+        reqwest::Method::PATCH,
+        &path("carriers", &alpha_row),
+        Some(json!({"remote_port": moved})),
+    )
+    .await;
+    p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}"))
+        .await;
+    eprintln!(
+        "holder killed (SIGKILL) → a change made meanwhile live on the node through the other instance: {:.1} s (lease 4 s)",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(connection_on(&p, survivor).await, "connected");
 }

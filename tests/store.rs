@@ -1311,3 +1311,39 @@ async fn postgres_alone_is_available_to_tests_that_need_it() {
     assert_eq!(store.backend(), Backend::Postgres);
     assert_eq!(version(&store).await, 0);
 }
+
+/// Switches travel on the change feed like carriers and routes: every write raises the version
+/// (other instances learn of it through NOTIFY), a failed one does not.
+#[tokio::test]
+async fn each_switch_write_raises_the_version_once() {
+    for (label, store) in support::db::backends().await {
+        let new = |port: u16| trunkline::esl::switch::NewSwitch {
+            name: trunkline::esl::switch::SwitchName::parse("fs1").unwrap(),
+            esl_host: Host::parse("127.0.0.1").unwrap(),
+            esl_port: port,
+            esl_password: Password::parse("s3cret").unwrap(),
+            enabled: true,
+            profiles: vec![ProfileName::external()],
+        };
+        let before = version(&store).await;
+
+        let switch = store.create_switch(&new(8021), false).await.unwrap();
+        assert_eq!(version(&store).await, before + 1, "{label}: create");
+        store
+            .update_switch(switch.id, &new(8022), false)
+            .await
+            .unwrap();
+        assert_eq!(version(&store).await, before + 2, "{label}: update");
+        assert!(
+            store.create_switch(&new(8023), false).await.is_err(),
+            "{label}: name taken"
+        );
+        assert_eq!(
+            version(&store).await,
+            before + 2,
+            "{label}: a refused write"
+        );
+        store.delete_switch(switch.id).await.unwrap();
+        assert_eq!(version(&store).await, before + 3, "{label}: delete");
+    }
+}

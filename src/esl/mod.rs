@@ -76,9 +76,13 @@ impl EslRuntime {
             })
             .map(|s| (s.id, s))
             .collect();
+        // A supervisor also ends by itself when it finds its switch disabled or deleted before
+        // this list caught up; one that ended is started again if the switch is wanted.
         let obsolete: Vec<Uuid> = running
             .iter()
-            .filter(|(id, r)| wanted.get(id).is_none_or(|s| !s.same_connection(&r.switch)))
+            .filter(|(id, r)| {
+                r.task.is_finished() || wanted.get(id).is_none_or(|s| !s.same_connection(&r.switch))
+            })
             .map(|(id, _)| *id)
             .collect();
         for id in obsolete {

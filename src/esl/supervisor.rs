@@ -25,7 +25,7 @@ use super::reconcile::{AppliedGateway, Desired, plan, verify};
 use super::switch::Switch;
 use crate::app::Publisher;
 use crate::model::GatewayName;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::xmlcurl::Published;
 
 /// Timings of the supervisors (configurable; see `config.rs`).
@@ -43,8 +43,18 @@ pub struct EslSettings {
     pub backoff_max: Duration,
     /// Wait after the switch refused the password.
     pub auth_retry: Duration,
-    /// How long a node's lease lasts unless renewed (renewed every third of it).
+    /// How long a node's lease lasts unless renewed: the longest a node waits for another
+    /// instance after its holder died. Renewed, and tried for by a standby, every quarter of it
+    /// ([`EslSettings::lease_renew_every`]), so a database hiccup shorter than three quarters of
+    /// it costs the holder nothing.
     pub lease_ttl: Duration,
+}
+
+impl EslSettings {
+    /// How often the holder renews its lease and a standby tries to take it.
+    pub fn lease_renew_every(&self) -> Duration {
+        self.lease_ttl / 4
+    }
 }
 
 impl Default for EslSettings {
@@ -58,7 +68,7 @@ impl Default for EslSettings {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             auth_retry: Duration::from_secs(60),
-            lease_ttl: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(4),
         }
     }
 }
@@ -112,6 +122,34 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
+/// Waits `d` before the next connection attempt while keeping the node's lease: a node that
+/// is down stays with its holder instead of passing between instances at every expiry. `true`
+/// when asked to stop meanwhile; returns early if another instance took the lease.
+async fn pause_holding(
+    ctx: &SyncContext,
+    switch: &Switch,
+    stop: &mut watch::Receiver<bool>,
+    d: Duration,
+) -> bool {
+    let until = Instant::now() + d;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if pause(stop, left.min(ctx.settings.lease_renew_every())).await {
+            return true;
+        }
+        let renewed = ctx
+            .store
+            .take_switch_lease(switch.id, &ctx.instance, ctx.settings.lease_ttl)
+            .await;
+        if matches!(renewed, Ok(false)) {
+            return false;
+        }
+    }
+}
+
 /// The task of one switch, until `stop` turns true.
 pub async fn supervise<C: EslConnection>(
     ctx: Arc<SyncContext>,
@@ -138,7 +176,7 @@ pub async fn supervise<C: EslConnection>(
             Ok(false) => {
                 ctx.live
                     .set_connection(switch.id, ConnectionState::Standby, None);
-                if pause(&mut stop, ctx.settings.lease_ttl / 3).await {
+                if pause(&mut stop, ctx.settings.lease_renew_every()).await {
                     break;
                 }
                 continue;
@@ -172,7 +210,7 @@ pub async fn supervise<C: EslConnection>(
                 tracing::warn!(switch = %name, error = %e, ?wait, "cannot connect to the switch");
                 ctx.live
                     .set_connection(switch.id, ConnectionState::Down, Some(e.to_string()));
-                if pause(&mut stop, wait).await {
+                if pause_holding(&ctx, &switch, &mut stop, wait).await {
                     break;
                 }
                 continue;
@@ -192,7 +230,7 @@ pub async fn supervise<C: EslConnection>(
                 tracing::warn!(switch = %name, error = %format!("{e:#}"), ?wait, "Event Socket session ended");
                 ctx.live
                     .set_connection(switch.id, ConnectionState::Down, Some(format!("{e:#}")));
-                if pause(&mut stop, wait).await {
+                if pause_holding(&ctx, &switch, &mut stop, wait).await {
                     break;
                 }
             }
@@ -227,7 +265,9 @@ async fn session<C: EslConnection>(
     let mut due = Some(Instant::now());
     let mut liveness = tokio::time::interval(ctx.settings.liveness_every);
     let mut resync = tokio::time::interval(ctx.settings.resync_every);
-    let mut lease = tokio::time::interval(ctx.settings.lease_ttl / 3);
+    let mut lease = tokio::time::interval(ctx.settings.lease_renew_every());
+    // Taken just before the session started; the holder gives the node up before this passes.
+    let mut held_until = Instant::now() + ctx.settings.lease_ttl;
     for timer in [&mut liveness, &mut resync, &mut lease] {
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         timer.reset();
@@ -262,6 +302,13 @@ async fn session<C: EslConnection>(
             }
             _ = wake => {
                 due = None;
+                // A disable or delete made through another instance reaches this one's switch
+                // list a moment later; no command goes to the node meanwhile.
+                match ctx.store.get_switch(switch.id).await {
+                    Ok(s) if !s.enabled => return Ok(()),
+                    Err(StoreError::NotFound) => return Ok(()),
+                    _ => {}
+                }
                 match reconcile_once(ctx, switch, conn, &core_uuid).await {
                     Ok(true) => {
                         retry.reset();
@@ -280,8 +327,16 @@ async fn session<C: EslConnection>(
             }
             _ = resync.tick() => due = Some(Instant::now()),
             _ = lease.tick() => {
-                if !ctx.store.take_switch_lease(switch.id, &ctx.instance, ctx.settings.lease_ttl).await? {
-                    anyhow::bail!("lost the lease on this switch to another instance");
+                let renewing = Instant::now();
+                match ctx.store.take_switch_lease(switch.id, &ctx.instance, ctx.settings.lease_ttl).await {
+                    Ok(true) => held_until = renewing + ctx.settings.lease_ttl,
+                    Ok(false) => anyhow::bail!("lost the lease on this switch to another instance"),
+                    // The database did not answer: the lease still holds until it expires, so
+                    // the node stays driven; give it up before another instance may take it.
+                    Err(e) if Instant::now() + ctx.settings.lease_renew_every() < held_until => {
+                        tracing::warn!(switch = %switch.name, error = %e, "cannot renew the switch lease; retrying");
+                    }
+                    Err(e) => return Err(e).context("the switch lease could not be renewed before it expired"),
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! FreeSWITCH nodes ("switches") and the reconciler's durable state per node: the gateways
 //! trunkline verified there (`switch_gateways`), the ACL it last reloaded, the last successful
 //! sync, and the lease that lets one trunkline instance at a time act on a node
-//! (`switch_sync`). Switches are not routing configuration: writing them leaves
-//! `config_version` alone.
+//! (`switch_sync`). A switch write is a configuration write all the same: it raises
+//! `config_version` and notifies the other instances, so every instance starts, restarts or
+//! stops its supervisor for that node within the change feed's latency, not its next
+//! safety-net tick.
 //!
 //! The lease is plain SQL that both backends run the same way: an upsert that takes the row only
 //! when it is free, expired or already ours (`ON CONFLICT … DO UPDATE … WHERE`), so exactly one
@@ -146,7 +148,7 @@ impl Store {
         new: &NewSwitch,
         from_config: bool,
     ) -> Result<Switch, StoreError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin_config().await?;
         let taken = tx
             .exec()
             .fetch_optional::<SwitchRow>(BY_NAME, args![new.name.to_string()])
@@ -171,7 +173,7 @@ impl Store {
                 ],
             )
             .await?;
-        tx.commit().await?;
+        self.commit_config(tx).await?;
         self.get_switch(id).await
     }
 
@@ -182,7 +184,7 @@ impl Store {
         new: &NewSwitch,
         from_config: bool,
     ) -> Result<Switch, StoreError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin_config().await?;
         let other = tx
             .exec()
             .fetch_optional::<SwitchRow>(BY_NAME, args![new.name.to_string()])
@@ -210,7 +212,7 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::NotFound);
         }
-        tx.commit().await?;
+        self.commit_config(tx).await?;
         self.get_switch(id).await
     }
 
@@ -235,13 +237,14 @@ impl Store {
 
     /// Deletes a switch and its sync state.
     pub async fn delete_switch(&self, id: Uuid) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin_config().await?;
         tx.exec().execute(DELETE_GATEWAYS, args![id]).await?;
         tx.exec().execute(DELETE_SYNC, args![id]).await?;
         if tx.exec().execute(DELETE, args![id]).await? == 0 {
             return Err(StoreError::NotFound);
         }
-        tx.commit().await
+        self.commit_config(tx).await?;
+        Ok(())
     }
 
     /// What trunkline last verified on the switch.
@@ -333,7 +336,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let now = now();
         let until = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(30));
-        let mut tx = self.db.begin_write().await?;
+        let mut tx = self.begin_config().await?;
         let taken = tx
             .exec()
             .execute(

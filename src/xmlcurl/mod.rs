@@ -76,8 +76,16 @@ pub async fn handle_fetch(State(state): State<AppState>, request: Request) -> Re
     let published = state.published.load();
     let answer = answer::answer(&published, &body, chrono::Utc::now());
     drop(published);
-    if let Some(reason) = &answer.reason {
-        tracing::info!(section = answer.section, outcome = answer.outcome, %reason, "xml_curl answer");
+    match &answer.reason {
+        // What trunkline does not serve (another module's configuration, a context it does not
+        // own) is asked at every load and on every call there: nothing for an operator to do.
+        Some(reason) if answer.outcome == "not_found" => {
+            tracing::debug!(section = answer.section, %reason, "xml_curl answer: not found");
+        }
+        Some(reason) => {
+            tracing::info!(section = answer.section, outcome = answer.outcome, %reason, "xml_curl answer");
+        }
+        None => {}
     }
     metrics::counter!("trunkline_xmlcurl_requests_total", "section" => answer.section, "outcome" => answer.outcome)
         .increment(1);
