@@ -1293,14 +1293,18 @@ async fn setup_time_of_a_three_carrier_chain_in_both_failover_forms() {
     }
 }
 
-/// The state an instance reports for the one switch: `connection` (or `"none"`).
-async fn connection_on(p: &Platform, addr: SocketAddr) -> String {
+/// What an instance reports for the one switch (`Null` when it has none).
+async fn switch_view(p: &Platform, addr: SocketAddr) -> Value {
     let view = p
         .send_to(addr, reqwest::Method::GET, "/api/v1/switches", None)
         .await;
-    view.as_array()
-        .and_then(|a| a.first())
-        .and_then(|s| s["connection"].as_str())
+    view[0].clone()
+}
+
+/// The connection state an instance reports for the one switch (or `"none"`).
+async fn connection_on(p: &Platform, addr: SocketAddr) -> String {
+    switch_view(p, addr).await["connection"]
+        .as_str()
         .unwrap_or("none")
         .to_string()
 }
@@ -1372,6 +1376,23 @@ async fn two_instances_see_a_new_switch_at_once_and_a_killed_holders_node_is_tak
     );
     let holder = eventually_holder(&p, [first, second]).await;
     let standby = if holder == first { second } else { first };
+    // Both instances show the same state of the node: who holds it and what it was synced to.
+    eventually(
+        "the same view of the node on both instances",
+        WAIT,
+        || async {
+            let (h, s) = (
+                switch_view(&p, holder).await,
+                switch_view(&p, standby).await,
+            );
+            h["synced_version"].is_u64()
+                && h["synced_version"] == s["synced_version"]
+                && h["lease_holder"] == s["lease_holder"]
+                && h["held_here"] == true
+                && s["held_here"] == false
+        },
+    )
+    .await;
 
     // A disable through the standby stops the pushes at once: a carrier created right after
     // it never reaches the node.

@@ -1347,3 +1347,56 @@ async fn each_switch_write_raises_the_version_once() {
         assert_eq!(version(&store).await, before + 3, "{label}: delete");
     }
 }
+
+/// What the lease holder verified and its last error are stored where every instance reads
+/// them: a converged pass records the version and clears the error.
+#[tokio::test]
+async fn the_holders_sync_state_is_shared_through_the_store() {
+    for (label, store) in support::db::backends().await {
+        let switch = store
+            .create_switch(
+                &trunkline::esl::switch::NewSwitch {
+                    name: trunkline::esl::switch::SwitchName::parse("fs1").unwrap(),
+                    esl_host: Host::parse("127.0.0.1").unwrap(),
+                    esl_port: 8021,
+                    esl_password: Password::parse("s3cret").unwrap(),
+                    enabled: true,
+                    profiles: vec![ProfileName::external()],
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(
+            store
+                .take_switch_lease(switch.id, "instance-a", Duration::from_secs(4))
+                .await
+                .unwrap()
+        );
+        store
+            .record_switch_error(switch.id, Some("connection refused"))
+            .await
+            .unwrap();
+        let state = store.switch_sync_state(switch.id).await.unwrap();
+        assert_eq!(
+            state.last_error.as_deref(),
+            Some("connection refused"),
+            "{label}"
+        );
+        assert_eq!(state.lease_holder.as_deref(), Some("instance-a"), "{label}");
+        assert_eq!(state.synced_version, None, "{label}");
+
+        store
+            .record_applied(switch.id, &[], &[], None, Some(("core-1", 7)))
+            .await
+            .unwrap();
+
+        let state = store.switch_sync_state(switch.id).await.unwrap();
+        assert_eq!(state.synced_version, Some(7), "{label}");
+        assert_eq!(
+            state.last_error, None,
+            "{label}: a converged pass clears the error"
+        );
+        assert_eq!(state.core_uuid.as_deref(), Some("core-1"), "{label}");
+    }
+}

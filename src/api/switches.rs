@@ -114,8 +114,12 @@ pub struct SwitchView {
     pub last_error: Option<String>,
     pub core_uuid: Option<String>,
     pub last_sync_at: Option<DateTime<Utc>>,
-    /// The configuration version this node was last brought to (since this instance started).
+    /// The configuration version this node was last brought to, by whichever instance holds it.
     pub synced_version: Option<u64>,
+    /// The trunkline instance holding (or last holding) the node's lease.
+    pub lease_holder: Option<String>,
+    /// Whether that is the instance answering.
+    pub held_here: bool,
     pub pending_operations: usize,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -138,10 +142,13 @@ async fn view(state: &AppState, s: Switch) -> Result<SwitchView, ApiError> {
         } else {
             ConnectionState::Disabled
         },
-        last_error: live.last_error,
+        // A standby instance shows what the holder stored; the holder its own live state.
+        last_error: live.last_error.or(stored.last_error),
         core_uuid: live.core_uuid.or(stored.core_uuid),
         last_sync_at: live.last_sync_at.or(stored.last_sync_at),
-        synced_version: live.synced_version,
+        synced_version: live.synced_version.or(stored.synced_version),
+        held_here: stored.lease_holder.as_deref() == Some(state.esl.instance()),
+        lease_holder: stored.lease_holder,
         pending_operations: live.pending_operations,
         created_at: s.created_at,
         updated_at: s.updated_at,

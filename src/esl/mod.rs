@@ -58,6 +58,11 @@ impl EslRuntime {
         &self.ctx.live
     }
 
+    /// This instance's lease holder id.
+    pub fn instance(&self) -> &str {
+        &self.ctx.instance
+    }
+
     /// Starts a supervisor for every enabled switch without one, restarts those whose
     /// connection settings changed, stops those disabled or deleted.
     pub async fn sync(&self) -> Result<(), StoreError> {

@@ -122,6 +122,14 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
+/// Stores the holder's latest error on the node, so that every instance shows it; a database
+/// that does not answer costs only the shared copy (the live state has it).
+async fn record_error(ctx: &SyncContext, switch: &Switch, error: &str) {
+    if let Err(e) = ctx.store.record_switch_error(switch.id, Some(error)).await {
+        tracing::debug!(switch = %switch.name, error = %e, "cannot store the switch's last error");
+    }
+}
+
 /// Waits `d` before the next connection attempt while keeping the node's lease: a node that
 /// is down stays with its holder instead of passing between instances at every expiry. `true`
 /// when asked to stop meanwhile; returns early if another instance took the lease.
@@ -200,6 +208,7 @@ pub async fn supervise<C: EslConnection>(
                     ConnectionState::AuthFailed,
                     Some(EslError::Auth.to_string()),
                 );
+                record_error(&ctx, &switch, &EslError::Auth.to_string()).await;
                 if pause(&mut stop, ctx.settings.auth_retry).await {
                     break;
                 }
@@ -210,6 +219,7 @@ pub async fn supervise<C: EslConnection>(
                 tracing::warn!(switch = %name, error = %e, ?wait, "cannot connect to the switch");
                 ctx.live
                     .set_connection(switch.id, ConnectionState::Down, Some(e.to_string()));
+                record_error(&ctx, &switch, &e.to_string()).await;
                 if pause_holding(&ctx, &switch, &mut stop, wait).await {
                     break;
                 }
@@ -230,6 +240,7 @@ pub async fn supervise<C: EslConnection>(
                 tracing::warn!(switch = %name, error = %format!("{e:#}"), ?wait, "Event Socket session ended");
                 ctx.live
                     .set_connection(switch.id, ConnectionState::Down, Some(format!("{e:#}")));
+                record_error(&ctx, &switch, &format!("{e:#}")).await;
                 if pause_holding(&ctx, &switch, &mut stop, wait).await {
                     break;
                 }
@@ -433,7 +444,7 @@ async fn reconcile_once<C: EslConnection>(
             &confirmed,
             &gone,
             acl_reloaded.then_some(desired.acl.as_str()),
-            converged.then_some(core_uuid),
+            converged.then_some((core_uuid, desired.version)),
         )
         .await?;
     let mut results: HashMap<String, GatewayResult> = HashMap::new();
@@ -443,17 +454,23 @@ async fn reconcile_once<C: EslConnection>(
     for (g, why) in &verdict.failures {
         results.insert(g.to_string(), GatewayResult::failed(why.clone()));
     }
+    let error = failures.first().cloned().or_else(|| {
+        verdict
+            .failures
+            .first()
+            .map(|(g, why)| format!("{g}: {why}"))
+    });
+    if let Some(e) = &error {
+        // A converged pass clears it (record_applied); a failed one leaves it for every
+        // instance's view.
+        record_error(ctx, switch, e).await;
+    }
     ctx.live.record_pass(
         switch.id,
         converged.then_some(desired.version),
         results,
         verdict.failures.len() + usize::from(acl_pending),
-        failures.first().cloned().or_else(|| {
-            verdict
-                .failures
-                .first()
-                .map(|(g, why)| format!("{g}: {why}"))
-        }),
+        error,
     );
     let result = if converged { "ok" } else { "failed" };
     metrics::counter!("trunkline_reconcile_total", "switch" => switch.name.to_string(), "result" => result).increment(1);

@@ -43,13 +43,14 @@ const UPSERT_APPLIED: &str = "INSERT INTO switch_gateways (switch_id, gateway_na
      ON CONFLICT (switch_id, gateway_name) DO UPDATE SET profile = excluded.profile, fingerprint = excluded.fingerprint, applied_at = excluded.applied_at";
 const FORGET_APPLIED: &str =
     "DELETE FROM switch_gateways WHERE switch_id = $1 AND gateway_name = $2";
-const SYNC: &str =
-    "SELECT acl_fingerprint, core_uuid, last_sync_at FROM switch_sync WHERE switch_id = $1";
+const SYNC: &str = "SELECT acl_fingerprint, core_uuid, last_sync_at, synced_version, last_error, lease_holder \
+     FROM switch_sync WHERE switch_id = $1";
 const ENSURE_SYNC: &str =
     "INSERT INTO switch_sync (switch_id) VALUES ($1) ON CONFLICT (switch_id) DO NOTHING";
 const SET_ACL: &str = "UPDATE switch_sync SET acl_fingerprint = $2 WHERE switch_id = $1";
-const SET_SYNCED: &str =
-    "UPDATE switch_sync SET core_uuid = $2, last_sync_at = $3 WHERE switch_id = $1";
+const SET_SYNCED: &str = "UPDATE switch_sync SET core_uuid = $2, last_sync_at = $3, synced_version = $4, last_error = NULL \
+     WHERE switch_id = $1";
+const SET_ERROR: &str = "UPDATE switch_sync SET last_error = $2 WHERE switch_id = $1";
 const TAKE_LEASE: &str = "INSERT INTO switch_sync (switch_id, lease_holder, lease_expires_at) VALUES ($1, $2, $3) \
      ON CONFLICT (switch_id) DO UPDATE SET lease_holder = excluded.lease_holder, lease_expires_at = excluded.lease_expires_at \
      WHERE switch_sync.lease_holder IS NULL OR switch_sync.lease_holder = excluded.lease_holder OR switch_sync.lease_expires_at < $4";
@@ -109,6 +110,12 @@ pub struct SyncState {
     pub applied: Applied,
     pub core_uuid: Option<String>,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// The configuration version of the last converged pass, by whichever instance made it.
+    pub synced_version: Option<u64>,
+    /// The lease holder's last error on this node (cleared by a converged pass).
+    pub last_error: Option<String>,
+    /// The instance holding (or last holding) the node's lease.
+    pub lease_holder: Option<String>,
 }
 
 fn profiles_json(s: &NewSwitch) -> String {
@@ -267,30 +274,47 @@ impl Store {
                 },
             );
         }
+        type SyncRow = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
         let sync = conn
             .exec()
-            .fetch_optional::<(Option<String>, Option<String>, Option<String>)>(SYNC, args![id])
+            .fetch_optional::<SyncRow>(SYNC, args![id])
             .await?;
-        let (acl, core_uuid, last_sync_at) = sync.unwrap_or((None, None, None));
+        let (acl, core_uuid, last_sync_at, synced_version, last_error, lease_holder) =
+            sync.unwrap_or_default();
         Ok(SyncState {
             applied: Applied { gateways, acl },
             core_uuid,
             last_sync_at: last_sync_at
                 .map(|t| parse_time("last_sync_at", &t))
                 .transpose()?,
+            synced_version: synced_version
+                .map(|v| {
+                    u64::try_from(v)
+                        .map_err(|_| StoreError::Corrupt("switch_sync.synced_version".into()))
+                })
+                .transpose()?,
+            last_error,
+            lease_holder,
         })
     }
 
     /// Records a verified reconcile in one transaction: gateways confirmed running, gateways
     /// confirmed gone, the ACL when its reload succeeded, and (when the whole plan converged)
-    /// the sync time.
+    /// the node's Core-UUID, the sync time and the configuration version it was synced to.
     pub async fn record_applied(
         &self,
         id: Uuid,
         confirmed: &[AppliedGateway],
         gone: &[GatewayName],
         acl: Option<&str>,
-        synced: Option<&str>,
+        synced: Option<(&str, u64)>,
     ) -> Result<(), StoreError> {
         let at = ts(now());
         let mut tx = self.db.begin_write().await?;
@@ -319,11 +343,31 @@ impl Store {
                 .execute(SET_ACL, args![id, acl.to_string()])
                 .await?;
         }
-        if let Some(core_uuid) = synced {
+        if let Some((core_uuid, version)) = synced {
+            let version = i64::try_from(version)
+                .map_err(|_| StoreError::Corrupt("configuration version out of range".into()))?;
             tx.exec()
-                .execute(SET_SYNCED, args![id, core_uuid.to_string(), at.clone()])
+                .execute(
+                    SET_SYNCED,
+                    args![id, core_uuid.to_string(), at.clone(), version],
+                )
                 .await?;
         }
+        tx.commit().await
+    }
+
+    /// Records the lease holder's latest error on a node (or clears it), for every instance's
+    /// view of the node.
+    pub async fn record_switch_error(
+        &self,
+        id: Uuid,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        tx.exec().execute(ENSURE_SYNC, args![id]).await?;
+        tx.exec()
+            .execute(SET_ERROR, args![id, error.map(str::to_string)])
+            .await?;
         tx.commit().await
     }
 
