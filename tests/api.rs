@@ -822,13 +822,24 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
         let get = |path: &'static str| app.send(reqwest::Method::GET, path, None, None);
         assert_eq!(get("/healthz").await.status, StatusCode::OK);
         assert_eq!(get("/readyz").await.status, StatusCode::OK);
-        let (status, _) = app.fetch(support::app::config_body("acl.conf", None)).await;
-        assert_eq!(status, StatusCode::OK);
-        let metrics = get("/metrics").await;
+        // The counter moves by what this test did (the recorder is shared by every test of
+        // the binary, so other tests can only add to it).
+        let acl_fetches = || async {
+            counter(
+                &get("/metrics").await.text,
+                "trunkline_xmlcurl_requests_total",
+                &["section=\"acl.conf\"", "outcome=\"document\""],
+            )
+        };
+        let before = acl_fetches().await;
+        for _ in 0..3 {
+            let (status, _) = app.fetch(support::app::config_body("acl.conf", None)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let after = acl_fetches().await;
         assert!(
-            metrics.text.contains("trunkline_xmlcurl_requests_total"),
-            "{}",
-            metrics.text
+            after >= before + 3.0,
+            "acl.conf fetches counted: {before} → {after}"
         );
         let doc = get("/api/openapi.json").await;
         assert_eq!(doc.status, StatusCode::OK);
@@ -963,4 +974,13 @@ async fn routing_criteria_round_trip_and_impossible_ones_are_refused_naming_the_
         assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     })
     .await;
+}
+
+/// The value of a Prometheus counter in `/metrics` text: the sum of the series of `name` whose
+/// labels include every one of `labels` (0 when there is none).
+fn counter(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -142,6 +142,18 @@ impl Env {
         .await;
     }
 
+    /// Waits for a converged pass that finished after `before` (a `last_sync_at` seen earlier),
+    /// and then for the current version.
+    async fn pass_after(&self, before: &Value) {
+        assert!(before.is_string(), "a pass before: {before}");
+        eventually("a pass finished after the event", || async {
+            let now = self.switch_view().await["last_sync_at"].clone();
+            now.is_string() && now != *before
+        })
+        .await;
+        self.synced().await;
+    }
+
     async fn switch_view(&self) -> Value {
         self.app
             .get(
@@ -338,17 +350,21 @@ async fn after_a_reconnect_unchanged_gateways_are_not_killed() {
     env.synced().await;
     let uuid = env.fake.core_uuid();
     env.fake.take_commands();
+    let before = env.switch_view().await["last_sync_at"].clone();
 
     env.fake.drop_connections();
-    eventually("reconnected and re-read", || async {
+    // Not "xmlstatus received": the live state from before the drop would already satisfy a
+    // wait for a synced view, and a killgw after it would go unseen. A pass that finished
+    // after the reconnect moves last_sync_at.
+    env.pass_after(&before).await;
+    assert!(
         env.fake
             .commands()
             .iter()
-            .any(|c| c == "api sofia xmlstatus gateway")
-    })
-    .await;
-    env.synced().await;
-    assert!(env.mutations().is_empty());
+            .any(|c| c == "api sofia xmlstatus gateway"),
+        "the reconnect re-read what runs"
+    );
+    assert!(env.mutations().is_empty(), "{:?}", env.mutations());
     assert_eq!(env.fake.core_uuid(), uuid);
 }
 
@@ -360,6 +376,7 @@ async fn a_freeswitch_restart_loading_trunklines_sofia_conf_needs_no_killgw() {
     eventually("both running", || async { env.fake.running().len() == 2 }).await;
     env.synced().await;
     env.fake.take_commands();
+    let before = env.switch_view().await["last_sync_at"].clone();
 
     env.fake.restart().await;
     let uuid = env.fake.core_uuid();
@@ -367,8 +384,8 @@ async fn a_freeswitch_restart_loading_trunklines_sofia_conf_needs_no_killgw() {
         env.switch_view().await["core_uuid"] == uuid.as_str()
     })
     .await;
-    env.synced().await;
-    assert!(env.mutations().is_empty());
+    env.pass_after(&before).await;
+    assert!(env.mutations().is_empty(), "{:?}", env.mutations());
 }
 
 #[tokio::test]

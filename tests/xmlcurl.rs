@@ -650,16 +650,22 @@ async fn the_endpoint_checks_credentials_and_the_client_allow_list() {
     assert_eq!(right.status(), StatusCode::OK);
     assert!(right.text().await.unwrap().contains("trunkline_carriers"));
 
-    let mut settings = test_settings();
-    settings.xmlcurl_allow = vec![trunkline::model::Cidr::parse("10.0.0.0/8").unwrap()];
-    let (_, store) = support::db::backends().await.into_iter().next().unwrap();
-    let app = TestApp::start_with("sqlite", store, settings).await;
-    let (status, _) = app.fetch(body).await;
-    assert_eq!(
-        status,
-        StatusCode::FORBIDDEN,
-        "127.0.0.1 is outside 10.0.0.0/8"
-    );
+    // The allow-list refuses a client outside it and serves one inside it: a list that
+    // refused everyone would fail the second half.
+    for (allowed, expected) in [
+        ("10.0.0.0/8", StatusCode::FORBIDDEN),
+        ("127.0.0.0/8", StatusCode::OK),
+    ] {
+        let mut settings = test_settings();
+        settings.xmlcurl_allow = vec![trunkline::model::Cidr::parse(allowed).unwrap()];
+        let (_, store) = support::db::backends().await.into_iter().next().unwrap();
+        let app = TestApp::start_with("sqlite", store, settings).await;
+        let (status, xml) = app.fetch(body.clone()).await;
+        assert_eq!(status, expected, "127.0.0.1 with xmlcurl_allow = {allowed}");
+        if expected == StatusCode::OK {
+            assert!(xml.contains("trunkline_carriers"), "{xml}");
+        }
+    }
 }
 
 #[tokio::test]

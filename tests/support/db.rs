@@ -50,9 +50,20 @@ async fn sqlite() -> Fresh {
     }
 }
 
-/// A new database `trunkline_test_<uuid>` on the `TEST_DATABASE_URL` server.
+/// Whether this run is CI's (`CI=true`, as `.ci/run` is started), where a missing test
+/// dependency is a failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A new database `trunkline_test_<uuid>` on the `TEST_DATABASE_URL` server. Without it the
+/// PostgreSQL half of a test is skipped with a notice, except under `CI=true`, where it fails.
 pub async fn postgres_fresh() -> Option<Fresh> {
     let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(
+            !in_ci(),
+            "CI=true but TEST_DATABASE_URL is not set: the PostgreSQL tests cannot run"
+        );
         static NOTICE: Once = Once::new();
         NOTICE.call_once(|| {
             eprintln!("notice: TEST_DATABASE_URL is not set; PostgreSQL tests skipped");
