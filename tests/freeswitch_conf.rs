@@ -122,6 +122,21 @@ fn xml_curl_bindings_are_limited_to_their_section_and_have_credentials_and_timeo
 }
 
 #[test]
+fn the_bindings_post_exactly_the_fields_trunkline_reads() {
+    let posted: std::collections::BTreeSet<String> = elements("autoload_configs/xml_curl.conf.xml")
+        .into_iter()
+        .filter(|e| e.name == "param" && e.attrs["name"] == "enable-post-var")
+        .map(|e| e.attrs["value"].clone())
+        // mod_xml_curl sends these whatever the list says (mod_xml_curl.c xml_url_fetch).
+        .chain(["section".to_string(), "key_value".to_string()])
+        .collect();
+    let read: std::collections::BTreeSet<String> = trunkline::fsxml::request::field_names()
+        .map(String::from)
+        .collect();
+    assert_eq!(posted, read);
+}
+
+#[test]
 fn event_socket_listens_on_loopback_with_a_non_default_password() {
     let p = params(&elements("autoload_configs/event_socket.conf.xml"));
     assert_eq!(p["listen-ip"], "127.0.0.1");

@@ -124,6 +124,16 @@ const NAMES: [(&[u8], Field); FIELD_COUNT] = [
     ),
 ];
 
+/// Every form field trunkline reads, by the name FreeSWITCH posts it under: what the
+/// bindings' `enable-post-var` lists must name (besides `section` and `key_value`, which
+/// mod_xml_curl always sends), so the node encodes and posts nothing else
+/// (`freeswitch-conf/autoload_configs/xml_curl.conf.xml`; tests/freeswitch_conf.rs).
+pub fn field_names() -> impl Iterator<Item = &'static str> {
+    NAMES
+        .iter()
+        .map(|(name, _)| std::str::from_utf8(name).expect("field names are ASCII"))
+}
+
 /// Where a pair's name is told apart: its first byte, and its tenth (after `variable_`).
 const TELLING_BYTE: usize = 9;
 
