@@ -98,13 +98,21 @@ async fn every_resource_round_trips_through_the_api() {
         assert_eq!(got.body["origin"], "tenant");
         assert_eq!(got.body["status"], "active");
         assert_eq!(got.body["archived_at"], Value::Null);
+        // PATCH is RFC 7396 at every depth: a header is added beside the others, and `null`
+        // removes just the one it names.
         let patched = app
-            .patch(&format!("/api/v1/carriers/{carrier}"), &admin, json!({"remote_port": 5090, "tech_headers": {}}))
+            .patch(&format!("/api/v1/carriers/{carrier}"), &admin, json!({"remote_port": 5090, "tech_headers": {"X-Tier": "gold"}}))
             .await;
         assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
         assert_eq!(patched.body["remote_port"], 5090);
-        assert_eq!(patched.body["tech_headers"], json!({}));
+        assert_eq!(patched.body["tech_headers"], json!({"X-Account": "42", "X-Tier": "gold"}));
         assert_eq!(patched.body["has_password"], true, "a PATCH without the password keeps it");
+        let patched = app
+            .patch(&format!("/api/v1/carriers/{carrier}"), &admin, json!({"tech_headers": {"X-Account": null}}))
+            .await;
+        assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+        assert_eq!(patched.body["tech_headers"], json!({"X-Tier": "gold"}));
+        assert_eq!(patched.body["remote_port"], 5090, "the rest is kept");
 
         // A carrier without a gateway name gets one derived from its name.
         let derived = app

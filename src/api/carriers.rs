@@ -19,8 +19,9 @@ use uuid::Uuid;
 use super::auth::Principal;
 use super::criteria::{CostBody, parse_cost};
 use super::error::{ApiError, ErrorBody, FieldErrors};
-use super::extract::{ValidJson, ValidQuery, from_json};
+use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
+use super::write::{merge_patch, owner_for_write};
 use crate::app::AppState;
 use crate::model::{
     Carrier, CarrierStatus, CarrierType, Cidr, Currency, Digits, Direction, DisplayName,
@@ -552,52 +553,4 @@ async fn writable_carrier(
         ));
     }
     Ok(carrier)
-}
-
-/// The owner a write may set: a tenant admin always writes its own tenant; a platform admin
-/// names an existing tenant or none (platform).
-pub async fn owner_for_write(
-    state: &AppState,
-    principal: &Principal,
-    requested: Option<Uuid>,
-) -> Result<Option<Uuid>, ApiError> {
-    if !principal.is_platform_admin() {
-        return match (principal.tenant_id, requested) {
-            (Some(mine), None) => Ok(Some(mine)),
-            (Some(mine), Some(r)) if r == mine => Ok(Some(mine)),
-            _ => Err(ApiError::field(
-                "tenant_id",
-                "a tenant admin writes only its own tenant",
-            )),
-        };
-    }
-    if let Some(t) = requested
-        && state.store.get_tenant(t).await?.is_none()
-    {
-        return Err(ApiError::field("tenant_id", "no such tenant"));
-    }
-    Ok(requested)
-}
-
-/// Applies a JSON merge patch (RFC 7396) to `base` and parses the result as the same body type,
-/// so POST and PATCH share one set of rules.
-pub fn merge_patch<T: Serialize + serde::de::DeserializeOwned>(
-    base: &T,
-    patch: serde_json::Value,
-) -> Result<T, ApiError> {
-    let serde_json::Value::Object(patch) = patch else {
-        return Err(ApiError::BadRequest(super::error::FieldError {
-            field: None,
-            detail: "a PATCH body must be a JSON object".into(),
-        }));
-    };
-    let mut merged = serde_json::to_value(base).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let serde_json::Value::Object(target) = &mut merged else {
-        return Err(ApiError::Internal("body is not an object".into()));
-    };
-    for (k, v) in patch {
-        target.insert(k, v);
-    }
-    let bytes = serde_json::to_vec(&merged).map_err(|e| ApiError::Internal(e.to_string()))?;
-    from_json(&bytes)
 }

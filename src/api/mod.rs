@@ -15,6 +15,7 @@ pub mod preview;
 pub mod routes;
 pub mod switches;
 pub mod tenants;
+pub mod write;
 
 use axum::Json;
 use axum::Router;

@@ -13,11 +13,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
-use super::carriers::{merge_patch, owner_for_write};
 use super::criteria::{CostBody, parse_cost, parse_schedule};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
+use super::write::{merge_patch, owner_for_write};
 use crate::app::AppState;
 use crate::model::{
     CallerPrefix, CarrierStatus, Currency, Digits, DisplayName, MatchType, NewRoute, Route,

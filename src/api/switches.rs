@@ -14,9 +14,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
-use super::carriers::{merge_patch, visible_carrier};
+use super::carriers::visible_carrier;
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::ValidJson;
+use super::write::merge_patch;
 use crate::app::AppState;
 use crate::esl::live::{ConnectionState, GatewayResult};
 use crate::esl::switch::{DEFAULT_ESL_PORT, NewSwitch, Switch, SwitchName, normalise_profiles};

@@ -13,11 +13,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
-use super::carriers::merge_patch;
 use super::criteria::{CostBody, parse_cost};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
+use super::write::merge_patch;
 use crate::app::AppState;
 use crate::model::{ContextName, DisplayName, FailoverMode, Feature, NewTenant, Tenant};
 use crate::store::TenantFilter;
