@@ -3,9 +3,8 @@
 //! port 0 and read the port back.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -13,7 +12,6 @@ use axum::Router;
 use axum::routing::post;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, watch};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -21,11 +19,9 @@ use crate::config::Settings;
 use crate::esl::EslRuntime;
 use crate::esl::live::LiveState;
 use crate::esl::supervisor::SyncContext;
-use crate::fsxml::acl::AclTemplate;
-use crate::fsxml::sofia::ProfileTemplates;
-use crate::memory::release_freed_memory;
+use crate::publish::{Published, Publisher};
 use crate::store::Store;
-use crate::xmlcurl::{self, PublishSettings, Published, Templates};
+use crate::xmlcurl;
 
 /// Shared by every handler. Cheap to clone.
 #[derive(Clone)]
@@ -52,125 +48,6 @@ impl AppState {
             tracing::error!(error = %e, "snapshot rebuild after a write failed; the timer retries");
         }
     }
-}
-
-/// Rebuilds the published snapshot from the database and swaps it in. One rebuild at a time;
-/// a caller that finds the snapshot already at its version returns at once, so a burst of
-/// writes costs few rebuilds.
-pub struct Publisher {
-    store: Store,
-    target: Arc<ArcSwap<Published>>,
-    templates: Arc<Templates>,
-    settings: PublishSettings,
-    lock: Mutex<()>,
-    /// Whether the last rebuild attempt failed (the database unreachable): /readyz says so while
-    /// the xml_curl endpoint keeps answering from the last good snapshot.
-    stale: watch::Sender<bool>,
-}
-
-impl Publisher {
-    /// Brings the published snapshot to at least `version`.
-    pub async fn refresh_to(&self, version: u64) -> anyhow::Result<()> {
-        let _guard = self.lock.lock().await;
-        if self.target.load().version() >= version {
-            return Ok(());
-        }
-        self.rebuild().await
-    }
-
-    /// Reloads unconditionally when the database's version differs from the published one
-    /// (the safety net for lost notifications).
-    pub async fn refresh_if_changed(&self) -> anyhow::Result<()> {
-        let _guard = self.lock.lock().await;
-        let version = match self.store.config_version().await {
-            Ok(v) => v,
-            Err(e) => {
-                self.set_stale(true);
-                return Err(e.into());
-            }
-        };
-        if self.target.load().version() == version && !*self.stale.borrow() {
-            return Ok(());
-        }
-        self.rebuild().await
-    }
-
-    async fn rebuild(&self) -> anyhow::Result<()> {
-        let started = Instant::now();
-        let dataset = match self.store.load_dataset().await {
-            Ok(d) => d,
-            Err(e) => {
-                self.set_stale(true);
-                return Err(e.into());
-            }
-        };
-        // At platform size a build takes seconds of CPU: on a blocking thread it leaves the
-        // runtime's workers to the xml_curl fetches, which keep reading the old snapshot.
-        let (templates, settings) = (self.templates.clone(), self.settings.clone());
-        let published =
-            tokio::task::spawn_blocking(move || Published::build(dataset, &templates, &settings))
-                .await
-                .context("the snapshot build stopped")?
-                .context("rendering documents from the new snapshot")?;
-        let version = published.version();
-        for skipped in &published.skipped_gateways {
-            tracing::warn!(?skipped, "carrier left out of sofia.conf");
-        }
-        self.target.store(Arc::new(published));
-        tokio::task::spawn_blocking(release_freed_memory);
-        self.set_stale(false);
-        metrics::gauge!("trunkline_snapshot_version").set(version as f64);
-        metrics::histogram!("trunkline_snapshot_rebuild_seconds")
-            .record(started.elapsed().as_secs_f64());
-        tracing::debug!(version, elapsed = ?started.elapsed(), "snapshot published");
-        Ok(())
-    }
-
-    pub fn is_stale(&self) -> bool {
-        *self.stale.borrow()
-    }
-
-    /// The flag and the `trunkline_snapshot_stale` gauge change together, so /readyz and the
-    /// metrics never disagree (the timer's version check used to set only the flag).
-    fn set_stale(&self, stale: bool) {
-        self.stale.send_replace(stale);
-        metrics::gauge!("trunkline_snapshot_stale").set(if stale { 1.0 } else { 0.0 });
-    }
-}
-
-/// Reads the operator templates: `sofia/<profile>.xml` and `acl.conf.xml` under `dir`.
-pub fn load_templates(
-    dir: &Path,
-    vars: &std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<Templates> {
-    let sofia_dir = dir.join("sofia");
-    let mut sources = Vec::new();
-    let entries = std::fs::read_dir(&sofia_dir)
-        .with_context(|| format!("reading sofia templates in {}", sofia_dir.display()))?;
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("xml") {
-            continue;
-        }
-        let profile = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .with_context(|| format!("template name {} is not UTF-8", path.display()))?
-            .to_string();
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        sources.push((profile, text));
-    }
-    sources.sort();
-    let profiles = ProfileTemplates::load(sources, vars).context("sofia profile templates")?;
-    let acl_path = dir.join("acl.conf.xml");
-    let acl_text = match std::fs::read_to_string(&acl_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", acl_path.display())),
-    };
-    let acl = AclTemplate::load(&acl_text).context("acl template")?;
-    Ok(Templates { profiles, acl })
 }
 
 /// The process-wide Prometheus recorder (metrics has one global recorder; tests build many apps).
@@ -232,28 +109,8 @@ impl Application {
 
     /// [`Application::build`] over an already connected, migrated store.
     pub async fn with_store(settings: Settings, store: Store) -> anyhow::Result<Application> {
-        let templates = load_templates(&settings.templates_dir, &settings.template_vars)?;
-        let publish_settings = PublishSettings {
-            default_context: settings.default_context.clone(),
-            failover_mode: settings.failover_mode,
-            routing: settings.routing(),
-        };
-        let dataset = store
-            .load_dataset()
-            .await
-            .context("loading the configuration")?;
-        let first = Published::build(dataset, &templates, &publish_settings)
-            .context("rendering the first documents")?;
-        release_freed_memory();
-        let published = Arc::new(ArcSwap::from_pointee(first));
-        let publisher = Arc::new(Publisher {
-            store: store.clone(),
-            target: published.clone(),
-            templates: Arc::new(templates),
-            settings: publish_settings,
-            lock: Mutex::new(()),
-            stale: watch::channel(false).0,
-        });
+        let publisher = Arc::new(Publisher::start(store.clone(), &settings).await?);
+        let published = publisher.published();
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;

@@ -3,18 +3,20 @@
 //! [`crate::config`]). Each command returns an error with a clear message; `main` prints it and
 //! exits 1.
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::api::auth::generate_token;
-use crate::app::{Application, load_templates, shutdown_signal};
+use crate::app::{Application, shutdown_signal};
 use crate::causes;
 use crate::config::{CommonArgs, DocumentArgs, LogFormat, ServeArgs, Settings, database_url};
 use crate::model::{ContextName, DisplayName, Feature, NewApiToken, NewTenant, Role, Scope};
+use crate::publish::{Published, Publisher};
 use crate::store::Store;
 use crate::xmlcurl::explain::{ExplainRequest, Explanation, explain};
-use crate::xmlcurl::{PublishSettings, Published};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -260,18 +262,11 @@ async fn open_store(common: &CommonArgs) -> anyhow::Result<Store> {
 }
 
 /// The documents `serve` would publish right now, for `route explain`.
-async fn publish(store: &Store, settings: &Settings) -> anyhow::Result<Published> {
-    let templates = load_templates(&settings.templates_dir, &settings.template_vars)?;
-    let dataset = store
-        .load_dataset()
-        .await
-        .context("loading the configuration")?;
-    let publish = PublishSettings {
-        default_context: settings.default_context.clone(),
-        failover_mode: settings.failover_mode,
-        routing: settings.routing(),
-    };
-    Ok(Published::build(dataset, &templates, &publish)?)
+async fn publish(store: &Store, settings: &Settings) -> anyhow::Result<Arc<Published>> {
+    Ok(Publisher::start(store.clone(), settings)
+        .await?
+        .published()
+        .load_full())
 }
 
 fn token_grant(args: &TokenCreateArgs) -> anyhow::Result<(Role, Option<Uuid>, Vec<Scope>)> {

@@ -25,10 +25,10 @@ use crate::model::{
     ContextName, DialNumber, FailoverCodes, FailoverMode, GatewayName, HeaderName, HeaderValue,
     ProfileName,
 };
+use crate::publish::{PublishSettings, Published, Templates};
 use crate::routing::{Leg, RoutingSettings};
 use crate::store::Dataset;
 use crate::xmlcurl::answer::answer;
-use crate::xmlcurl::{PublishSettings, Published, Templates};
 
 /// The tenant of [`published`] whose calls bridge (context `acme`, default failover).
 pub const TENANT: Uuid = Uuid::from_u128(0x1000);

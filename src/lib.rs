@@ -2,8 +2,10 @@
 //!
 //! The pure core — [`model`], [`routing`], [`causes`], [`dialstring`], [`fsxml`] — is plain
 //! functions over plain data: no I/O, no tokio, no sqlx. The edges — [`store`], [`api`],
-//! [`xmlcurl`] — talk to the database and HTTP clients. [`app`] wires them; [`cli`] is the
-//! command line; [`config`] reads the settings; [`memory`] is how the process holds memory.
+//! [`xmlcurl`], [`esl`] — talk to the database, HTTP clients and FreeSWITCH's Event Socket.
+//! [`publish`] turns a committed configuration into what both the xml_curl endpoint and the
+//! Event Socket read. [`app`] wires them; [`cli`] is the command line; [`config`] reads the
+//! settings; [`memory`] is how the process holds memory.
 
 pub mod api;
 pub mod app;
@@ -17,6 +19,7 @@ pub mod fsxml;
 pub mod fuzzing;
 pub mod memory;
 pub mod model;
+pub mod publish;
 pub mod routing;
 pub mod store;
 pub mod xmlcurl;

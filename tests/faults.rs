@@ -381,3 +381,32 @@ async fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_change_and_the_n
         acked.values().filter(|a| a.maybe_port.is_none()).count()
     );
 }
+
+/// A carrier that cannot be a gateway (no template for its profile) is reported by the build
+/// that publishes at start-up too, not only after the next write.
+#[tokio::test]
+async fn a_restart_reports_the_carriers_left_out_of_sofia_conf() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, token) = sqlite_with_admin(dir.path()).await;
+    let config = format!("database_url = {url:?}\n");
+    let mut server = Server::start(dir.path(), &config).await;
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/v1/carriers", server.base))
+        .bearer_auth(&token)
+        .json(&json!({"name": "Orphan", "gateway_name": "orphan", "remote_host": "sip.orphan.example", "profile": "nosuchprofile"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    server.terminate();
+    server.exited(WAIT).await;
+    let before = server.output().len();
+
+    let server = Server::start(dir.path(), &config).await;
+
+    let boot = server.output()[before..].to_string();
+    assert!(
+        boot.contains("carrier left out of sofia.conf") && boot.contains("orphan"),
+        "{boot}"
+    );
+}

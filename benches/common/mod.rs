@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use trunkline::app::load_templates;
 use trunkline::config::Settings;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::fixtures::platform;
 use trunkline::model::{Destination, Route, RouteMatch};
+use trunkline::publish::load_templates;
+use trunkline::publish::{PublishSettings, Published};
 use trunkline::routing::{RouteRequest, RoutingSettings, Snapshot};
 use trunkline::store::Dataset;
-use trunkline::xmlcurl::{PublishSettings, Published};
 use uuid::Uuid;
 
 /// As in the `trunkline` binary: the snapshot's large arrays on huge pages.

@@ -5,6 +5,7 @@
 //! HTTP in one place: [`error::ApiError`].
 
 pub mod auth;
+pub mod carrier_status;
 pub mod carriers;
 pub mod criteria;
 pub mod error;
@@ -60,7 +61,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(routes::router())
                 .merge(numbers::router())
                 .merge(preview::router())
-                .merge(switches::router()),
+                .merge(switches::router())
+                .merge(carrier_status::router()),
         )
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);

@@ -1,7 +1,6 @@
 //! `/api/v1/switches`: the FreeSWITCH nodes trunkline keeps in step (platform admins only), with
-//! their live connection state; and `/api/v1/carriers/{id}/status`: a carrier's gateway on every
-//! node, scoped like `GET /carriers/{id}`. `esl_password` is write-only: responses carry
-//! `has_password`. Switches declared in the configuration file are read-only here (403).
+//! their live connection state. `esl_password` is write-only: responses carry `has_password`.
+//! Switches declared in the configuration file are read-only here (403).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,20 +13,18 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::auth::Principal;
-use super::carriers::visible_carrier;
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::ValidJson;
 use super::write::merge_patch;
 use crate::app::AppState;
-use crate::esl::live::{ConnectionState, GatewayResult};
+use crate::esl::live::{ConnectionState, SwitchLive};
 use crate::esl::switch::{DEFAULT_ESL_PORT, NewSwitch, Switch, SwitchName, normalise_profiles};
-use crate::model::{Host, Password, ProfileName, Scope};
+use crate::model::{Host, Password, ProfileName};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_switches, create_switch))
         .routes(routes!(get_switch, update_switch, delete_switch))
-        .routes(routes!(carrier_status))
 }
 
 /// A switch as the API writes it (POST, and PATCH merged over the stored switch).
@@ -138,11 +135,7 @@ async fn view(state: &AppState, s: Switch) -> Result<SwitchView, ApiError> {
         enabled: s.enabled,
         profiles: s.profiles.iter().map(ToString::to_string).collect(),
         from_config: s.from_config,
-        connection: if s.enabled {
-            live.connection
-        } else {
-            ConnectionState::Disabled
-        },
+        connection: connection_state(&s, &live),
         // A standby instance shows what the holder stored; the holder its own live state.
         last_error: live.last_error.or(stored.last_error),
         core_uuid: live.core_uuid.or(stored.core_uuid),
@@ -154,6 +147,16 @@ async fn view(state: &AppState, s: Switch) -> Result<SwitchView, ApiError> {
         created_at: s.created_at,
         updated_at: s.updated_at,
     })
+}
+
+/// A switch's connection as this instance sees it: `disabled` whatever the live state says
+/// when the switch is.
+pub fn connection_state(switch: &Switch, live: &SwitchLive) -> ConnectionState {
+    if switch.enabled {
+        live.connection
+    } else {
+        ConnectionState::Disabled
+    }
 }
 
 /// Starts, restarts or stops supervisors after a switch write; a failure is retried by the timer.
@@ -249,71 +252,4 @@ pub async fn delete_switch(
     tracing::info!(token = %principal.token_id, switch = %id, "switch deleted");
     resync(&state).await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A carrier's gateway on one switch.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GatewayOnSwitch {
-    pub switch_id: Uuid,
-    pub switch: String,
-    pub connection: ConnectionState,
-    pub exists: bool,
-    /// `REGED`, `NOREG`, `FAILED`, … as sofia reports it.
-    pub state: Option<String>,
-    /// `UP` or `DOWN`.
-    pub status: Option<String>,
-    pub ping_time_ms: Option<f64>,
-    pub calls_in: Option<u64>,
-    pub calls_out: Option<u64>,
-    pub failed_calls_in: Option<u64>,
-    pub failed_calls_out: Option<u64>,
-    pub last_reconcile: Option<GatewayResult>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CarrierStatusView {
-    pub carrier_id: Uuid,
-    pub gateway_name: String,
-    pub switches: Vec<GatewayOnSwitch>,
-}
-
-#[utoipa::path(get, path = "/carriers/{id}/status", tag = "carriers",
-    responses((status = 200, body = CarrierStatusView), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn carrier_status(
-    State(state): State<AppState>,
-    principal: Principal,
-    Path(id): Path<Uuid>,
-) -> Result<Json<CarrierStatusView>, ApiError> {
-    principal.require(Scope::CarriersRead)?;
-    let carrier = visible_carrier(&state, &principal, id).await?;
-    let gateway = carrier.gateway_name.to_string();
-    let mut switches = Vec::new();
-    for s in state.store.list_switches().await? {
-        let live = state.esl.live().get(s.id).unwrap_or_default();
-        let g = live.gateways.get(&gateway);
-        switches.push(GatewayOnSwitch {
-            switch_id: s.id,
-            switch: s.name.to_string(),
-            connection: if s.enabled {
-                live.connection
-            } else {
-                ConnectionState::Disabled
-            },
-            exists: g.is_some(),
-            state: g.map(|g| g.state.clone()),
-            status: g.map(|g| g.status.clone()),
-            ping_time_ms: g.and_then(|g| g.ping_time_ms),
-            calls_in: g.and_then(|g| g.calls_in),
-            calls_out: g.and_then(|g| g.calls_out),
-            failed_calls_in: g.and_then(|g| g.failed_calls_in),
-            failed_calls_out: g.and_then(|g| g.failed_calls_out),
-            last_reconcile: live.results.get(&gateway).cloned(),
-        });
-    }
-    Ok(Json(CarrierStatusView {
-        carrier_id: id,
-        gateway_name: gateway,
-        switches,
-    }))
 }

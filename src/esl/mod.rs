@@ -86,7 +86,7 @@ impl EslRuntime {
         let obsolete: Vec<Uuid> = running
             .iter()
             .filter(|(id, r)| {
-                r.task.is_finished() || wanted.get(id).is_none_or(|s| !s.same_connection(&r.switch))
+                r.task.is_finished() || wanted.get(id).is_none_or(|s| !s.supervised_as(&r.switch))
             })
             .map(|(id, _)| *id)
             .collect();

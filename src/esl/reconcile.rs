@@ -26,7 +26,7 @@ use super::client::ApiCommand;
 use super::gateway_status::{GatewayStatus, NamedStatus, proxy_host_port};
 use crate::fsxml::sofia::gateway_params;
 use crate::model::{Carrier, Cidr, GatewayName, ProfileName};
-use crate::xmlcurl::Published;
+use crate::publish::Published;
 
 /// The username sofia uses for a gateway without one (sofia.c parse_gateways, FREESWITCH.md §2.2).
 const DEFAULT_USERNAME: &str = "FreeSWITCH";

@@ -23,10 +23,10 @@ use super::gateway_status::{NamedStatus, parse_gateways, parse_named};
 use super::live::{ConnectionState, GatewayResult, LiveState};
 use super::reconcile::{AppliedGateway, Desired, plan, verify};
 use super::switch::Switch;
-use crate::app::Publisher;
 use crate::model::GatewayName;
+use crate::publish::Published;
+use crate::publish::Publisher;
 use crate::store::{Store, StoreError};
-use crate::xmlcurl::Published;
 
 /// Timings of the supervisors (configurable; see `config.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]

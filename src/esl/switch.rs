@@ -63,9 +63,12 @@ pub struct Switch {
 }
 
 impl Switch {
-    /// Whether a running supervisor must restart to pick up this version of the switch.
-    pub fn same_connection(&self, other: &Switch) -> bool {
-        self.esl_host == other.esl_host
+    /// Whether a supervisor started for `other` can keep running for this version of the
+    /// switch: everything it was started with is the same, the name included (its logs and
+    /// metric labels carry it).
+    pub fn supervised_as(&self, other: &Switch) -> bool {
+        self.name == other.name
+            && self.esl_host == other.esl_host
             && self.esl_port == other.esl_port
             && self.esl_password.expose() == other.esl_password.expose()
             && self.enabled == other.enabled
@@ -81,4 +84,47 @@ pub fn normalise_profiles(mut profiles: Vec<ProfileName>) -> Vec<ProfileName> {
         profiles.push(ProfileName::external());
     }
     profiles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn switch() -> Switch {
+        Switch {
+            id: Uuid::nil(),
+            name: SwitchName::parse("fs1").unwrap(),
+            esl_host: Host::parse("127.0.0.1").unwrap(),
+            esl_port: 8021,
+            esl_password: Password::parse("s3cret").unwrap(),
+            enabled: true,
+            profiles: vec![ProfileName::external()],
+            from_config: false,
+            created_at: DateTime::<Utc>::MIN_UTC,
+            updated_at: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    #[test]
+    fn a_supervisor_keeps_running_only_for_what_it_was_started_with() {
+        let running = switch();
+        let mut touched = switch();
+        touched.updated_at = Utc::now();
+        assert!(
+            touched.supervised_as(&running),
+            "a write that changed nothing"
+        );
+        let mut renamed = switch();
+        renamed.name = SwitchName::parse("fs1-renamed").unwrap();
+        assert!(
+            !renamed.supervised_as(&running),
+            "its logs and labels carry the name"
+        );
+        let mut moved = switch();
+        moved.esl_port = 8022;
+        assert!(!moved.supervised_as(&running));
+        let mut rekeyed = switch();
+        rekeyed.esl_password = Password::parse("other").unwrap();
+        assert!(!rekeyed.supervised_as(&running));
+    }
 }

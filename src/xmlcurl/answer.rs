@@ -15,13 +15,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::explain::ExplainRequest;
-use super::published::Published;
 use crate::fsxml::dialplan::{
     ExactStep, NOT_FOUND, RefuseReason, bridge_document, exact_document, exact_step,
     refuse_document,
 };
 use crate::fsxml::request::{self, ConfigFetch, DialplanFetch, FetchRequest};
 use crate::model::{Attestation, CallerNumber, ContextName, Destination, FailoverMode, Rate};
+use crate::publish::Published;
 use crate::routing::{Decision, RouteRequest};
 
 /// One answer to one fetch, with what the handler logs and counts.

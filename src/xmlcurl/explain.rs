@@ -10,11 +10,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::answer::{dialplan_answer, synthetic_fetch};
-use super::published::Published;
 use crate::causes::{self, Collision};
 use crate::dialstring::bridge_data;
 use crate::fsxml::dialplan::continue_on_fail_causes;
 use crate::model::{Attestation, CallerNumber, Destination, FailoverMode};
+use crate::publish::Published;
 use crate::routing::{
     Considered, CostCeiling, Criterion, Decision, Excluded, ForcedOutcome, Leg, Outcome, RouteScope,
 };

@@ -9,7 +9,6 @@
 
 pub mod answer;
 pub mod explain;
-pub mod published;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -20,8 +19,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
-
-pub use published::{PublishSettings, Published, Templates};
 
 use crate::app::AppState;
 use crate::config::BasicCredentials;
