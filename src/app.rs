@@ -109,7 +109,15 @@ impl Application {
 
     /// [`Application::build`] over an already connected, migrated store.
     pub async fn with_store(settings: Settings, store: Store) -> anyhow::Result<Application> {
-        let publisher = Arc::new(Publisher::start(store.clone(), &settings).await?);
+        let publisher = Arc::new(
+            Publisher::start(
+                store.clone(),
+                &settings.templates_dir,
+                &settings.template_vars,
+                settings.publish(),
+            )
+            .await?,
+        );
         let published = publisher.published();
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -263,10 +263,15 @@ async fn open_store(common: &CommonArgs) -> anyhow::Result<Store> {
 
 /// The documents `serve` would publish right now, for `route explain`.
 async fn publish(store: &Store, settings: &Settings) -> anyhow::Result<Arc<Published>> {
-    Ok(Publisher::start(store.clone(), settings)
-        .await?
-        .published()
-        .load_full())
+    Ok(Publisher::start(
+        store.clone(),
+        &settings.templates_dir,
+        &settings.template_vars,
+        settings.publish(),
+    )
+    .await?
+    .published()
+    .load_full())
 }
 
 fn token_grant(args: &TokenCreateArgs) -> anyhow::Result<(Role, Option<Uuid>, Vec<Scope>)> {

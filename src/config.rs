@@ -18,6 +18,7 @@ use crate::model::{
     Cidr, ContextName, Currency, FailoverCode, FailoverCodes, FailoverMode, Host, Invalid,
     Password, ProfileName,
 };
+use crate::publish::PublishSettings;
 use crate::routing::RoutingSettings;
 
 /// Flags shared by every command that touches the database.
@@ -421,7 +422,16 @@ impl Settings {
 }
 
 impl Settings {
-    /// What routing needs of the settings: `serve` and `route explain` must agree on it.
+    /// What publishing needs of the settings: `serve` and `route explain` must agree on it.
+    pub fn publish(&self) -> PublishSettings {
+        PublishSettings {
+            default_context: self.default_context.clone(),
+            failover_mode: self.failover_mode,
+            routing: self.routing(),
+        }
+    }
+
+    /// What routing needs of the settings.
     pub fn routing(&self) -> RoutingSettings {
         RoutingSettings {
             default_failover_codes: self.failover_codes.clone(),

@@ -11,6 +11,7 @@
 
 pub mod published;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,21 +22,10 @@ use tokio::sync::{Mutex, watch};
 
 pub use published::{PublishSettings, Published, Templates};
 
-use crate::config::Settings;
 use crate::fsxml::acl::AclTemplate;
 use crate::fsxml::sofia::ProfileTemplates;
 use crate::memory::release_freed_memory;
 use crate::store::{Dataset, Store};
-
-impl From<&Settings> for PublishSettings {
-    fn from(settings: &Settings) -> Self {
-        PublishSettings {
-            default_context: settings.default_context.clone(),
-            failover_mode: settings.failover_mode,
-            routing: settings.routing(),
-        }
-    }
-}
 
 /// Builds what a dataset publishes and reports it: every carrier left out of sofia.conf is
 /// logged (at start-up as after a write) and the version gauge is set.
@@ -70,9 +60,13 @@ pub struct Publisher {
 impl Publisher {
     /// Reads the operator's templates, loads the configuration and publishes its first build:
     /// what `serve` starts from and what `route explain` shows.
-    pub async fn start(store: Store, settings: &Settings) -> anyhow::Result<Publisher> {
-        let templates = load_templates(&settings.templates_dir, &settings.template_vars)?;
-        let publish_settings = PublishSettings::from(settings);
+    pub async fn start(
+        store: Store,
+        templates_dir: &Path,
+        template_vars: &BTreeMap<String, String>,
+        publish_settings: PublishSettings,
+    ) -> anyhow::Result<Publisher> {
+        let templates = load_templates(templates_dir, template_vars)?;
         let dataset = store
             .load_dataset()
             .await
@@ -158,10 +152,7 @@ impl Publisher {
 }
 
 /// Reads the operator templates: `sofia/<profile>.xml` and `acl.conf.xml` under `dir`.
-pub fn load_templates(
-    dir: &Path,
-    vars: &std::collections::BTreeMap<String, String>,
-) -> anyhow::Result<Templates> {
+pub fn load_templates(dir: &Path, vars: &BTreeMap<String, String>) -> anyhow::Result<Templates> {
     let sofia_dir = dir.join("sofia");
     let mut sources = Vec::new();
     let entries = std::fs::read_dir(&sofia_dir)

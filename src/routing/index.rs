@@ -35,7 +35,7 @@ use std::sync::OnceLock;
 use regex::{Regex, RegexSet, RegexSetBuilder};
 use uuid::Uuid;
 
-use super::snapshot::FastMap;
+use super::FastMap;
 use crate::model::{RouteMatch, RouteRegex};
 
 /// Compiled-size limit for the whole set of one scope. Each pattern is already limited to

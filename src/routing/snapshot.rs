@@ -4,23 +4,18 @@
 //! half-applied change.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use foldhash::fast::RandomState;
 use regex::Regex;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::index::RouteIndex;
-use super::{CostSource, RoutingSettings};
+use super::{CostSource, FastMap, RoutingSettings};
 use crate::model::{
     CallerPrefix, Carrier, CarrierStatus, Cidr, Cost, Digits, MatchType, ProfileName, Rate, Route,
     RouteMatch, Schedule, Tenant, Weight,
 };
-
-/// The snapshot's hash maps. Keys are UUIDs and prefixes, hashed on every call: foldhash is
-/// several times faster than the default SipHash on them, and still seeded per process.
-pub(super) type FastMap<K, V> = HashMap<K, V, RandomState>;
 
 #[derive(Debug)]
 pub struct Snapshot {

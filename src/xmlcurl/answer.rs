@@ -14,7 +14,6 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::explain::ExplainRequest;
 use crate::fsxml::dialplan::{
     ExactStep, NOT_FOUND, RefuseReason, bridge_document, exact_document, exact_step,
     refuse_document,
@@ -217,31 +216,6 @@ fn refused(context: &ContextName, reason: RefuseReason, why: Cow<'static, str>) 
             reason: Some(why),
         },
         Err(e) => Answer::not_found("dialplan", format!("{why}; refusal failed to render: {e}")),
-    }
-}
-
-/// The dialplan fetch FreeSWITCH would send for `request` (the destination already checked):
-/// what route explain feeds to [`dialplan_answer`] so that both give the same answer.
-pub fn synthetic_fetch(
-    published: &Published,
-    request: &ExplainRequest,
-    destination: &Destination,
-) -> DialplanFetch {
-    let context = request
-        .tenant_id
-        .and_then(|t| published.snapshot.tenant(t))
-        .and_then(|t| t.context.clone())
-        .unwrap_or_else(|| published.default_context.clone());
-    DialplanFetch {
-        context: Some(context.to_string()),
-        destination: Some(destination.to_string()),
-        caller_number: request.caller.clone(),
-        call_uuid: request.call_id.map(|c| c.to_string()),
-        tenant_id: request.tenant_id.map(|t| t.to_string()),
-        forced_carrier: request.forced_carrier.map(|c| c.to_string()),
-        attestation: request.attestation.clone(),
-        max_cost: request.max_cost.clone(),
-        ..DialplanFetch::default()
     }
 }
 

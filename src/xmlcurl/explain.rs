@@ -9,10 +9,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::answer::{dialplan_answer, synthetic_fetch};
+use super::answer::dialplan_answer;
 use crate::causes::{self, Collision};
 use crate::dialstring::bridge_data;
 use crate::fsxml::dialplan::continue_on_fail_causes;
+use crate::fsxml::request::DialplanFetch;
 use crate::model::{Attestation, CallerNumber, Destination, FailoverMode};
 use crate::publish::Published;
 use crate::routing::{
@@ -229,6 +230,31 @@ pub fn explain<'s>(
         at: now,
         xml: String::from_utf8_lossy(&answered.answer.xml).into_owned(),
     })
+}
+
+/// The dialplan fetch FreeSWITCH would send for `request` (the destination already checked):
+/// what route explain feeds to [`dialplan_answer`] so that both give the same answer.
+pub fn synthetic_fetch(
+    published: &Published,
+    request: &ExplainRequest,
+    destination: &Destination,
+) -> DialplanFetch {
+    let context = request
+        .tenant_id
+        .and_then(|t| published.snapshot.tenant(t))
+        .and_then(|t| t.context.clone())
+        .unwrap_or_else(|| published.default_context.clone());
+    DialplanFetch {
+        context: Some(context.to_string()),
+        destination: Some(destination.to_string()),
+        caller_number: request.caller.clone(),
+        call_uuid: request.call_id.map(|c| c.to_string()),
+        tenant_id: request.tenant_id.map(|t| t.to_string()),
+        forced_carrier: request.forced_carrier.map(|c| c.to_string()),
+        attestation: request.attestation.clone(),
+        max_cost: request.max_cost.clone(),
+        ..DialplanFetch::default()
+    }
 }
 
 /// The criterion behind the leg at `position`: the forced carrier's, or that of the route that
