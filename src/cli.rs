@@ -305,7 +305,7 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
         "{} ({tenant}, context {}, {} failover, configuration version {})",
         e.destination, e.context, e.failover_mode, e.snapshot_version
     )?;
-    writeln!(out, "outcome: {}", e.outcome)?;
+    writeln!(out, "outcome: {}", e.outcome.as_str())?;
     if let Some(reason) = &e.reason {
         writeln!(out, "reason: {reason}")?;
     }

@@ -97,7 +97,7 @@ pub fn xmlcurl_request(body: &[u8]) {
     let reply = answer(published(), body, now);
     let xml = std::str::from_utf8(&reply.xml).expect("documents are UTF-8");
     let actions = assert_document_is_safe(xml);
-    if reply.outcome == "bridge" {
+    if reply.outcome == crate::xmlcurl::answer::Outcome::Bridge {
         assert!(
             actions.iter().any(|(app, _)| app == "bridge"),
             "a bridge answer without a bridge action:\n{xml}"

@@ -24,11 +24,19 @@ pub enum ConnectionState {
     Standby,
 }
 
+/// Whether the last pass left a gateway as intended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PassResult {
+    Ok,
+    Failed,
+}
+
 /// The outcome of the last reconcile pass for one gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GatewayResult {
     /// `ok` or `failed`.
-    pub result: &'static str,
+    pub result: PassResult,
     pub detail: Option<String>,
     pub at: DateTime<Utc>,
 }
@@ -36,7 +44,7 @@ pub struct GatewayResult {
 impl GatewayResult {
     pub fn ok() -> Self {
         GatewayResult {
-            result: "ok",
+            result: PassResult::Ok,
             detail: None,
             at: Utc::now(),
         }
@@ -44,7 +52,7 @@ impl GatewayResult {
 
     pub fn failed(detail: String) -> Self {
         GatewayResult {
-            result: "failed",
+            result: PassResult::Failed,
             detail: Some(detail),
             at: Utc::now(),
         }

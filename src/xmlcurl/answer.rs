@@ -23,25 +23,72 @@ use crate::model::{Attestation, CallerNumber, ContextName, Destination, Failover
 use crate::publish::Published;
 use crate::routing::{Decision, RouteRequest};
 
+/// What a fetch asked for, as the handler's logs and metric labels name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Dialplan,
+    SofiaConf,
+    AclConf,
+    /// Anything trunkline does not serve.
+    Other,
+}
+
+impl Section {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dialplan => "dialplan",
+            Self::SofiaConf => "sofia.conf",
+            Self::AclConf => "acl.conf",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// What an answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Bridges in the default failover form.
+    Bridge,
+    /// Bridges one leg in the exact failover form.
+    Exact,
+    /// Refuses the call, or passes a carrier's answer to the caller.
+    Refused,
+    /// A configuration document.
+    Document,
+    /// FreeSWITCH's "not found": it falls back to its static files.
+    NotFound,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bridge => "bridge",
+            Self::Exact => "exact",
+            Self::Refused => "refused",
+            Self::Document => "document",
+            Self::NotFound => "not_found",
+        }
+    }
+}
+
 /// One answer to one fetch, with what the handler logs and counts.
 #[derive(Debug)]
 pub struct Answer {
     pub xml: Bytes,
-    /// `dialplan`, `sofia.conf`, `acl.conf` or `other`.
-    pub section: &'static str,
-    /// A short label for metrics: `bridge`, `exact`, `refused`, `not_found`, `document`.
-    pub outcome: &'static str,
+    pub section: Section,
+    pub outcome: Outcome,
     /// Why, for the log line (never caller data beyond validated values). Mostly a fixed
     /// text, which then costs no allocation.
     pub reason: Option<Cow<'static, str>>,
 }
 
 impl Answer {
-    fn not_found(section: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+    fn not_found(section: Section, reason: impl Into<Cow<'static, str>>) -> Self {
         Answer {
             xml: Bytes::from_static(NOT_FOUND.as_bytes()),
             section,
-            outcome: "not_found",
+            outcome: Outcome::NotFound,
             reason: Some(reason.into()),
         }
     }
@@ -52,24 +99,29 @@ pub fn answer(published: &Published, body: &[u8], now: DateTime<Utc>) -> Answer 
     match request::parse(body) {
         FetchRequest::Dialplan(fetch) => dialplan_answer(published, &fetch, now).answer,
         FetchRequest::Configuration(fetch) => configuration(published, &fetch),
-        FetchRequest::Other { .. } => Answer::not_found("other", "section not served by trunkline"),
+        FetchRequest::Other { .. } => {
+            Answer::not_found(Section::Other, "section not served by trunkline")
+        }
     }
 }
 
 fn configuration(published: &Published, fetch: &ConfigFetch) -> Answer {
-    let document = |xml: Option<Bytes>, section: &'static str| match xml {
+    let document = |xml: Option<Bytes>, section: Section| match xml {
         Some(xml) => Answer {
             xml,
             section,
-            outcome: "document",
+            outcome: Outcome::Document,
             reason: None,
         },
         None => Answer::not_found(section, "no template for the profile asked for"),
     };
     match fetch.file.as_str() {
-        "sofia.conf" => document(published.sofia(fetch.profile.as_deref()), "sofia.conf"),
-        "acl.conf" => document(Some(published.acl()), "acl.conf"),
-        _ => Answer::not_found("other", "configuration file not served by trunkline"),
+        "sofia.conf" => document(
+            published.sofia(fetch.profile.as_deref()),
+            Section::SofiaConf,
+        ),
+        "acl.conf" => document(Some(published.acl()), Section::AclConf),
+        _ => Answer::not_found(Section::Other, "configuration file not served by trunkline"),
     }
 }
 
@@ -87,7 +139,7 @@ pub fn dialplan_answer<'s>(
     now: DateTime<Utc>,
 ) -> DialplanAnswer<'s> {
     let mut out = DialplanAnswer {
-        answer: Answer::not_found("dialplan", "no context in the request"),
+        answer: Answer::not_found(Section::Dialplan, "no context in the request"),
         decision: None,
         tenant_id: None,
         mode: published.failover_mode,
@@ -181,19 +233,18 @@ pub fn dialplan_answer<'s>(
         );
         let rendered = match (out.mode, step) {
             (FailoverMode::Default, ExactStep::Bridge { leg }) => {
-                bridge_document(&context, &destination, legs, leg).map(|xml| (xml, "bridge"))
+                bridge_document(&context, &destination, legs, leg).map(|xml| (xml, Outcome::Bridge))
             }
             (FailoverMode::Exact, ExactStep::Bridge { .. }) => {
-                exact_document(&context, &destination, legs, &step).map(|xml| (xml, "exact"))
+                exact_document(&context, &destination, legs, &step).map(|xml| (xml, Outcome::Exact))
             }
-            (_, step) => {
-                exact_document(&context, &destination, legs, &step).map(|xml| (xml, "refused"))
-            }
+            (_, step) => exact_document(&context, &destination, legs, &step)
+                .map(|xml| (xml, Outcome::Refused)),
         };
         match rendered {
             Ok((xml, outcome)) => Answer {
                 xml: Bytes::from(xml),
-                section: "dialplan",
+                section: Section::Dialplan,
                 outcome,
                 reason: None,
             },
@@ -211,11 +262,14 @@ fn refused(context: &ContextName, reason: RefuseReason, why: Cow<'static, str>) 
     match refuse_document(context, reason) {
         Ok(xml) => Answer {
             xml: Bytes::from(xml),
-            section: "dialplan",
-            outcome: "refused",
+            section: Section::Dialplan,
+            outcome: Outcome::Refused,
             reason: Some(why),
         },
-        Err(e) => Answer::not_found("dialplan", format!("{why}; refusal failed to render: {e}")),
+        Err(e) => Answer::not_found(
+            Section::Dialplan,
+            format!("{why}; refusal failed to render: {e}"),
+        ),
     }
 }
 
@@ -316,8 +370,8 @@ mod tests {
     #[test]
     fn the_fixture_bridges_a_realistic_call_in_both_failover_modes() {
         for (context, tenant, outcome) in [
-            ("acme", TENANT, "bridge"),
-            ("exacttel", EXACT_TENANT, "exact"),
+            ("acme", TENANT, Outcome::Bridge),
+            ("exacttel", EXACT_TENANT, Outcome::Exact),
         ] {
             let body = realistic(&[
                 (1, Some(context.to_string())),

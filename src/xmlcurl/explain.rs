@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::answer::dialplan_answer;
+use super::answer::{Outcome as AnswerOutcome, dialplan_answer};
 use crate::causes::{self, Collision};
 use crate::dialstring::bridge_data;
 use crate::fsxml::dialplan::continue_on_fail_causes;
@@ -124,7 +124,7 @@ pub struct Explanation<'s> {
     /// The configuration version the answer was computed from.
     pub snapshot_version: u64,
     /// `bridge`, `exact` or `refused`.
-    pub outcome: &'static str,
+    pub outcome: AnswerOutcome,
     /// Why the call is refused, when it is.
     pub reason: Option<String>,
     pub legs: Vec<LegExplanation>,

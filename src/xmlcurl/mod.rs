@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use self::answer::Outcome;
 use crate::app::AppState;
 use crate::config::BasicCredentials;
 
@@ -73,20 +74,21 @@ pub async fn handle_fetch(State(state): State<AppState>, request: Request) -> Re
     let published = state.published.load();
     let answer = answer::answer(&published, &body, chrono::Utc::now());
     drop(published);
+    let (section, outcome) = (answer.section.as_str(), answer.outcome.as_str());
     match &answer.reason {
         // What trunkline does not serve (another module's configuration, a context it does not
         // own) is asked at every load and on every call there: nothing for an operator to do.
-        Some(reason) if answer.outcome == "not_found" => {
-            tracing::debug!(section = answer.section, %reason, "xml_curl answer: not found");
+        Some(reason) if answer.outcome == Outcome::NotFound => {
+            tracing::debug!(section, %reason, "xml_curl answer: not found");
         }
         Some(reason) => {
-            tracing::info!(section = answer.section, outcome = answer.outcome, %reason, "xml_curl answer");
+            tracing::info!(section, outcome, %reason, "xml_curl answer");
         }
         None => {}
     }
-    metrics::counter!("trunkline_xmlcurl_requests_total", "section" => answer.section, "outcome" => answer.outcome)
+    metrics::counter!("trunkline_xmlcurl_requests_total", "section" => section, "outcome" => outcome)
         .increment(1);
-    metrics::histogram!("trunkline_xmlcurl_duration_seconds", "section" => answer.section)
+    metrics::histogram!("trunkline_xmlcurl_duration_seconds", "section" => section)
         .record(started.elapsed().as_secs_f64());
     (
         StatusCode::OK,
