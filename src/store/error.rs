@@ -25,14 +25,16 @@ pub enum StoreError {
     /// A reference to a row that does not exist, or a value the database refuses.
     #[error("{field}: {detail}")]
     Invalid { field: &'static str, detail: String },
-    /// The database cannot be reached or is busy: worth retrying later.
+    /// The database cannot be reached or is busy: worth retrying later. The driver's error is
+    /// kept as the source.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] sqlx::Error),
     /// A stored row no longer parses as the model.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Anything else the database or a migration reported, kept as the source.
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The unique constraints the schema declares: PostgreSQL's constraint name, SQLite's
@@ -81,71 +83,87 @@ fn sqlite_unavailable(code: &str) -> bool {
 }
 
 impl StoreError {
-    fn from_database(e: &dyn DatabaseError) -> StoreError {
+    /// The precise errors a database failure can be: a unique or foreign key violation the
+    /// client can fix, or a database that is down or busy. `None`: an unexpected failure.
+    fn classify(e: &dyn DatabaseError) -> Option<Class> {
         let code = e.code().unwrap_or(Cow::Borrowed(""));
         match e.kind() {
             ErrorKind::UniqueViolation => {
                 let constraint = e.constraint().unwrap_or_default();
                 let message = e.message();
-                let found = UNIQUE.iter().find(|(pg, sqlite, _, _)| {
-                    constraint == *pg
-                        || message.strip_prefix("UNIQUE constraint failed: ") == Some(*sqlite)
-                });
-                match found {
-                    Some((_, _, field, detail)) => StoreError::Conflict {
-                        field,
-                        detail: (*detail).to_string(),
-                    },
-                    None => StoreError::Database(format!("unexpected unique violation: {message}")),
-                }
+                UNIQUE
+                    .iter()
+                    .find(|(pg, sqlite, _, _)| {
+                        constraint == *pg
+                            || message.strip_prefix("UNIQUE constraint failed: ") == Some(*sqlite)
+                    })
+                    .map(|(_, _, field, detail)| Class::Conflict { field, detail })
             }
             ErrorKind::ForeignKeyViolation => {
                 let constraint = e.constraint().unwrap_or_default();
-                match REFERENCES
+                REFERENCES
                     .iter()
                     .find(|column| constraint.contains(*column))
-                {
-                    Some(field) => StoreError::Invalid {
-                        field,
-                        detail: "refers to a row that does not exist".into(),
-                    },
-                    None => StoreError::Database(format!("foreign key violation: {}", e.message())),
-                }
+                    .map(|field| Class::MissingReference { field })
             }
             _ if pg_unavailable(&code)
                 && e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                     .is_some() =>
             {
-                StoreError::Unavailable(e.message().to_string())
+                Some(Class::Unavailable)
             }
             _ if sqlite_unavailable(&code)
                 && e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
             {
-                StoreError::Unavailable(e.message().to_string())
+                Some(Class::Unavailable)
             }
-            _ => StoreError::Database(e.to_string()),
+            _ => None,
         }
     }
 
     pub(super) fn from_migrate(e: MigrateError) -> StoreError {
         match e {
             MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => e.into(),
-            other => StoreError::Database(format!("migration: {other}")),
+            other => StoreError::Database(Box::new(other)),
         }
     }
 }
 
+/// What [`StoreError::classify`] found.
+enum Class {
+    Conflict {
+        field: &'static str,
+        detail: &'static str,
+    },
+    MissingReference {
+        field: &'static str,
+    },
+    Unavailable,
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::Database(db) => StoreError::from_database(&*db),
+        let class = match &e {
+            sqlx::Error::Database(db) => StoreError::classify(&**db),
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            sqlx::Error::RowNotFound => StoreError::NotFound,
-            other => StoreError::Database(other.to_string()),
+            | sqlx::Error::WorkerCrashed => Some(Class::Unavailable),
+            sqlx::Error::RowNotFound => return StoreError::NotFound,
+            _ => None,
+        };
+        match class {
+            Some(Class::Conflict { field, detail }) => StoreError::Conflict {
+                field,
+                detail: detail.to_string(),
+            },
+            Some(Class::MissingReference { field }) => StoreError::Invalid {
+                field,
+                detail: "refers to a row that does not exist".into(),
+            },
+            Some(Class::Unavailable) => StoreError::Unavailable(e),
+            None => StoreError::Database(Box::new(e)),
         }
     }
 }
@@ -161,6 +179,25 @@ mod tests {
         assert!(sqlite_unavailable("6"));
         assert!(!sqlite_unavailable("19")); // SQLITE_CONSTRAINT
         assert!(!sqlite_unavailable("2067")); // SQLITE_CONSTRAINT_UNIQUE
+    }
+
+    #[test]
+    fn the_drivers_error_is_kept_as_the_source() {
+        use std::error::Error as _;
+        let busy = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(matches!(busy, StoreError::Unavailable(_)));
+        assert!(
+            busy.source()
+                .is_some_and(|s| s.downcast_ref::<sqlx::Error>().is_some())
+        );
+        let other = StoreError::from(sqlx::Error::ColumnNotFound("version".into()));
+        assert!(matches!(other, StoreError::Database(_)));
+        let source = other.source().expect("a source");
+        assert!(source.to_string().contains("version"), "{source}");
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::NotFound
+        ));
     }
 
     #[test]
