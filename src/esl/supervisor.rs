@@ -19,9 +19,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::client::{ApiCommand, EslConnection, EslError, EslTarget, SwitchEvent};
-use super::gateway_status::{NamedStatus, parse_gateways, parse_named};
+use super::gateway_status::{GatewayStatus, NamedStatus, parse_gateways, parse_named};
 use super::live::{ConnectionState, GatewayResult, LiveState};
-use super::reconcile::{AppliedGateway, Desired, plan, verify};
+use super::reconcile::{AppliedGateway, Desired, Plan, Verdict, plan, verify};
 use super::switch::Switch;
 use crate::model::GatewayName;
 use crate::publish::Published;
@@ -326,9 +326,9 @@ async fn session<C: EslConnection>(
                         backoff.reset();
                     }
                     Ok(false) => due = Some(Instant::now() + retry.next()),
-                    Err(e) if e.downcast_ref::<EslError>().is_some_and(EslError::is_fatal) => return Err(e),
+                    Err(e) if e.is_fatal() => return Err(e.into()),
                     Err(e) => {
-                        tracing::warn!(switch = %switch.name, error = %format!("{e:#}"), "reconcile failed");
+                        tracing::warn!(switch = %switch.name, error = %e, "reconcile failed");
                         due = Some(Instant::now() + retry.next());
                     }
                 }
@@ -375,13 +375,30 @@ async fn run<C: EslConnection>(
     result
 }
 
-/// One reconcile pass; `Ok(true)` when the node converged and the store says so.
+/// Why a reconcile pass stopped before its end. A fatal Event Socket error (the connection is
+/// gone or timed out) ends the session; anything else is retried on the pass's back-off.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error(transparent)]
+    Esl(#[from] EslError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PassError {
+    fn is_fatal(&self) -> bool {
+        matches!(self, PassError::Esl(e) if e.is_fatal())
+    }
+}
+
+/// One reconcile pass: plan, [`execute`], [`check`], [`record`]. `Ok(true)` when the node
+/// converged and the store says so.
 async fn reconcile_once<C: EslConnection>(
     ctx: &SyncContext,
     switch: &Switch,
     conn: &C,
     core_uuid: &str,
-) -> anyhow::Result<bool> {
+) -> Result<bool, PassError> {
     // Act on the latest committed configuration, not on a snapshot the publisher has not
     // rebuilt yet.
     let committed = *ctx.store.subscribe().borrow();
@@ -394,31 +411,77 @@ async fn reconcile_once<C: EslConnection>(
     ctx.live.set_gateways(switch.id, &running);
     let plan = plan(&desired, &running, &state.applied);
     ctx.live.set_pending(switch.id, plan.pending());
-    let mut failures: Vec<String> = Vec::new();
-    let mut acl_reloaded = false;
+    let executed = execute(switch, conn, &plan).await?;
+    let verdict = check(ctx, switch, conn, &plan, &desired, &running).await?;
+    Ok(record(ctx, switch, core_uuid, &plan, &desired, &executed, &verdict).await?)
+}
+
+/// What running a plan's commands did.
+struct Executed {
+    acl_reloaded: bool,
+    /// The commands that failed without ending the connection.
+    failures: Vec<String>,
+}
+
+/// Runs the plan's commands in order; only a fatal error stops it.
+async fn execute<C: EslConnection>(
+    switch: &Switch,
+    conn: &C,
+    plan: &Plan,
+) -> Result<Executed, EslError> {
+    let mut executed = Executed {
+        acl_reloaded: false,
+        failures: Vec::new(),
+    };
     for command in plan.commands() {
         match run(switch, conn, &command).await {
-            Ok(_) => acl_reloaded |= command == ApiCommand::ReloadAcl,
-            Err(e) if e.is_fatal() => return Err(e.into()),
-            Err(e) => failures.push(e.to_string()),
+            Ok(_) => executed.acl_reloaded |= command == ApiCommand::ReloadAcl,
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => executed.failures.push(e.to_string()),
         }
     }
-    let verdict = if plan.touches_node() {
-        let after = parse_gateways(&run(switch, conn, &ApiCommand::GatewayList).await?);
-        let mut named = HashMap::new();
-        for g in plan.named_checks() {
-            let out = match conn.api(&ApiCommand::Gateway(g.clone())).await {
-                Ok(out) => parse_named(&out),
-                Err(e) if e.is_fatal() => return Err(e.into()),
-                Err(e) => NamedStatus::Unreadable(e.to_string()),
-            };
-            named.insert(g, out);
-        }
-        ctx.live.set_gateways(switch.id, &after);
-        verify(&plan, &desired, &after, &named)
-    } else {
-        verify(&plan, &desired, &running, &HashMap::new())
-    };
+    Ok(executed)
+}
+
+/// Reads what the node runs after the commands (the commands print `+OK` even when nothing
+/// happened, FREESWITCH.md §3.2) and checks it against the desired gateways. Every read goes
+/// through [`run`], so it is counted and logged like any command.
+async fn check<C: EslConnection>(
+    ctx: &SyncContext,
+    switch: &Switch,
+    conn: &C,
+    plan: &Plan,
+    desired: &Desired,
+    running: &[GatewayStatus],
+) -> Result<Verdict, EslError> {
+    if !plan.touches_node() {
+        return Ok(verify(plan, desired, running, &HashMap::new()));
+    }
+    let after = parse_gateways(&run(switch, conn, &ApiCommand::GatewayList).await?);
+    let mut named = HashMap::new();
+    for g in plan.named_checks() {
+        let status = match run(switch, conn, &ApiCommand::Gateway(g.clone())).await {
+            Ok(out) => parse_named(&out),
+            Err(e) if e.is_fatal() => return Err(e),
+            Err(e) => NamedStatus::Unreadable(e.to_string()),
+        };
+        named.insert(g, status);
+    }
+    ctx.live.set_gateways(switch.id, &after);
+    Ok(verify(plan, desired, &after, &named))
+}
+
+/// Stores what was verified (durable, for every instance), then updates the live view, the
+/// metrics and the log. `true` when the node converged.
+async fn record(
+    ctx: &SyncContext,
+    switch: &Switch,
+    core_uuid: &str,
+    plan: &Plan,
+    desired: &Desired,
+    executed: &Executed,
+    verdict: &Verdict,
+) -> Result<bool, StoreError> {
     let confirmed: Vec<AppliedGateway> = verdict
         .confirmed
         .iter()
@@ -436,14 +499,14 @@ async fn reconcile_once<C: EslConnection>(
         .chain(plan.forget.iter())
         .cloned()
         .collect();
-    let acl_pending = plan.reload_acl && !acl_reloaded;
-    let converged = verdict.is_success() && failures.is_empty() && !acl_pending;
+    let acl_pending = plan.reload_acl && !executed.acl_reloaded;
+    let converged = verdict.is_success() && executed.failures.is_empty() && !acl_pending;
     ctx.store
         .record_applied(
             switch.id,
             &confirmed,
             &gone,
-            acl_reloaded.then_some(desired.acl.as_str()),
+            executed.acl_reloaded.then_some(desired.acl.as_str()),
             converged.then_some((core_uuid, desired.version)),
         )
         .await?;
@@ -454,7 +517,7 @@ async fn reconcile_once<C: EslConnection>(
     for (g, why) in &verdict.failures {
         results.insert(g.to_string(), GatewayResult::failed(why.clone()));
     }
-    let error = failures.first().cloned().or_else(|| {
+    let error = executed.failures.first().cloned().or_else(|| {
         verdict
             .failures
             .first()
