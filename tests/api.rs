@@ -833,7 +833,7 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
         // The counter moves by what this test did (the recorder is shared by every test of
         // the binary, so other tests can only add to it).
         let acl_fetches = || async {
-            counter(
+            support::app::metric_value(
                 &get("/metrics").await.text,
                 "trunkline_xmlcurl_requests_total",
                 &["section=\"acl.conf\"", "outcome=\"document\""],
@@ -982,13 +982,4 @@ async fn routing_criteria_round_trip_and_impossible_ones_are_refused_naming_the_
         assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
     })
     .await;
-}
-
-/// The value of a Prometheus counter in `/metrics` text: the sum of the series of `name` whose
-/// labels include every one of `labels` (0 when there is none).
-fn counter(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

@@ -531,7 +531,7 @@ async fn two_instances_on_one_database_only_the_lease_holder_acts() {
 }
 
 #[tokio::test]
-async fn a_carriers_status_shows_its_gateway_on_every_switch_and_metrics_count_the_work() {
+async fn a_carriers_status_shows_its_gateway_on_every_switch() {
     let env = Env::start().await;
     let alpha = env.carrier("alpha", json!({})).await;
     env.runs_port("alpha", 5060).await;
@@ -570,25 +570,74 @@ async fn a_carriers_status_shows_its_gateway_on_every_switch_and_metrics_count_t
         env.app.get(&owned_path, &token).await.status,
         reqwest::StatusCode::NOT_FOUND
     );
+}
 
-    let metrics = env
+/// The metrics count this test's own work: the switch gets a name no other test uses (a rename
+/// restarts its supervisor, so every label carries the new name), and every `xmlstatus` the
+/// node received, the named checks of the verification included, is one count.
+#[tokio::test]
+async fn metrics_count_every_command_the_node_received() {
+    let env = Env::start().await;
+    let renamed = env
         .app
-        .client
-        .get(format!("{}/metrics", env.app.base))
-        .send()
-        .await
-        .unwrap();
-    let metrics = metrics.text().await.unwrap();
-    for name in [
-        "trunkline_esl_connected",
-        "trunkline_esl_commands_total",
-        "trunkline_reconcile_total",
-    ] {
-        assert!(
-            metrics.contains(&format!("{name}{{")),
-            "{name} missing from /metrics"
-        );
-    }
+        .patch(
+            &format!("/api/v1/switches/{}", env.switch),
+            &env.app.admin,
+            json!({"name": "fs-metrics"}),
+        )
+        .await;
+    assert_eq!(renamed.status, reqwest::StatusCode::OK, "{}", renamed.text);
+    env.synced().await;
+    let metrics = || async {
+        let text = env
+            .app
+            .client
+            .get(format!("{}/metrics", env.app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let of = |name: &str, labels: &[&str]| {
+            support::app::metric_value(&text, name, &[&["switch=\"fs-metrics\""], labels].concat())
+        };
+        (
+            of("trunkline_esl_commands_total", &["command=\"xmlstatus\""]),
+            of("trunkline_esl_commands_total", &["command=\"rescan\""]),
+            of("trunkline_reconcile_total", &["result=\"ok\""]),
+        )
+    };
+    let alpha = env.carrier("alpha", json!({})).await;
+    env.runs_port("alpha", 5060).await;
+    env.synced().await;
+    let (xmlstatus_before, rescans_before, passes_before) = metrics().await;
+    env.fake.take_commands();
+
+    // A changed gateway is killed, rescanned and then checked by name.
+    env.patch(alpha, json!({"remote_port": 5070})).await;
+    env.runs_port("alpha", 5070).await;
+    env.synced().await;
+
+    let (xmlstatus, rescans, passes) = metrics().await;
+    let received = env.fake.commands();
+    let count = |prefix: &str| received.iter().filter(|c| c.starts_with(prefix)).count() as f64;
+    assert_eq!(
+        xmlstatus - xmlstatus_before,
+        count("api sofia xmlstatus gateway"),
+        "{received:?}"
+    );
+    assert!(
+        received
+            .iter()
+            .any(|c| c == "api sofia xmlstatus gateway alpha"),
+        "the named check ran: {received:?}"
+    );
+    assert_eq!(
+        rescans - rescans_before,
+        count("api sofia profile external rescan")
+    );
+    assert!(passes > passes_before, "a converged pass counted");
 }
 
 #[tokio::test]

@@ -300,3 +300,14 @@ pub fn config_body(file: &str, profile: Option<&str>) -> String {
     }
     body
 }
+
+/// The value of a Prometheus series in `/metrics` text: the sum of the series of `name` whose
+/// labels include every one of `labels` (0 when there is none).
+pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
