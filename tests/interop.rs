@@ -259,6 +259,19 @@ operator_context = "operator_in"
         Some(platform)
     }
 
+    /// Two instances on a fresh PostgreSQL database (`None`, after a notice, without
+    /// `TEST_DATABASE_URL` outside CI), with or without the node in their configuration file.
+    async fn start_two_instances(switch_in_config: bool) -> Option<Platform> {
+        let fresh = support::db::postgres_fresh().await?;
+        drop(fresh.store);
+        Platform::start(Options {
+            postgres: Some(fresh.url),
+            switch_in_config,
+            ..Options::default()
+        })
+        .await
+    }
+
     fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -311,6 +324,11 @@ operator_context = "operator_in"
     /// A platform carrier on a local port (a sipp carrier's, or nothing's), named after its
     /// gateway; `extra` fields are merged in.
     async fn carrier(&self, gateway: &str, port: u16, extra: Value) -> Value {
+        self.carrier_on(self.addr, gateway, port, extra).await
+    }
+
+    /// [`Platform::carrier`] through a given instance.
+    async fn carrier_on(&self, addr: SocketAddr, gateway: &str, port: u16, extra: Value) -> Value {
         let mut body = json!({
             "name": gateway,
             "gateway_name": gateway,
@@ -320,8 +338,25 @@ operator_context = "operator_in"
         body.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
-        self.send(reqwest::Method::POST, "/api/v1/carriers", Some(body))
+        self.send_to(addr, reqwest::Method::POST, "/api/v1/carriers", Some(body))
             .await
+    }
+
+    /// PATCH of a row of `collection` (`carriers`, `switches`) through a given instance.
+    async fn patch_on(
+        &self,
+        addr: SocketAddr,
+        collection: &str,
+        row: &Value,
+        body: Value,
+    ) -> Value {
+        self.send_to(
+            addr,
+            reqwest::Method::PATCH,
+            &path(collection, row),
+            Some(body),
+        )
+        .await
     }
 
     async fn route(&self, prefix: &str, carrier: &Value, priority: u32, extra: Value) -> Value {
@@ -394,23 +429,20 @@ operator_context = "operator_in"
         .await
     }
 
-    /// A call through the operator's dialplan, which sets the trunkline variables named by
-    /// `headers` (`X-Tenant`, `X-Carrier`, `X-Attest`) before transferring to trunkline.
-    async fn operator_call(
-        &self,
-        number: &str,
-        headers: &[(&str, String)],
-        caller: Caller,
-    ) -> CallOutcome {
-        sipp::call(
+    /// A call to `number` through the operator's dialplan, which sets the trunkline variable
+    /// named by `header` (`X-Tenant`, `X-Carrier`, `X-Attest`) before transferring to
+    /// trunkline; the test fails unless the caller is connected.
+    async fn operator_call_connects(&self, number: &str, header: (&str, &str), what: &str) {
+        let outcome = sipp::call(
             self.dir(),
             self.operator_profile_port,
             number,
             CALLER_ID,
-            headers,
-            caller,
+            &[(header.0, header.1.to_string())],
+            Caller::Expect(200),
         )
-        .await
+        .await;
+        assert_status(&outcome, 200, what);
     }
 }
 
@@ -442,11 +474,38 @@ fn uri_user(uri: &str) -> &str {
 
 /// A sipp carrier answering as told, and its gateway on trunkline, live on the node.
 async fn carrier_answering(p: &Platform, gateway: &str, answer: Answer) -> (Carrier, Value) {
-    let carrier = Carrier::start(p.dir(), gateway, answer);
-    let row = p.carrier(gateway, carrier.port, json!({})).await;
-    p.gateway_live(gateway, &format!("sip:127.0.0.1:{}", carrier.port))
+    let (carrier, row) = live_carrier(p, p.addr, gateway, Some(answer), json!({})).await;
+    (carrier.expect("a sipp carrier"), row)
+}
+
+/// A carrier created through instance `addr` with `extra` fields: a sipp carrier answering as
+/// told (`None`: a port nothing listens on, so ICMP port unreachable), its gateway live on the
+/// node.
+async fn live_carrier(
+    p: &Platform,
+    addr: SocketAddr,
+    gateway: &str,
+    answer: Option<Answer>,
+    extra: Value,
+) -> (Option<Carrier>, Value) {
+    let carrier = answer.map(|a| Carrier::start(p.dir(), gateway, a));
+    let port = carrier.as_ref().map_or_else(free_port, |c| c.port);
+    let row = p.carrier_on(addr, gateway, port, extra).await;
+    p.gateway_live(gateway, &format!("sip:127.0.0.1:{port}"))
         .await;
     (carrier, row)
+}
+
+/// Carrier alpha (answering) on a `+1` route, and one call through it that connects.
+async fn alpha_takes_plus_one(p: &Platform, what: &str) -> (Carrier, Value) {
+    let (alpha, alpha_row) = carrier_answering(p, "alpha", Answer::Connect).await;
+    p.route("+1", &alpha_row, 1, json!({})).await;
+    assert_status(
+        &p.call("+15551234567", Caller::Expect(200)).await,
+        200,
+        what,
+    );
+    (alpha, alpha_row)
 }
 
 async fn lock() -> tokio::sync::MutexGuard<'static, ()> {
@@ -476,12 +535,8 @@ async fn the_node_boots_on_trunklines_sofia_conf_with_one_gateway_per_active_car
         p.api("acl 192.0.2.7 trunkline_carriers").await == "true"
     })
     .await;
-    p.send(
-        reqwest::Method::PATCH,
-        &path("carriers", &charlie),
-        Some(json!({"status": "disabled"})),
-    )
-    .await;
+    p.patch_on(p.addr, "carriers", &charlie, json!({"status": "disabled"}))
+        .await;
     p.gateway_gone("charlie").await;
     p.synced().await;
 
@@ -525,22 +580,11 @@ async fn failover_cases(p: &Platform, cases: &[(&str, Option<Answer>)], expect_f
     let (b, b_row) = carrier_answering(p, &format!("bravo-{tag}"), Answer::Connect).await;
     for (i, (number, answer)) in cases.iter().enumerate() {
         let gateway = format!("alpha-{tag}{i}");
-        let (first, port) = match answer {
-            Some(answer) => {
-                let c = Carrier::start(p.dir(), &gateway, *answer);
-                let port = c.port;
-                (Some(c), port)
-            }
-            // Nothing listens there: ICMP port unreachable.
-            None => (None, free_port()),
-        };
         let extra = match answer {
             Some(Answer::Silent) => json!({"leg_progress_timeout_seconds": 2}),
             _ => json!({}),
         };
-        let first_row = p.carrier(&gateway, port, extra).await;
-        p.gateway_live(&gateway, &format!("sip:127.0.0.1:{port}"))
-            .await;
+        let (first, first_row) = live_carrier(p, p.addr, &gateway, *answer, extra).await;
         p.route(number, &first_row, 1, json!({})).await;
         p.route(number, &b_row, 2, json!({})).await;
         let before = b.invites().len();
@@ -677,22 +721,23 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
     };
     // Arrange: alpha (503) with a tech prefix, a header and an attestation header; bravo
     // (connects) with its own formatting; a route that strips +44 and adds 0044.
-    let alpha = Carrier::start(p.dir(), "alpha", Answer::Status(503));
-    let alpha_row = p
-        .carrier(
-            "alpha",
-            alpha.port,
-            json!({"add_prefix": "99", "tech_headers": {"X-Account": "42"}, "attestation_header": "X-Attestation", "caller_id_in_from": true}),
-        )
-        .await;
-    let bravo = Carrier::start(p.dir(), "bravo", Answer::Connect);
-    let bravo_row = p
-        .carrier(
-            "bravo",
-            bravo.port,
-            json!({"strip_prefix": "0044", "add_prefix": "+44"}),
-        )
-        .await;
+    let (alpha, alpha_row) = live_carrier(
+        &p,
+        p.addr,
+        "alpha",
+        Some(Answer::Status(503)),
+        json!({"add_prefix": "99", "tech_headers": {"X-Account": "42"}, "attestation_header": "X-Attestation", "caller_id_in_from": true}),
+    )
+    .await;
+    let (bravo, bravo_row) = live_carrier(
+        &p,
+        p.addr,
+        "bravo",
+        Some(Answer::Connect),
+        json!({"strip_prefix": "0044", "add_prefix": "+44"}),
+    )
+    .await;
+    let (alpha, bravo) = (alpha.unwrap(), bravo.unwrap());
     p.route(
         "+44",
         &alpha_row,
@@ -707,22 +752,16 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
         json!({"strip_prefix": "+44", "add_prefix": "0044"}),
     )
     .await;
-    p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", alpha.port))
-        .await;
-    p.gateway_live("bravo", &format!("sip:127.0.0.1:{}", bravo.port))
-        .await;
 
     // Act: a call with attestation A through the operator's dialplan.
-    let outcome = p
-        .operator_call(
-            "+442071234567",
-            &[("X-Attest", "A".into())],
-            Caller::Expect(200),
-        )
-        .await;
+    p.operator_call_connects(
+        "+442071234567",
+        ("X-Attest", "A"),
+        "alpha 503, bravo answers",
+    )
+    .await;
 
     // Assert
-    assert_status(&outcome, 200, "alpha 503, bravo answers");
     let a = &alpha.invites()[0];
     // The route turns +442071234567 into 00442071234567, then alpha adds its tech prefix.
     assert_eq!(uri_user(a.request_uri()), "9900442071234567", "{a:?}");
@@ -755,18 +794,13 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
     );
 
     // A forced carrier goes first, then prefix routing: charlie (503) forced, then alpha, bravo.
-    let charlie = Carrier::start(p.dir(), "charlie", Answer::Status(503));
-    let charlie_row = p.carrier("charlie", charlie.port, json!({})).await;
-    p.gateway_live("charlie", &format!("sip:127.0.0.1:{}", charlie.port))
-        .await;
-    let outcome = p
-        .operator_call(
-            "+442071234567",
-            &[("X-Carrier", charlie_row["id"].as_str().unwrap().into())],
-            Caller::Expect(200),
-        )
-        .await;
-    assert_status(&outcome, 200, "forced charlie 503, then the routes");
+    let (charlie, charlie_row) = carrier_answering(&p, "charlie", Answer::Status(503)).await;
+    p.operator_call_connects(
+        "+442071234567",
+        ("X-Carrier", charlie_row["id"].as_str().unwrap()),
+        "forced charlie 503, then the routes",
+    )
+    .await;
     assert_eq!(charlie.invites().len(), 1);
     assert_eq!(alpha.invites().len(), 2);
     assert_eq!(bravo.invites().len(), 2);
@@ -779,20 +813,15 @@ async fn number_formatting_headers_attestation_forced_carrier_and_tenant_routes_
             Some(json!({"name": "Acme"})),
         )
         .await;
-    let delta = Carrier::start(p.dir(), "delta", Answer::Connect);
-    let delta_row = p.carrier("delta", delta.port, json!({})).await;
-    p.gateway_live("delta", &format!("sip:127.0.0.1:{}", delta.port))
-        .await;
+    let (delta, delta_row) = carrier_answering(&p, "delta", Answer::Connect).await;
     p.route("+44", &delta_row, 1, json!({"tenant_id": tenant["id"]}))
         .await;
-    let outcome = p
-        .operator_call(
-            "+442071234567",
-            &[("X-Tenant", tenant["id"].as_str().unwrap().into())],
-            Caller::Expect(200),
-        )
-        .await;
-    assert_status(&outcome, 200, "tenant route");
+    p.operator_call_connects(
+        "+442071234567",
+        ("X-Tenant", tenant["id"].as_str().unwrap()),
+        "tenant route",
+    )
+    .await;
     assert_eq!(delta.invites().len(), 1);
     assert_eq!(alpha.invites().len(), 2, "the platform route was not used");
 }
@@ -846,13 +875,7 @@ async fn while_trunkline_is_stopped_calls_are_refused_by_the_static_fallback_and
     let Some(mut p) = Platform::start(Options::default()).await else {
         return;
     };
-    let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
-    p.route("+1", &alpha_row, 1, json!({})).await;
-    assert_status(
-        &p.call("+15551234567", Caller::Expect(200)).await,
-        200,
-        "before",
-    );
+    let (alpha, _) = alpha_takes_plus_one(&p, "before").await;
 
     // Act: stop trunkline.
     p.server.terminate();
@@ -955,12 +978,8 @@ async fn every_gateway_parameter_change_goes_live_on_the_node_and_is_verified() 
     // A registering gateway leaves NOREG; which state comes next depends on the carrier's
     // answer to REGISTER (sipp's carrier does not answer one), so any other state counts.
     let started = Instant::now();
-    p.send(
-        reqwest::Method::PATCH,
-        &path("carriers", &row),
-        Some(json!({"register": true})),
-    )
-    .await;
+    p.patch_on(p.addr, "carriers", &row, json!({"register": true}))
+        .await;
     eventually("the gateway registering", WAIT, || async {
         let status = p.api("sofia xmlstatus gateway alpha").await;
         status.contains("<state>") && !status.contains(&el("state", "NOREG"))
@@ -969,20 +988,12 @@ async fn every_gateway_parameter_change_goes_live_on_the_node_and_is_verified() 
     timings.push(("register", started.elapsed()));
     p.synced().await;
     let started = Instant::now();
-    p.send(
-        reqwest::Method::PATCH,
-        &path("carriers", &row),
-        Some(json!({"status": "disabled"})),
-    )
-    .await;
+    p.patch_on(p.addr, "carriers", &row, json!({"status": "disabled"}))
+        .await;
     p.gateway_gone("alpha").await;
     timings.push(("disable", started.elapsed()));
-    p.send(
-        reqwest::Method::PATCH,
-        &path("carriers", &row),
-        Some(json!({"status": "active"})),
-    )
-    .await;
+    p.patch_on(p.addr, "carriers", &row, json!({"status": "active"}))
+        .await;
     p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", carrier.port))
         .await;
     let started = Instant::now();
@@ -1046,10 +1057,11 @@ async fn changes_made_while_the_node_is_down_converge_when_it_returns_and_a_wron
     // Act: the node goes down; a carrier changes and another is created meanwhile.
     p.node.stop().await;
     let moved = free_port();
-    p.send(
-        reqwest::Method::PATCH,
-        &path("carriers", &alpha_row),
-        Some(json!({"remote_port": moved})),
+    p.patch_on(
+        p.addr,
+        "carriers",
+        &alpha_row,
+        json!({"remote_port": moved}),
     )
     .await;
     let late = p.carrier("late", free_port(), json!({})).await;
@@ -1099,13 +1111,7 @@ async fn a_burst_of_100_carriers_goes_live_without_restarting_untouched_gateways
     };
     // Arrange: a call through alpha, so its gateway counts one outbound call; a restarted
     // gateway would count none.
-    let (_alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
-    p.route("+1", &alpha_row, 1, json!({})).await;
-    assert_status(
-        &p.call("+15551234567", Caller::Expect(200)).await,
-        200,
-        "alpha",
-    );
+    let (_alpha, _) = alpha_takes_plus_one(&p, "alpha").await;
     let calls_out = |status: &str| {
         status
             .split("<calls-out>")
@@ -1169,25 +1175,10 @@ async fn a_burst_of_100_carriers_goes_live_without_restarting_untouched_gateways
 async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_over_when_the_first_stops()
  {
     let _serial = lock().await;
-    let Some(fresh) = support::db::postgres_fresh().await else {
+    let Some(mut p) = Platform::start_two_instances(true).await else {
         return;
     };
-    drop(fresh.store);
-    let Some(mut p) = Platform::start(Options {
-        postgres: Some(fresh.url),
-        ..Options::default()
-    })
-    .await
-    else {
-        return;
-    };
-    let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
-    p.route("+1", &alpha_row, 1, json!({})).await;
-    assert_status(
-        &p.call("+15551234567", Caller::Expect(200)).await,
-        200,
-        "through the first",
-    );
+    let (alpha, alpha_row) = alpha_takes_plus_one(&p, "through the first").await;
     let second = p.second.as_ref().unwrap().1;
     let connection = |view: &Value| view.as_array().unwrap()[0]["connection"].clone();
     let view = p
@@ -1239,11 +1230,11 @@ async fn with_two_instances_on_postgresql_the_second_routes_and_takes_the_node_o
     let status = p.api("sofia xmlstatus gateway alpha").await;
     assert!(status.contains("<calls-out>2</calls-out>"), "{status}");
     let moved = free_port();
-    p.send_to(
+    p.patch_on(
         second,
-        reqwest::Method::PATCH,
-        &path("carriers", &alpha_row),
-        Some(json!({"remote_port": moved})),
+        "carriers",
+        &alpha_row,
+        json!({"remote_port": moved}),
     )
     .await;
     p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}"))
@@ -1326,17 +1317,7 @@ async fn eventually_holder(p: &Platform, instances: [SocketAddr; 2]) -> SocketAd
 async fn two_instances_see_a_new_switch_at_once_and_a_killed_holders_node_is_taken_over_within_the_lease()
  {
     let _serial = lock().await;
-    let Some(fresh) = support::db::postgres_fresh().await else {
-        return;
-    };
-    drop(fresh.store);
-    let Some(mut p) = Platform::start(Options {
-        postgres: Some(fresh.url),
-        switch_in_config: false,
-        ..Options::default()
-    })
-    .await
-    else {
+    let Some(mut p) = Platform::start_two_instances(false).await else {
         return;
     };
     let (first, second) = (p.addr, p.second.as_ref().unwrap().1);
@@ -1396,20 +1377,10 @@ async fn two_instances_see_a_new_switch_at_once_and_a_killed_holders_node_is_tak
 
     // A disable through the standby stops the pushes at once: a carrier created right after
     // it never reaches the node.
-    p.send_to(
-        standby,
-        reqwest::Method::PATCH,
-        &path("switches", &switch),
-        Some(json!({"enabled": false})),
-    )
-    .await;
+    p.patch_on(standby, "switches", &switch, json!({"enabled": false}))
+        .await;
     let unpushed = p
-        .send_to(
-            standby,
-            reqwest::Method::POST,
-            "/api/v1/carriers",
-            Some(json!({"name": "unpushed", "gateway_name": "unpushed", "remote_host": "127.0.0.1", "remote_port": free_port()})),
-        )
+        .carrier_on(standby, "unpushed", free_port(), json!({}))
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let status = p.api("sofia status").await;
@@ -1424,25 +1395,11 @@ async fn two_instances_see_a_new_switch_at_once_and_a_killed_holders_node_is_tak
         None,
     )
     .await;
-    p.send_to(
-        standby,
-        reqwest::Method::PATCH,
-        &path("switches", &switch),
-        Some(json!({"enabled": true})),
-    )
-    .await;
+    p.patch_on(standby, "switches", &switch, json!({"enabled": true}))
+        .await;
     let holder = eventually_holder(&p, [first, second]).await;
-    let alpha = Carrier::start(p.dir(), "alpha", Answer::Connect);
-    let alpha_row = p
-        .send_to(
-            holder,
-            reqwest::Method::POST,
-            "/api/v1/carriers",
-            Some(json!({"name": "alpha", "gateway_name": "alpha", "remote_host": "127.0.0.1", "remote_port": alpha.port})),
-        )
-        .await;
-    p.gateway_live("alpha", &format!("sip:127.0.0.1:{}", alpha.port))
-        .await;
+    let (_alpha, alpha_row) =
+        live_carrier(&p, holder, "alpha", Some(Answer::Connect), json!({})).await;
 
     // SIGKILL of the holder: the other takes the node over and applies a change made meanwhile.
     let survivor = if holder == first { second } else { first };
@@ -1453,11 +1410,11 @@ async fn two_instances_see_a_new_switch_at_once_and_a_killed_holders_node_is_tak
     } else {
         p.second.as_mut().unwrap().0.kill();
     }
-    p.send_to(
+    p.patch_on(
         survivor,
-        reqwest::Method::PATCH,
-        &path("carriers", &alpha_row),
-        Some(json!({"remote_port": moved})),
+        "carriers",
+        &alpha_row,
+        json!({"remote_port": moved}),
     )
     .await;
     p.gateway_live("alpha", &format!("sip:127.0.0.1:{moved}"))
