@@ -172,8 +172,12 @@ pub fn bridge_document(
     if from >= legs.len() {
         return Err(RenderError::LegOutOfRange(from));
     }
-    let mut actions: Vec<Action> = Vec::with_capacity(A_LEG_DEFAULTS.len() + 2 * legs.len());
+    // At most six actions a leg: continue_on_fail, transfer_on_fail, the attempt, two unsets
+    // and the bridge.
+    let mut actions: Vec<Action> = Vec::with_capacity(A_LEG_DEFAULTS.len() + 6 * legs.len());
     actions.extend(A_LEG_DEFAULTS);
+    // Written once, and only for a document that has a leg to send back.
+    let mut back: Option<String> = None;
     // A follow-up fetch runs on a channel whose previous document set `transfer_on_fail`.
     let mut transfer_set = from > 0;
     for (i, leg) in legs.iter().enumerate().skip(from) {
@@ -186,7 +190,7 @@ pub fn bridge_document(
                 format_args!(
                     "{} {}",
                     failover.transfer_causes,
-                    back_to_trunkline(context, destination)
+                    back.get_or_insert_with(|| back_to_trunkline(context, destination))
                 ),
             ));
             actions.push(set("trunkline_attempt", i + 1));
