@@ -24,8 +24,7 @@ use super::live::{ConnectionState, GatewayResult, LiveState};
 use super::reconcile::{AppliedGateway, Desired, Plan, Verdict, plan, verify};
 use super::switch::Switch;
 use crate::model::GatewayName;
-use crate::publish::Published;
-use crate::publish::Publisher;
+use crate::publish::{Published, Publisher};
 use crate::store::{Store, StoreError};
 
 /// Timings of the supervisors (configurable; see `config.rs`).
@@ -122,6 +121,13 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
+/// The node cannot be driven: this instance's live view and the copy every instance reads
+/// both say why.
+async fn report_failure(ctx: &SyncContext, switch: &Switch, state: ConnectionState, error: String) {
+    record_error(ctx, switch, &error).await;
+    ctx.live.set_connection(switch.id, state, Some(error));
+}
+
 /// Stores the holder's latest error on the node, so that every instance shows it; a database
 /// that does not answer costs only the shared copy (the live state has it).
 async fn record_error(ctx: &SyncContext, switch: &Switch, error: &str) {
@@ -203,12 +209,13 @@ pub async fn supervise<C: EslConnection>(
             Ok(conn) => conn,
             Err(EslError::Auth) => {
                 tracing::error!(switch = %name, "the switch refused the Event Socket password; retrying in {:?}", ctx.settings.auth_retry);
-                ctx.live.set_connection(
-                    switch.id,
+                report_failure(
+                    &ctx,
+                    &switch,
                     ConnectionState::AuthFailed,
-                    Some(EslError::Auth.to_string()),
-                );
-                record_error(&ctx, &switch, &EslError::Auth.to_string()).await;
+                    EslError::Auth.to_string(),
+                )
+                .await;
                 if pause(&mut stop, ctx.settings.auth_retry).await {
                     break;
                 }
@@ -217,9 +224,7 @@ pub async fn supervise<C: EslConnection>(
             Err(e) => {
                 let wait = backoff.next();
                 tracing::warn!(switch = %name, error = %e, ?wait, "cannot connect to the switch");
-                ctx.live
-                    .set_connection(switch.id, ConnectionState::Down, Some(e.to_string()));
-                record_error(&ctx, &switch, &e.to_string()).await;
+                report_failure(&ctx, &switch, ConnectionState::Down, e.to_string()).await;
                 if pause_holding(&ctx, &switch, &mut stop, wait).await {
                     break;
                 }
@@ -238,9 +243,7 @@ pub async fn supervise<C: EslConnection>(
             Err(e) => {
                 let wait = backoff.next();
                 tracing::warn!(switch = %name, error = %format!("{e:#}"), ?wait, "Event Socket session ended");
-                ctx.live
-                    .set_connection(switch.id, ConnectionState::Down, Some(format!("{e:#}")));
-                record_error(&ctx, &switch, &format!("{e:#}")).await;
+                report_failure(&ctx, &switch, ConnectionState::Down, format!("{e:#}")).await;
                 if pause_holding(&ctx, &switch, &mut stop, wait).await {
                     break;
                 }

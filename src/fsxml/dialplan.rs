@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use crate::causes::{self, Cause};
+use crate::causes::{self, Cause, CompiledFailover};
 use crate::dialstring::bridge_data;
 use crate::model::{ContextName, Destination, FailoverCodes};
 use crate::routing::Leg;
@@ -82,8 +82,9 @@ const A_LEG_DEFAULTS: [Action; 2] = [
 /// only by its failover codes, plus the causes of a carrier that could not be tried at all
 /// (GATEWAY_DOWN, INVALID_GATEWAY: killed, unregistered or ping-down gateway, §3.2) and, when
 /// the leg has a progress timeout, PROGRESS_TIMEOUT (a carrier that never answered in time).
-pub fn continue_on_fail_causes(leg: &Leg) -> Vec<&'static str> {
-    let mut names = causes::compile(&leg.failover_codes).causes;
+/// `compiled` is [`causes::compile`] of the leg's failover codes.
+pub fn continue_on_fail_causes(leg: &Leg, compiled: &CompiledFailover) -> Vec<&'static str> {
+    let mut names = compiled.causes.clone();
     let mut add = |c: Cause| {
         if !names.contains(&c.name) {
             names.push(c.name);
@@ -118,12 +119,13 @@ fn leg_failover(leg: &Leg) -> LegFailover {
         if let Some((_, _, value)) = known.iter().find(|(c, t, _)| (c, *t) == key) {
             return value.clone();
         }
+        let compiled = causes::compile(&leg.failover_codes);
         let value = LegFailover {
             continue_on_fail: format!(
                 "continue_on_fail={}",
-                continue_on_fail_causes(leg).join(",")
+                continue_on_fail_causes(leg, &compiled).join(",")
             ),
-            transfer_causes: causes::compile(&leg.failover_codes).ambiguous.join(","),
+            transfer_causes: compiled.ambiguous.join(","),
         };
         if known.len() == REMEMBERED {
             known.remove(0);

@@ -83,9 +83,10 @@ fn leg_failover(
     Vec<Collision>,
     &'static str,
 ) {
+    let compiled = causes::compile(&leg.failover_codes);
     if last {
         return (
-            continue_on_fail_causes(leg),
+            continue_on_fail_causes(leg, &compiled),
             Vec::new(),
             Vec::new(),
             "last leg: its carrier's answer is passed to the caller",
@@ -99,14 +100,13 @@ fn leg_failover(
             "exact form: every failure comes back to trunkline, which fails over only on this leg's failover codes",
         );
     }
-    let compiled = causes::compile(&leg.failover_codes);
     let handling = if compiled.collisions.is_empty() {
         "every failover code has a cause of its own: FreeSWITCH moves on by itself"
     } else {
         "shared causes come back to trunkline (transfer_on_fail), which fails over on the failover codes only"
     };
     (
-        continue_on_fail_causes(leg),
+        continue_on_fail_causes(leg, &compiled),
         compiled.ambiguous,
         compiled.collisions,
         handling,
