@@ -2,7 +2,9 @@
 //! switch that fetches trunkline's real sofia.conf / acl.conf and obeys sofia's rescan / killgw
 //! rules (`support/fake_switch.rs`). Carriers are written through the real API over a real
 //! SQLite file; the assertions are on the exact commands the node received and on what it runs.
-//! Conditions are awaited with a timeout, never assumed after a sleep.
+//! Conditions are awaited with a timeout, never assumed after a sleep. The same scenarios, one
+//! pass at a time over an in-memory connection and with nothing to wait for, are in
+//! `tests/reconcile.rs`.
 
 mod support;
 

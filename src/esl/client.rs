@@ -155,6 +155,32 @@ pub enum SwitchEvent {
     Other,
 }
 
+impl SwitchEvent {
+    /// Reads a sofia event from its headers (FREESWITCH.md §3.3), whatever carried it: the
+    /// library's event here, an in-memory double in the tests.
+    pub fn from_headers<'e>(header: impl Fn(&str) -> Option<&'e str>) -> SwitchEvent {
+        let owned = |name: &str| header(name).map(str::to_string);
+        let gateway = owned("Gateway").unwrap_or_default();
+        let profile = || owned("profile-name").unwrap_or_default();
+        match header("Event-Subclass") {
+            Some("sofia::gateway_add") => SwitchEvent::GatewayAdd {
+                gateway,
+                profile: profile(),
+            },
+            Some("sofia::gateway_delete") => SwitchEvent::GatewayDelete {
+                gateway,
+                profile: profile(),
+            },
+            Some("sofia::gateway_state") => SwitchEvent::GatewayState {
+                gateway,
+                state: owned("State").unwrap_or_default(),
+                ping_status: owned("Ping-Status"),
+            },
+            _ => SwitchEvent::Other,
+        }
+    }
+}
+
 /// One authenticated, subscribed Event Socket connection. Both methods take `&self` so a
 /// supervisor can wait for an event and send a command at once.
 pub trait EslConnection: Send + Sync + Sized + 'static {
@@ -239,34 +265,12 @@ impl EslConnection for FsConnection {
             None => Err(EslError::Disconnected(format!("{:?}", events.status()))),
             Some(Err(fs::EslError::QueueFull)) => Ok(SwitchEvent::Lost),
             Some(Err(e)) => Err(from_fs(e, self.command_timeout)),
-            Some(Ok(event)) => Ok(sofia_event(&event)),
+            Some(Ok(event)) => Ok(SwitchEvent::from_headers(|name| event.header_str(name))),
         }
     }
 
     async fn close(&self) {
         let _ = self.client.disconnect().await;
-    }
-}
-
-fn sofia_event(event: &fs::EslEvent) -> SwitchEvent {
-    let header = |name: &str| event.header_str(name).map(str::to_string);
-    let gateway = header("Gateway").unwrap_or_default();
-    let profile = || header("profile-name").unwrap_or_default();
-    match event.header_str("Event-Subclass") {
-        Some("sofia::gateway_add") => SwitchEvent::GatewayAdd {
-            gateway,
-            profile: profile(),
-        },
-        Some("sofia::gateway_delete") => SwitchEvent::GatewayDelete {
-            gateway,
-            profile: profile(),
-        },
-        Some("sofia::gateway_state") => SwitchEvent::GatewayState {
-            gateway,
-            state: header("State").unwrap_or_default(),
-            ping_status: header("Ping-Status"),
-        },
-        _ => SwitchEvent::Other,
     }
 }
 

@@ -381,7 +381,7 @@ async fn run<C: EslConnection>(
 /// Why a reconcile pass stopped before its end. A fatal Event Socket error (the connection is
 /// gone or timed out) ends the session; anything else is retried on the pass's back-off.
 #[derive(Debug, thiserror::Error)]
-enum PassError {
+pub enum PassError {
     #[error(transparent)]
     Esl(#[from] EslError),
     #[error(transparent)]
@@ -389,14 +389,15 @@ enum PassError {
 }
 
 impl PassError {
-    fn is_fatal(&self) -> bool {
+    pub fn is_fatal(&self) -> bool {
         matches!(self, PassError::Esl(e) if e.is_fatal())
     }
 }
 
 /// One reconcile pass: plan, [`execute`], [`check`], [`record`]. `Ok(true)` when the node
-/// converged and the store says so.
-async fn reconcile_once<C: EslConnection>(
+/// converged and the store says so. The session runs it on its triggers; the tests run it
+/// over an in-memory connection, one pass at a time.
+pub async fn reconcile_once<C: EslConnection>(
     ctx: &SyncContext,
     switch: &Switch,
     conn: &C,

@@ -6,16 +6,23 @@
 //! prints `+OK` even when it did nothing. It records every command, can refuse the password,
 //! go down, drop the connection mid-command and restart (new Core-UUID, gateways reloaded from
 //! sofia.conf).
+//!
+//! [`MemoryConnection`] is the same switch without the socket: an [`EslConnection`] that calls
+//! the model directly, so that a test can run one reconcile pass and read the commands it sent,
+//! in order, with nothing to wait for. The TCP peer stays the test of the protocol.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use regex::Regex;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
+use trunkline::esl::client::{ApiCommand, EslConnection, EslError, EslTarget, SwitchEvent};
+use trunkline::publish::Published;
 
 /// How long a killed gateway stays listed before it is reaped (sofia: 1–2 s).
 const REAP_AFTER: Duration = Duration::from_millis(300);
@@ -58,6 +65,8 @@ pub struct FakeSwitch {
     /// Bumped to drop every open connection.
     generation: Arc<watch::Sender<u64>>,
     trunkline: Arc<watch::Sender<Option<String>>>,
+    /// When set, configuration is read from this snapshot in process instead of over HTTP.
+    in_process: Arc<OnceLock<Arc<ArcSwap<Published>>>>,
     http: reqwest::Client,
 }
 
@@ -82,8 +91,13 @@ impl FakeSwitch {
             events: broadcast::channel(1024).0,
             generation: Arc::new(watch::channel(0).0),
             trunkline: Arc::new(watch::channel(None).0),
+            in_process: Arc::new(OnceLock::new()),
             http: reqwest::Client::new(),
         };
+        registry()
+            .lock()
+            .unwrap()
+            .insert(fake.addr.port(), fake.clone());
         let server = fake.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -97,6 +111,12 @@ impl FakeSwitch {
     /// Where trunkline's xml_curl endpoint is (fetches wait until this is known).
     pub fn set_trunkline(&self, base: &str) {
         self.trunkline.send_replace(Some(base.to_string()));
+    }
+
+    /// Reads sofia.conf / acl.conf from `published` in process, as trunkline's endpoint would
+    /// answer them.
+    pub fn read_config_from(&self, published: Arc<ArcSwap<Published>>) {
+        let _ = self.in_process.set(published);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -149,6 +169,11 @@ impl FakeSwitch {
 
     pub fn drop_connections(&self) {
         self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The profile is gone from the node: sofia answers `Invalid Profile [P]` for it.
+    pub fn remove_profile(&self, profile: &str) {
+        self.with(|s| s.profiles.retain(|p| p != profile));
     }
 
     pub fn drop_after(&self, command_prefix: &str) {
@@ -257,17 +282,9 @@ impl FakeSwitch {
                         subscribed = rest.starts_with("CUSTOM");
                         "Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n".to_string()
                     } else if let Some(api) = command.strip_prefix("api ") {
-                        let body = self.api(api).await;
-                        let drop_now = self.with(|s| match &s.drop_after {
-                            Some(p) if api.starts_with(p.as_str()) => {
-                                s.drop_after = None;
-                                true
-                            }
-                            _ => false,
-                        });
-                        if drop_now {
+                        let Some(body) = self.api_or_drop(api).await else {
                             return;
-                        }
+                        };
                         format!("Content-Type: api/response\nContent-Length: {}\n\n{body}", body.len())
                     } else if command == "exit" {
                         let _ = write.write_all(b"Content-Type: command/reply\nReply-Text: +OK bye\n\n").await;
@@ -295,14 +312,22 @@ impl FakeSwitch {
     }
 
     async fn fetch(&self, file: &str, profile: Option<&str>) -> Option<String> {
-        let mut rx = self.trunkline.subscribe();
-        let base = rx.wait_for(Option::is_some).await.ok()?.clone()?;
         let mut body = format!(
             "hostname=fake&section=configuration&tag_name=configuration&key_name=name&key_value={file}&Event-Name=REQUEST_PARAMS"
         );
         if let Some(p) = profile {
             body.push_str(&format!("&profile={p}&reconfig=true"));
         }
+        if let Some(published) = self.in_process.get() {
+            let answer = trunkline::xmlcurl::answer::answer(
+                &published.load(),
+                body.as_bytes(),
+                chrono::Utc::now(),
+            );
+            return Some(String::from_utf8_lossy(&answer.xml).into_owned());
+        }
+        let mut rx = self.trunkline.subscribe();
+        let base = rx.wait_for(Option::is_some).await.ok()?.clone()?;
         let resp = self
             .http
             .post(format!("{base}/freeswitch/xml"))
@@ -312,6 +337,20 @@ impl FakeSwitch {
             .await
             .ok()?;
         resp.text().await.ok()
+    }
+
+    /// The api output, or `None` when the connection is to drop instead of replying (the
+    /// command is carried out all the same).
+    async fn api_or_drop(&self, api: &str) -> Option<String> {
+        let body = self.api(api).await;
+        let drop_now = self.with(|s| match &s.drop_after {
+            Some(p) if api.starts_with(p.as_str()) => {
+                s.drop_after = None;
+                true
+            }
+            _ => false,
+        });
+        (!drop_now).then_some(body)
     }
 
     async fn api(&self, api: &str) -> String {
@@ -410,6 +449,85 @@ impl FakeSwitch {
         });
         "+OK gateway marked for deletion.\n".into()
     }
+}
+
+/// The fakes by port, so that [`MemoryConnection::open`] finds the one a switch points at.
+fn registry() -> &'static Mutex<HashMap<u16, FakeSwitch>> {
+    static FAKES: OnceLock<Mutex<HashMap<u16, FakeSwitch>>> = OnceLock::new();
+    FAKES.get_or_init(Default::default)
+}
+
+/// An Event Socket connection to a [`FakeSwitch`] without the socket: the same model, the same
+/// record of commands, the same events, dropped by the same `drop_connections` / `down`.
+pub struct MemoryConnection {
+    fake: FakeSwitch,
+    events: tokio::sync::Mutex<broadcast::Receiver<String>>,
+    generation: watch::Receiver<u64>,
+}
+
+impl FakeSwitch {
+    /// A connection in process, authenticated and subscribed, as [`EslConnection::open`] on
+    /// this switch's address gives.
+    pub fn connect_in_memory(&self) -> MemoryConnection {
+        let mut generation = self.generation.subscribe();
+        generation.borrow_and_update();
+        MemoryConnection {
+            fake: self.clone(),
+            events: tokio::sync::Mutex::new(self.events.subscribe()),
+            generation,
+        }
+    }
+}
+
+fn dropped() -> EslError {
+    EslError::Disconnected("the fake switch dropped the connection".into())
+}
+
+impl EslConnection for MemoryConnection {
+    async fn open(target: &EslTarget) -> Result<Self, EslError> {
+        let fake = registry().lock().unwrap().get(&target.port).cloned();
+        let fake =
+            fake.ok_or_else(|| EslError::Unreachable("no fake switch on that port".into()))?;
+        let accepted = fake.with(|s| {
+            if s.down {
+                return Err(EslError::Unreachable("connection refused".into()));
+            }
+            s.auth_attempts += 1;
+            if s.refuse_auth || target.password != s.password {
+                return Err(EslError::Auth);
+            }
+            Ok(())
+        });
+        accepted.map(|()| fake.connect_in_memory())
+    }
+
+    async fn api(&self, command: &ApiCommand) -> Result<String, EslError> {
+        if self.generation.has_changed().unwrap_or(true) {
+            return Err(dropped());
+        }
+        let wire = command.wire();
+        self.fake.with(|s| s.commands.push(format!("api {wire}")));
+        self.fake.api_or_drop(&wire).await.ok_or_else(dropped)
+    }
+
+    async fn next_event(&self) -> Result<SwitchEvent, EslError> {
+        let mut events = self.events.lock().await;
+        let mut generation = self.generation.clone();
+        tokio::select! {
+            _ = generation.changed() => Err(dropped()),
+            event = events.recv() => match event {
+                Ok(json) => {
+                    let event: serde_json::Value = serde_json::from_str(&json)
+                        .map_err(|e| EslError::Protocol(e.to_string()))?;
+                    Ok(SwitchEvent::from_headers(|name| event.get(name).and_then(|v| v.as_str())))
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => Ok(SwitchEvent::Lost),
+                Err(broadcast::error::RecvError::Closed) => Err(dropped()),
+            },
+        }
+    }
+
+    async fn close(&self) {}
 }
 
 /// mod_sofia.c:3240-3284, with realm/username/proxy written raw as FreeSWITCH does.
