@@ -20,6 +20,7 @@ use crate::esl::EslRuntime;
 use crate::esl::live::LiveState;
 use crate::esl::supervisor::SyncContext;
 use crate::publish::{Published, Publisher};
+use crate::serve::{self, ConnectionLimits, Listener};
 use crate::store::Store;
 use crate::xmlcurl;
 
@@ -71,27 +72,38 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Every route of the service.
+/// Every route of the service, as one listener serves them.
 pub fn router(state: AppState) -> Router {
-    let xmlcurl = Router::new()
-        .route("/freeswitch/xml", post(xmlcurl::handle_fetch))
-        .with_state(state.clone());
+    api_router(state.clone()).merge(xmlcurl_router(state))
+}
+
+/// The API, health and metrics: everything but the xml_curl endpoint.
+pub fn api_router(state: AppState) -> Router {
     // The trace and timeout layers wrap the API only. The xml_curl handler logs and counts
-    // its own outcome, and awaits nothing but a body of at most `MAX_FETCH_BODY` from a client
-    // that already passed the allow-list and credentials; a per-request timer there cost a
-    // tenth of the fetch throughput (BENCHMARKS.md, HTTP).
+    // its own outcome, and awaits nothing but a body of at most `MAX_FETCH_BODY` (on the
+    // connection's body deadline, `serve`) from a client that already passed the allow-list
+    // and credentials; a per-request timer there cost a tenth of the fetch throughput
+    // (BENCHMARKS.md, HTTP).
     crate::api::router(state)
         .layer(TraceLayer::new_for_http())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
-        .merge(xmlcurl)
+}
+
+/// The xml_curl endpoint alone.
+pub fn xmlcurl_router(state: AppState) -> Router {
+    Router::new()
+        .route("/freeswitch/xml", post(xmlcurl::handle_fetch))
+        .with_state(state)
 }
 
 /// A built, bound, not yet serving application.
 pub struct Application {
     listener: TcpListener,
+    /// The xml_curl endpoint's own listener, when configured.
+    xmlcurl_listener: Option<TcpListener>,
     state: AppState,
     refresh_every: Duration,
 }
@@ -122,6 +134,17 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let xmlcurl_listener = match settings.xmlcurl_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} (xmlcurl_listen)"))?,
+            ),
+            None => None,
+        };
+        let mut settings = settings;
+        settings.http.max_connections =
+            connection_bound(&settings.http, 1 + usize::from(xmlcurl_listener.is_some()));
         let refresh_every = settings.snapshot_refresh;
         for switch in &settings.switches {
             store.upsert_config_switch(switch).await.with_context(|| {
@@ -146,6 +169,7 @@ impl Application {
         };
         Ok(Application {
             listener,
+            xmlcurl_listener,
             state,
             refresh_every,
         })
@@ -155,6 +179,13 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where the xml_curl endpoint's own listener is, when it has one.
+    pub fn xmlcurl_addr(&self) -> Option<SocketAddr> {
+        self.xmlcurl_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -176,20 +207,76 @@ impl Application {
             self.state.store.subscribe(),
             self.state.settings.esl.resync_every,
         ));
-        let app = router(self.state);
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP");
+        let settings = self.state.settings.clone();
+        let listeners = match self.xmlcurl_listener {
+            None => vec![Listener {
+                name: "http",
+                tcp: self.listener,
+                router: router(self.state),
+                allow: Vec::new(),
+                limits: settings.http.clone(),
+            }],
+            // The endpoint's own listener serves FreeSWITCH alone, so it can refuse other
+            // addresses before reading a byte.
+            Some(xmlcurl) => vec![
+                Listener {
+                    name: "http",
+                    tcp: self.listener,
+                    router: api_router(self.state.clone()),
+                    allow: Vec::new(),
+                    limits: settings.http.clone(),
+                },
+                Listener {
+                    name: "xmlcurl",
+                    tcp: xmlcurl,
+                    router: xmlcurl_router(self.state),
+                    allow: settings.xmlcurl_allow.clone(),
+                    limits: settings.http.clone(),
+                },
+            ],
+        };
+        let served = serve::serve(listeners, shutdown)
+            .await
+            .context("serving HTTP");
         refresher.abort();
         switches.abort();
         esl.shutdown().await;
         served?;
         Ok(())
     }
+}
+
+/// Raises the open-files limit as far as it goes, and bounds each listener's connections to
+/// what that limit leaves room for.
+fn connection_bound(limits: &ConnectionLimits, listeners: usize) -> usize {
+    let open_files = match serve::raise_open_files_limit() {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!(
+                    open_files = after,
+                    raised_from = before,
+                    "open-files limit raised to the hard limit"
+                );
+            } else {
+                tracing::info!(open_files = after, "open-files limit");
+            }
+            after
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit");
+            return limits.max_connections;
+        }
+    };
+    let bound = serve::connections_within(limits.max_connections, open_files, listeners);
+    if bound < limits.max_connections {
+        tracing::warn!(
+            http_max_connections = limits.max_connections,
+            bound,
+            open_files,
+            "http_max_connections lowered to fit the open-files limit"
+        );
+    }
+    bound
 }
 
 /// Rebuilds the snapshot when the store announces a new version (this instance's writes, and

@@ -20,6 +20,7 @@ use crate::model::{
 };
 use crate::publish::PublishSettings;
 use crate::routing::RoutingSettings;
+use crate::serve::ConnectionLimits;
 
 /// Flags shared by every command that touches the database.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -70,6 +71,9 @@ pub struct ServeArgs {
     /// Client networks allowed on /freeswitch/xml, comma-separated CIDRs (default: any).
     #[arg(long, env = "TRUNKLINE_XMLCURL_ALLOW")]
     pub xmlcurl_allow: Option<String>,
+    /// A listener of its own for /freeswitch/xml (default: none, served on --listen).
+    #[arg(long, env = "TRUNKLINE_XMLCURL_LISTEN")]
+    pub xmlcurl_listen: Option<SocketAddr>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "TRUNKLINE_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -90,7 +94,16 @@ pub struct FileConfig {
     pub xmlcurl_user: Option<String>,
     pub xmlcurl_password: Option<String>,
     pub xmlcurl_allow: Option<Vec<String>>,
+    pub xmlcurl_listen: Option<SocketAddr>,
     pub log_format: Option<String>,
+    /// Seconds a request head may take, from the connection or its first byte (default 10).
+    pub http_header_timeout_seconds: Option<u64>,
+    /// Seconds a request body may take after its head (default 30).
+    pub http_body_timeout_seconds: Option<u64>,
+    /// Seconds a keep-alive connection may wait for its next request (default 60).
+    pub http_idle_timeout_seconds: Option<u64>,
+    /// Connections each listener holds at once (default 4096).
+    pub http_max_connections: Option<usize>,
     /// Seconds between safety-net snapshot reloads (default 60).
     pub snapshot_refresh_seconds: Option<u64>,
     /// Variables for the sofia profile templates (`sip_ip`, `ext_sip_ip`, …).
@@ -221,6 +234,10 @@ pub struct Settings {
     pub xmlcurl_credentials: Option<BasicCredentials>,
     /// Empty means every client may fetch.
     pub xmlcurl_allow: Vec<Cidr>,
+    /// A listener of its own for the xml_curl endpoint, which then leaves the main one.
+    pub xmlcurl_listen: Option<SocketAddr>,
+    /// Deadlines and connection bound of every listener.
+    pub http: ConnectionLimits,
     pub log_format: LogFormat,
     pub snapshot_refresh: Duration,
     /// Switches declared in the file (stored at start-up, owned by the file).
@@ -396,9 +413,54 @@ impl Settings {
             }
             esl.lease_ttl = Duration::from_secs(secs);
         }
+        let xmlcurl_listen = serve.xmlcurl_listen.or(file.xmlcurl_listen);
+        if xmlcurl_listen == Some(listen) {
+            return Err(ConfigError::Invalid {
+                setting: "xmlcurl_listen",
+                message: format!("must differ from listen ({listen})"),
+            });
+        }
+        let seconds = |setting: &'static str, value: Option<u64>, default: Duration| match value {
+            None => Ok(default),
+            Some(secs) if (1..=3600).contains(&secs) => Ok(Duration::from_secs(secs)),
+            Some(_) => Err(ConfigError::Invalid {
+                setting,
+                message: "must be 1 to 3600 seconds".into(),
+            }),
+        };
+        let defaults = ConnectionLimits::default();
+        let http = ConnectionLimits {
+            header_timeout: seconds(
+                "http_header_timeout_seconds",
+                file.http_header_timeout_seconds,
+                defaults.header_timeout,
+            )?,
+            body_timeout: seconds(
+                "http_body_timeout_seconds",
+                file.http_body_timeout_seconds,
+                defaults.body_timeout,
+            )?,
+            idle_timeout: seconds(
+                "http_idle_timeout_seconds",
+                file.http_idle_timeout_seconds,
+                defaults.idle_timeout,
+            )?,
+            max_connections: match file.http_max_connections {
+                None => defaults.max_connections,
+                Some(n) if (16..=1_000_000).contains(&n) => n,
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        setting: "http_max_connections",
+                        message: "must be 16 to 1000000".into(),
+                    });
+                }
+            },
+        };
         Ok(Settings {
             database_url,
             listen,
+            xmlcurl_listen,
+            http,
             default_context,
             failover_mode,
             failover_codes,

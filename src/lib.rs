@@ -21,5 +21,6 @@ pub mod memory;
 pub mod model;
 pub mod publish;
 pub mod routing;
+pub mod serve;
 pub mod store;
 pub mod xmlcurl;

@@ -18,10 +18,10 @@ use sqlx::{Connection, SqliteConnection};
 use support::app::{TestApp, bridges, call, create_token};
 use support::fake_switch::FakeSwitch;
 use support::process::{Server, eventually};
+use support::raw_http::{is_complete_200, raw_fetch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
-use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::{Role, Scope};
 use trunkline::store::Store;
 use uuid::Uuid;
@@ -101,30 +101,6 @@ async fn sqlite_with_admin(dir: &Path) -> (String, String) {
     let (url, store) = sqlite_file(dir).await;
     let token = create_token(&store, Role::PlatformAdmin, None, Scope::ALL).await;
     (url, token)
-}
-
-/// One mod_xml_curl request on its own connection, as raw HTTP/1.1.
-fn raw_fetch(addr: std::net::SocketAddr, extra_headers: &str) -> (Vec<u8>, Vec<u8>) {
-    let body = SAMPLE_DIALPLAN_FETCH.as_bytes().to_vec();
-    let head = format!(
-        "POST /freeswitch/xml HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: freeswitch-xml/1.0\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n",
-        body.len()
-    );
-    (head.into_bytes(), body)
-}
-
-/// Whether `raw` is one complete `200` response: every byte its Content-Length announces.
-fn is_complete_200(raw: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    let length = head.lines().find_map(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("content-length:")
-            .and_then(|v| v.trim().parse::<usize>().ok())
-    });
-    head.starts_with("HTTP/1.1 200") && length == Some(body.len())
 }
 
 /// What became of one request during shutdown.

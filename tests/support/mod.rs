@@ -9,4 +9,5 @@ pub mod fake_switch;
 pub mod freeswitch;
 pub mod hostile;
 pub mod process;
+pub mod raw_http;
 pub mod sipp;

@@ -28,6 +28,17 @@ where
     }
 }
 
+fn shipped_templates() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("templates")
+}
+
+/// A loopback address nothing listens on.
+pub fn free_loopback_addr() -> std::net::SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
 /// A running `trunkline serve`, killed (SIGKILL) when dropped if it is still running.
 pub struct Server {
     child: Child,
@@ -42,11 +53,14 @@ impl Server {
     /// with the repository's templates and none of the test's `TRUNKLINE_*` variables. Returns
     /// once `/healthz` answers.
     pub async fn start(dir: &Path, config: &str) -> Server {
-        let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        Self::start_at(dir, &templates, config, addr).await
+        Self::spawn(
+            dir,
+            &shipped_templates(),
+            config,
+            free_loopback_addr(),
+            None,
+        )
+        .await
     }
 
     /// [`Server::start`] with its own templates directory, on a given address (a restarted
@@ -56,6 +70,29 @@ impl Server {
         templates: &Path,
         config: &str,
         addr: std::net::SocketAddr,
+    ) -> Server {
+        Self::spawn(dir, templates, config, addr, None).await
+    }
+
+    /// [`Server::start`] with the soft open-files limit a systemd service gets by default
+    /// (`open_files`), as `ulimit -Sn` sets it.
+    pub async fn start_with_open_files(dir: &Path, config: &str, open_files: u64) -> Server {
+        Self::spawn(
+            dir,
+            &shipped_templates(),
+            config,
+            free_loopback_addr(),
+            Some(open_files),
+        )
+        .await
+    }
+
+    async fn spawn(
+        dir: &Path,
+        templates: &Path,
+        config: &str,
+        addr: std::net::SocketAddr,
+        open_files: Option<u64>,
     ) -> Server {
         let config_path = dir.join("trunkline.toml");
         std::fs::write(
@@ -72,7 +109,14 @@ impl Server {
             .append(true)
             .open(&log)
             .expect("log file");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match open_files {
+            None => Command::new(BIN),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", &format!("ulimit -Sn {n} && exec \"$0\" \"$@\""), BIN]);
+                sh
+            }
+        };
         cmd.current_dir(dir)
             .args(["--config", config_path.to_str().unwrap()])
             .args(["serve", "--listen", &addr.to_string()])
