@@ -67,7 +67,6 @@ async fn measure(debounce: Duration, changes: usize) -> Vec<Duration> {
         .expect("token");
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.templates_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     settings.esl.debounce = debounce;
     let app = Application::with_store(settings, store)
         .await

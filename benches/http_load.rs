@@ -164,7 +164,6 @@ async fn main() {
     store.migrate().await.expect("migrate");
     let mut settings = trunkline::config::Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.templates_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     let app = Application::with_store(settings, store)
         .await
         .expect("trunkline builds");

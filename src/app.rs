@@ -124,7 +124,7 @@ impl Application {
         let publisher = Arc::new(
             Publisher::start(
                 store.clone(),
-                &settings.templates_dir,
+                &settings.templates,
                 &settings.template_vars,
                 settings.publish(),
             )

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `migrate`, `tenant create`, `token create|revoke` and
-//! `route explain`. Every flag also reads a `TRUNKLINE_*` environment variable (see
+//! The command line: `serve`, `check-config`, `migrate`, `tenant create`,
+//! `token create|revoke`, `route explain` and `templates export`. Every flag also reads a `TRUNKLINE_*` environment variable (see
 //! [`crate::config`]). Each command returns an error with a clear message; `main` prints it and
 //! exits 1.
 
@@ -12,9 +12,11 @@ use uuid::Uuid;
 use crate::api::auth::generate_token;
 use crate::app::{Application, shutdown_signal};
 use crate::causes;
-use crate::config::{CommonArgs, DocumentArgs, LogFormat, ServeArgs, Settings, database_url};
+use crate::config::{
+    CommonArgs, DocumentArgs, LogFormat, ServeArgs, Settings, config_file, database_url,
+};
 use crate::model::{ContextName, DisplayName, Feature, NewApiToken, NewTenant, Role, Scope};
-use crate::publish::{Published, Publisher};
+use crate::publish::{Published, Publisher, export_templates, load_templates};
 use crate::store::Store;
 use crate::xmlcurl::explain::{ExplainRequest, Explanation, explain};
 
@@ -35,6 +37,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the admin API and the mod_xml_curl endpoint (creates and migrates the database).
     Serve(ServeArgs),
+    /// Load and check the configuration and templates as `serve` would, print what it would
+    /// use, and exit (non-zero, naming the setting, when something is wrong).
+    CheckConfig(ServeArgs),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Manage tenants.
@@ -46,6 +51,15 @@ pub enum Command {
     /// Explain routing decisions.
     #[command(subcommand)]
     Route(RouteCommand),
+    /// The sofia profile and acl templates built into the binary.
+    #[command(subcommand)]
+    Templates(TemplatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCommand {
+    /// Write the built-in templates under DIR, to edit and then name as `templates = "DIR"`.
+    Export { dir: std::path::PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +143,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(settings).await?;
             tracing::info!(listen = %app.local_addr(), "trunkline serving");
             app.run(shutdown_signal()).await
+        }
+        Command::CheckConfig(serve) => {
+            let settings = Settings::load(&cli.common, &serve)?;
+            print!("{}", check_config(&cli.common, &settings)?);
+            Ok(())
+        }
+        Command::Templates(TemplatesCommand::Export { dir }) => {
+            for file in export_templates(&dir)? {
+                println!("{}", file.display());
+            }
+            Ok(())
         }
         Command::Migrate => {
             let store = open_store(&cli.common).await?;
@@ -252,8 +277,91 @@ fn document_settings(common: &CommonArgs, documents: DocumentArgs) -> anyhow::Re
     Ok(Settings::load(common, &serve)?)
 }
 
+/// What `check-config` prints: everything `serve` would use, after loading it as `serve` does
+/// (the database is named, not connected to: a restart must not wait on it to be checked).
+fn check_config(common: &CommonArgs, settings: &Settings) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let templates = load_templates(&settings.templates, &settings.template_vars)
+        .with_context(|| format!("templates ({})", settings.templates))?;
+    let backend = Store::backend_of(&settings.database_url)?;
+    let mut out = String::new();
+    let file = config_file(common);
+    let file = file
+        .as_ref()
+        .map_or("none (defaults)".into(), |f| f.display().to_string());
+    writeln!(out, "configuration: {file}")?;
+    match settings.xmlcurl_listen {
+        None => writeln!(
+            out,
+            "listen: {} (API, health, metrics and /freeswitch/xml)",
+            settings.listen
+        )?,
+        Some(xmlcurl) => {
+            writeln!(out, "listen: {} (API, health and metrics)", settings.listen)?;
+            writeln!(out, "xmlcurl_listen: {xmlcurl} (/freeswitch/xml only)")?;
+        }
+    }
+    writeln!(
+        out,
+        "database: {} ({backend})",
+        redact_password(&settings.database_url)
+    )?;
+    writeln!(
+        out,
+        "templates: {} (sofia profiles: {})",
+        settings.templates,
+        templates
+            .profiles
+            .names()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
+    if settings.switches.is_empty() {
+        writeln!(
+            out,
+            "switches: none in the configuration (the API can add them)"
+        )?;
+    }
+    for switch in &settings.switches {
+        let profiles: Vec<String> = switch.profiles.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "switch {}: {}:{} (profiles {}){}",
+            switch.name,
+            switch.esl_host,
+            switch.esl_port,
+            profiles.join(", "),
+            if switch.enabled { "" } else { ", disabled" }
+        )?;
+    }
+    let http = &settings.http;
+    writeln!(
+        out,
+        "connections: head {:?}, body {:?}, idle {:?}, at most {} per listener",
+        http.header_timeout, http.body_timeout, http.idle_timeout, http.max_connections
+    )?;
+    writeln!(out, "configuration OK")?;
+    Ok(out)
+}
+
+/// A database URL fit for printing: the password, if any, replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 async fn open_store(common: &CommonArgs) -> anyhow::Result<Store> {
     let url = database_url(common)?;
+    act_as_owner_of_sqlite_dir(&url)?;
     let store = Store::connect(&url)
         .await
         .context("connecting to the database")?;
@@ -265,13 +373,60 @@ async fn open_store(common: &CommonArgs) -> anyhow::Result<Store> {
 async fn publish(store: &Store, settings: &Settings) -> anyhow::Result<Arc<Published>> {
     Ok(Publisher::start(
         store.clone(),
-        &settings.templates_dir,
+        &settings.templates,
         &settings.template_vars,
         settings.publish(),
     )
     .await?
     .published()
     .load_full())
+}
+
+/// Run as root against a SQLite file in another user's directory (the package's
+/// `/var/lib/trunkline`, owned by the service user), a command acts as that user: a file it
+/// created, or the journal SQLite keeps beside it, would otherwise belong to root and the
+/// service could no longer write its own database.
+#[cfg(unix)]
+fn act_as_owner_of_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let Some(path) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let path = std::path::Path::new(path.split('?').next().unwrap_or_default());
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let Ok(owner) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if owner.uid() == 0 {
+        return Ok(());
+    }
+    // SAFETY: plain system calls on integers; group before user, while still allowed.
+    let dropped = unsafe {
+        libc::setgroups(0, std::ptr::null()) == 0
+            && libc::setgid(owner.gid()) == 0
+            && libc::setuid(owner.uid()) == 0
+    };
+    if !dropped {
+        bail!(
+            "cannot act as the owner (uid {}) of {}: {}",
+            owner.uid(),
+            dir.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn act_as_owner_of_sqlite_dir(_: &str) -> anyhow::Result<()> {
+    Ok(())
 }
 
 fn token_grant(args: &TokenCreateArgs) -> anyhow::Result<(Role, Option<Uuid>, Vec<Scope>)> {

@@ -18,7 +18,7 @@ use crate::model::{
     Cidr, ContextName, Currency, FailoverCode, FailoverCodes, FailoverMode, Host, Invalid,
     Password, ProfileName,
 };
-use crate::publish::PublishSettings;
+use crate::publish::{PublishSettings, TemplateSource};
 use crate::routing::RoutingSettings;
 use crate::serve::ConnectionLimits;
 
@@ -46,7 +46,8 @@ pub struct DocumentArgs {
     /// Platform failover SIP codes, comma-separated (default `404,408,5xx,604,606,608`).
     #[arg(long, env = "TRUNKLINE_FAILOVER_CODES")]
     pub failover_codes: Option<String>,
-    /// Directory of the sofia profile and acl templates (default `templates`).
+    /// Directory of the sofia profile and acl templates (default: the ones built into the
+    /// binary; `trunkline templates export DIR` writes them out to start from).
     #[arg(long, env = "TRUNKLINE_TEMPLATES")]
     pub templates: Option<PathBuf>,
     /// The platform currency of route and carrier costs, ISO 4217 (default `USD`).
@@ -229,7 +230,8 @@ pub struct Settings {
     pub max_legs: usize,
     /// The one currency of every cost and ceiling.
     pub currency: Currency,
-    pub templates_dir: PathBuf,
+    /// The sofia profile and acl templates: built in unless `templates` names a directory.
+    pub templates: TemplateSource,
     pub template_vars: BTreeMap<String, String>,
     pub xmlcurl_credentials: Option<BasicCredentials>,
     /// Empty means every client may fetch.
@@ -259,10 +261,10 @@ impl Settings {
         .expect("the embedded defaults are valid")
     }
 
-    /// Reads the file named by `--config` (if any) and merges flags over it.
+    /// Reads the configuration file ([`config_file`]) and merges flags over it.
     pub fn load(common: &CommonArgs, serve: &ServeArgs) -> Result<Self, ConfigError> {
-        let file = match &common.config {
-            Some(path) => read_file(path)?,
+        let file = match config_file(common) {
+            Some(path) => read_file(&path)?,
             None => FileConfig::default(),
         };
         Self::resolve(common, serve, file)
@@ -466,12 +468,12 @@ impl Settings {
             failover_codes,
             max_legs,
             currency,
-            templates_dir: serve
+            templates: serve
                 .documents
                 .templates
                 .clone()
                 .or(file.templates)
-                .unwrap_or_else(|| PathBuf::from("templates")),
+                .map_or(TemplateSource::BuiltIn, TemplateSource::Directory),
             template_vars: with_default_template_vars(file.template_vars),
             xmlcurl_credentials,
             xmlcurl_allow,
@@ -508,13 +510,26 @@ pub fn database_url(common: &CommonArgs) -> Result<String, ConfigError> {
     if let Some(url) = &common.database_url {
         return Ok(url.clone());
     }
-    let file = match &common.config {
-        Some(path) => read_file(path)?,
+    let file = match config_file(common) {
+        Some(path) => read_file(&path)?,
         None => FileConfig::default(),
     };
     Ok(file
         .database_url
         .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()))
+}
+
+/// Where the package installs the configuration; read when no `--config` is given.
+pub const SYSTEM_CONFIG: &str = "/etc/trunkline/trunkline.toml";
+
+/// The configuration file in effect: `--config` / `TRUNKLINE_CONFIG`, else [`SYSTEM_CONFIG`]
+/// when it exists (so `trunkline token create` on an installed system works on the service's
+/// database with no flags), else none.
+pub fn config_file(common: &CommonArgs) -> Option<PathBuf> {
+    common.config.clone().or_else(|| {
+        let system = Path::new(SYSTEM_CONFIG);
+        system.exists().then(|| system.to_path_buf())
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

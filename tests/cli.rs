@@ -1,5 +1,7 @@
-//! The `trunkline` binary as an operator runs it: `serve` with nothing configured creates and
-//! migrates its SQLite file in the working directory and answers; `tenant create`, `token
+//! The `trunkline` binary as an operator runs it: `serve` with nothing configured, started in
+//! an empty directory, creates and migrates its SQLite file there and answers (sofia.conf from
+//! the built-in templates included); `check-config` says what `serve` would use or names what
+//! is wrong; `templates export` writes the built-in templates out to start from; `tenant create`, `token
 //! create` and `route explain` work against that database; bad configuration exits 1 with a
 //! message naming the setting, never a panic.
 
@@ -10,25 +12,10 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trunkline");
 
-/// A working directory holding only a copy of the shipped templates, as after `git clone`.
+/// An empty working directory: the binary carries its default templates, so it starts from
+/// anywhere.
 fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    copy_dir(&source, &dir.path().join("templates"));
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
+    tempfile::tempdir().unwrap()
 }
 
 /// Runs the binary in `dir` with no TRUNKLINE_* variables from the test's environment.
@@ -107,6 +94,24 @@ async fn serve_with_nothing_configured_creates_its_database_and_answers() {
     );
     let ready = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
+    let sofia = reqwest::Client::new()
+        .post(format!("{base}/freeswitch/xml"))
+        .form(&[
+            ("section", "configuration"),
+            ("tag_name", "configuration"),
+            ("key_name", "name"),
+            ("key_value", "sofia.conf"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        sofia.contains("<profile name=\"external\">"),
+        "the built-in templates serve sofia.conf: {sofia}"
+    );
 
     // An operator's first steps, against the same database while the service runs.
     let token = stdout(&run(dir.path(), &["token", "create", "--platform-admin"]))
@@ -255,4 +260,98 @@ fn bad_configuration_exits_1_naming_the_setting() {
     let output = run(dir.path(), &["serve", "--config", file.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("lisen"));
+}
+
+#[test]
+fn check_config_says_what_serve_would_use_or_names_what_is_wrong() {
+    let dir = workdir();
+    let config = dir.path().join("trunkline.toml");
+    std::fs::write(
+        &config,
+        "database_url = \"postgres://trunkline:s3cret@db.internal/trunkline\"\nxmlcurl_listen = \"127.0.0.1:8081\"\n\n[[switches]]\nname = \"fs1\"\nesl_host = \"10.0.0.5\"\nesl_password = \"ClueCon\"\n",
+    )
+    .unwrap();
+    let printed = stdout(&run(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "check-config"],
+    ));
+    for line in [
+        "listen: 127.0.0.1:8080 (API, health and metrics)",
+        "xmlcurl_listen: 127.0.0.1:8081 (/freeswitch/xml only)",
+        "database: postgres://trunkline:***@db.internal/trunkline (postgres)",
+        "templates: built in (sofia profiles: external)",
+        "switch fs1: 10.0.0.5:8021 (profiles external)",
+        "configuration OK",
+    ] {
+        assert!(printed.contains(line), "{line:?} in {printed}");
+    }
+    assert!(
+        !printed.contains("s3cret") && !printed.contains("ClueCon"),
+        "{printed}"
+    );
+    assert!(
+        !dir.path().join("trunkline.db").exists(),
+        "nothing is created by a check"
+    );
+
+    for (file, setting) in [
+        (
+            "http_idle_timeout_seconds = 0\n",
+            "http_idle_timeout_seconds",
+        ),
+        (
+            "listen = \"127.0.0.1:9000\"\nxmlcurl_listen = \"127.0.0.1:9000\"\n",
+            "xmlcurl_listen",
+        ),
+        ("database_url = \"mysql://x\"\n", "database_url"),
+        ("templates = \"/nonexistent\"\n", "/nonexistent"),
+    ] {
+        std::fs::write(&config, file).unwrap();
+        let output = run(
+            dir.path(),
+            &["--config", config.to_str().unwrap(), "check-config"],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{file}: {stderr}");
+        assert!(stderr.contains(setting), "{setting} in {stderr}");
+    }
+}
+
+#[test]
+fn exported_templates_are_the_built_in_ones_and_a_directory_of_them_replaces_them() {
+    let dir = workdir();
+    let exported = dir.path().join("templates");
+    let listed = stdout(&run(
+        dir.path(),
+        &["templates", "export", exported.to_str().unwrap()],
+    ));
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    for file in ["sofia/external.xml", "acl.conf.xml", "examples/callers.xml"] {
+        assert_eq!(
+            std::fs::read_to_string(exported.join(file)).unwrap(),
+            std::fs::read_to_string(shipped.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let again = run(
+        dir.path(),
+        &["templates", "export", exported.to_str().unwrap()],
+    );
+    assert_eq!(again.status.code(), Some(1), "an export never overwrites");
+
+    // The directory replaces the built-in set whole: a second profile appears.
+    std::fs::copy(
+        exported.join("sofia/external.xml"),
+        exported.join("sofia/carriers.xml"),
+    )
+    .unwrap();
+    let printed = stdout(&run(
+        dir.path(),
+        &["check-config", "--templates", exported.to_str().unwrap()],
+    ));
+    assert!(
+        printed.contains("(sofia profiles: carriers, external)"),
+        "{printed}"
+    );
 }

@@ -18,6 +18,7 @@ use support::fake_switch::FakeSwitch;
 use trunkline::config::Settings;
 use trunkline::esl::switch::{NewSwitch, SwitchName};
 use trunkline::model::{Host, Password, ProfileName};
+use trunkline::publish::TemplateSource;
 use trunkline::store::Store;
 use uuid::Uuid;
 
@@ -797,7 +798,7 @@ async fn a_carrier_moved_to_another_profile_is_killed_then_rescanned_there() {
         .unwrap();
     }
     let mut settings = esl_settings();
-    settings.templates_dir = templates;
+    settings.templates = TemplateSource::Directory(templates);
     let fake = FakeSwitch::start(PASSWORD).await;
     let (_, store) = new_store().await;
     let switch = store

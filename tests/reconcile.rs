@@ -62,7 +62,7 @@ impl Node {
         let settings = test_settings();
         let publisher = Publisher::start(
             store.clone(),
-            &settings.templates_dir,
+            &settings.templates,
             &settings.template_vars,
             settings.publish(),
         )

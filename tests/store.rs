@@ -196,6 +196,29 @@ async fn an_in_memory_sqlite_database_keeps_its_rows_across_calls() {
     store.ping().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_processes_migrating_one_new_sqlite_file_at_once_all_succeed() {
+    // The service starting while an operator runs `trunkline token create` on the same file.
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("new.db").display());
+        let mut stores = Vec::new();
+        for _ in 0..4 {
+            stores.push(Store::connect(&url).await.unwrap());
+        }
+        let migrations: Vec<_> = stores
+            .iter()
+            .cloned()
+            .map(|store| tokio::spawn(async move { store.migrate().await }))
+            .collect();
+        for (i, migration) in migrations.into_iter().enumerate() {
+            let result = migration.await.unwrap();
+            assert!(result.is_ok(), "round {round}, store {i}: {result:?}");
+        }
+        assert_eq!(version(&stores[0]).await, version(&stores[3]).await);
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_postgres_server_is_unavailable() {
     let refused = Store::connect("postgres://trunkline@127.0.0.1:1/trunkline").await;

@@ -78,14 +78,14 @@ pub fn dialplan_body(tenant: Uuid, destination: &str, call: usize) -> String {
 }
 
 /// What the service publishes for the generated platform (1,000 tenants, 1,000 carriers,
-/// `routes` routes) with the repository's templates and the default settings, built with the
+/// `routes` routes) with the built-in templates and the default settings, built with the
 /// same `Published::build` the service runs after a committed change; and the routes, for
 /// picking destinations. Version 0 is an empty database's, so a service given this snapshot
 /// sees nothing newer to reload.
 pub fn published_platform(routes: usize) -> (Published, Vec<Route>) {
     let settings = Settings::defaults();
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let templates = load_templates(&dir, &settings.template_vars).expect("templates");
+    let templates =
+        load_templates(&settings.templates, &settings.template_vars).expect("templates");
     let publish = PublishSettings {
         default_context: settings.default_context.clone(),
         failover_mode: settings.failover_mode,

@@ -5,14 +5,15 @@
 //! - [`build`]: builds it and reports it (carriers left out of sofia.conf, the version gauge);
 //!   used at start-up, by `route explain` and by the [`Publisher`] after every committed change.
 //! - [`Publisher`]: rebuilds from the database and swaps the result in, one rebuild at a time.
-//! - [`load_templates`]: the operator's templates, read once.
+//! - [`load_templates`]: the templates, read once: the operator's directory, or the defaults
+//!   built into the binary ([`BUILT_IN_TEMPLATES`]).
 //!
 //! The xml_curl endpoint and the Event Socket both read [`Published`]; neither builds one.
 
 pub mod published;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,11 +63,11 @@ impl Publisher {
     /// what `serve` starts from and what `route explain` shows.
     pub async fn start(
         store: Store,
-        templates_dir: &Path,
+        templates: &TemplateSource,
         template_vars: &BTreeMap<String, String>,
         publish_settings: PublishSettings,
     ) -> anyhow::Result<Publisher> {
-        let templates = load_templates(templates_dir, template_vars)?;
+        let templates = load_templates(templates, template_vars)?;
         let dataset = store
             .load_dataset()
             .await
@@ -151,8 +152,70 @@ impl Publisher {
     }
 }
 
-/// Reads the operator templates: `sofia/<profile>.xml` and `acl.conf.xml` under `dir`.
-pub fn load_templates(dir: &Path, vars: &BTreeMap<String, String>) -> anyhow::Result<Templates> {
+/// The templates shipped in the binary, by path under a templates directory: what `serve`
+/// uses when no `templates` directory is configured, and what `trunkline templates export`
+/// writes out for an operator to start from.
+pub const BUILT_IN_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "sofia/external.xml",
+        include_str!("../../templates/sofia/external.xml"),
+    ),
+    ("acl.conf.xml", include_str!("../../templates/acl.conf.xml")),
+    (
+        "examples/callers.xml",
+        include_str!("../../templates/examples/callers.xml"),
+    ),
+];
+
+/// Where the templates come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSource {
+    /// [`BUILT_IN_TEMPLATES`].
+    BuiltIn,
+    /// `sofia/<profile>.xml` and `acl.conf.xml` under an operator's directory, which replaces
+    /// the built-in ones whole.
+    Directory(PathBuf),
+}
+
+impl std::fmt::Display for TemplateSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateSource::BuiltIn => f.write_str("built in"),
+            TemplateSource::Directory(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
+
+/// Reads the templates: (profile, text) of every sofia profile and the acl.conf text.
+pub fn load_templates(
+    source: &TemplateSource,
+    vars: &BTreeMap<String, String>,
+) -> anyhow::Result<Templates> {
+    let (mut sources, acl_text) = match source {
+        TemplateSource::BuiltIn => {
+            let profiles = BUILT_IN_TEMPLATES
+                .iter()
+                .filter_map(|(path, text)| {
+                    let profile = path.strip_prefix("sofia/")?.strip_suffix(".xml")?;
+                    Some((profile.to_string(), text.to_string()))
+                })
+                .collect();
+            let acl = BUILT_IN_TEMPLATES
+                .iter()
+                .find(|(path, _)| *path == "acl.conf.xml")
+                .map(|(_, text)| text.to_string())
+                .unwrap_or_default();
+            (profiles, acl)
+        }
+        TemplateSource::Directory(dir) => read_template_dir(dir)?,
+    };
+    sources.sort();
+    let profiles = ProfileTemplates::load(sources, vars).context("sofia profile templates")?;
+    let acl = AclTemplate::load(&acl_text).context("acl template")?;
+    Ok(Templates { profiles, acl })
+}
+
+fn read_template_dir(dir: &Path) -> anyhow::Result<(Vec<(String, String)>, String)> {
     let sofia_dir = dir.join("sofia");
     let mut sources = Vec::new();
     let entries = std::fs::read_dir(&sofia_dir)
@@ -171,14 +234,33 @@ pub fn load_templates(dir: &Path, vars: &BTreeMap<String, String>) -> anyhow::Re
             .with_context(|| format!("reading {}", path.display()))?;
         sources.push((profile, text));
     }
-    sources.sort();
-    let profiles = ProfileTemplates::load(sources, vars).context("sofia profile templates")?;
     let acl_path = dir.join("acl.conf.xml");
     let acl_text = match std::fs::read_to_string(&acl_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e).with_context(|| format!("reading {}", acl_path.display())),
     };
-    let acl = AclTemplate::load(&acl_text).context("acl template")?;
-    Ok(Templates { profiles, acl })
+    Ok((sources, acl_text))
+}
+
+/// Writes [`BUILT_IN_TEMPLATES`] under `dir` (created if needed) and returns the files
+/// written; refuses, writing nothing, if any of them exists already.
+pub fn export_templates(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let files: Vec<(PathBuf, &str)> = BUILT_IN_TEMPLATES
+        .iter()
+        .map(|(path, text)| (dir.join(path), *text))
+        .collect();
+    if let Some((existing, _)) = files.iter().find(|(path, _)| path.exists()) {
+        anyhow::bail!(
+            "{} exists already; nothing was written (export into an empty directory)",
+            existing.display()
+        );
+    }
+    for (path, text) in &files {
+        let parent = path.parent().expect("a file under the directory");
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(files.into_iter().map(|(path, _)| path).collect())
 }

@@ -73,6 +73,36 @@ impl fmt::Display for Backend {
     }
 }
 
+/// A database URL, parsed.
+enum Options {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+}
+
+fn parse_url(url: &str) -> Result<Options, StoreError> {
+    let invalid = |detail: String| StoreError::Invalid {
+        field: "database_url",
+        detail,
+    };
+    if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| invalid(format!("not a SQLite url: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(WAIT);
+        Ok(Options::Sqlite(options))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| invalid(format!("not a PostgreSQL url: {e}")))?;
+        Ok(Options::Postgres(options))
+    } else {
+        Err(invalid(
+            "must start with sqlite:// or postgres:// (or postgresql://)".into(),
+        ))
+    }
+}
+
 /// Everything routing and the documents need, read in one transaction so the version matches
 /// the rows. Carriers include disabled and archived ones; every list is ordered by id.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,58 +174,70 @@ impl Store {
     /// tests) or `postgres://…` / `postgresql://…`. On PostgreSQL this also starts the task that
     /// follows other instances' writes through `LISTEN trunkline_config`.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
-        let invalid = |detail: String| StoreError::Invalid {
-            field: "database_url",
-            detail,
-        };
-        if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| invalid(format!("not a SQLite url: {e}")))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .foreign_keys(true)
-                .busy_timeout(WAIT);
-            // Every connection to `sqlite::memory:` would be a new, empty database: keep exactly
-            // one, forever.
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let mut pool = SqlitePoolOptions::new()
-                .max_connections(MAX_CONNECTIONS)
-                .acquire_timeout(WAIT);
-            if in_memory {
-                pool = pool
-                    .max_connections(1)
-                    .idle_timeout(None)
-                    .max_lifetime(None);
+        match parse_url(url)? {
+            Options::Sqlite(options) => {
+                // Every connection to `sqlite::memory:` would be a new, empty database: keep
+                // exactly one, forever.
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let mut pool = SqlitePoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .acquire_timeout(WAIT);
+                if in_memory {
+                    pool = pool
+                        .max_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                }
+                let pool = pool.connect_with(options).await?;
+                Ok(Store {
+                    db: Db::Sqlite(pool),
+                    feed: Arc::new(Feed::new()),
+                })
             }
-            let pool = pool.connect_with(options).await?;
-            Ok(Store {
-                db: Db::Sqlite(pool),
-                feed: Arc::new(Feed::new()),
-            })
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| invalid(format!("not a PostgreSQL url: {e}")))?;
-            let pool = PgPoolOptions::new()
-                .max_connections(MAX_CONNECTIONS)
-                .acquire_timeout(WAIT)
-                .connect_with(options.clone())
-                .await?;
-            let feed = Feed::with_listener(pool.clone(), options);
-            Ok(Store {
-                db: Db::Postgres(pool),
-                feed,
-            })
-        } else {
-            Err(invalid(
-                "must start with sqlite:// or postgres:// (or postgresql://)".into(),
-            ))
+            Options::Postgres(options) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(MAX_CONNECTIONS)
+                    .acquire_timeout(WAIT)
+                    .connect_with(options.clone())
+                    .await?;
+                let feed = Feed::with_listener(pool.clone(), options);
+                Ok(Store {
+                    db: Db::Postgres(pool),
+                    feed,
+                })
+            }
         }
+    }
+
+    /// The backend a database URL names, checked as [`Store::connect`] checks it, without
+    /// connecting (`trunkline check-config`).
+    pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
+        Ok(match parse_url(url)? {
+            Options::Sqlite(_) => Backend::Sqlite,
+            Options::Postgres(_) => Backend::Postgres,
+        })
     }
 
     /// Applies the embedded migrations of this backend, then publishes the stored version.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let result = match &self.db {
-            Db::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await,
+            // sqlx locks nothing around SQLite migrations: two processes migrating one new file
+            // at once (the service starting while an operator runs `trunkline token create`)
+            // can both try the same step, and the loser fails on what the winner created. Each
+            // step is one transaction, so the loser changed nothing; run again, it finds the
+            // step applied. (On PostgreSQL sqlx holds an advisory lock.)
+            Db::Sqlite(pool) => {
+                let mut attempt = 0;
+                loop {
+                    match sqlx::migrate!("migrations/sqlite").run(pool).await {
+                        Err(_) if attempt < 5 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        result => break result,
+                    }
+                }
+            }
             Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
         };
         result.map_err(StoreError::from_migrate)?;

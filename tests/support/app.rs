@@ -3,8 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -69,7 +67,6 @@ impl Reply {
 pub fn test_settings() -> Settings {
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
-    settings.templates_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     settings
 }
 
