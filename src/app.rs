@@ -279,12 +279,20 @@ fn connection_bound(limits: &ConnectionLimits, listeners: usize) -> usize {
     bound
 }
 
+/// How often a stale snapshot is retried (see [`refresh_loop`]).
+const STALE_RETRY: Duration = Duration::from_secs(2);
+
 /// Rebuilds the snapshot when the store announces a new version (this instance's writes, and
 /// other instances' through PostgreSQL NOTIFY) and, as a safety net, on a slow timer.
 async fn refresh_loop(state: AppState, every: Duration) {
     let mut changes = state.store.subscribe();
     let mut timer = tokio::time::interval(every);
     timer.tick().await;
+    // While the last rebuild failed (the database unreachable), try again every few seconds:
+    // `/readyz` then turns ready within seconds of the database's return, not at the next
+    // safety-net tick.
+    let mut stale_retry = tokio::time::interval(STALE_RETRY.min(every));
+    stale_retry.tick().await;
     loop {
         let result = tokio::select! {
             changed = changes.changed() => {
@@ -295,6 +303,9 @@ async fn refresh_loop(state: AppState, every: Duration) {
                 state.publisher.refresh_to(version).await
             }
             _ = timer.tick() => state.publisher.refresh_if_changed().await,
+            _ = stale_retry.tick(), if state.publisher.is_stale() => {
+                state.publisher.refresh_if_changed().await
+            }
         };
         if let Err(e) = result {
             tracing::warn!(error = %format!("{e:#}"), "snapshot refresh failed; serving the last good snapshot");

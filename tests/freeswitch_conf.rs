@@ -191,13 +191,34 @@ fn static_fallbacks_refuse_calls_start_no_profile_and_admit_no_carrier() {
     assert!(!acl.iter().any(|e| e.name == "node"));
 }
 
+/// The `data` of every `<X-PRE-PROCESS cmd="set">` line of a vars drop-in.
+fn set_lines(file: &str) -> Vec<String> {
+    elements(file)
+        .into_iter()
+        .filter(|e| e.name == "X-PRE-PROCESS" && e.attrs["cmd"] == "set")
+        .map(|e| e.attrs["data"].clone())
+        .collect()
+}
+
+#[test]
+fn media_timeouts_are_the_variables_freeswitch_1_10_reads_in_milliseconds() {
+    assert_eq!(
+        set_lines("media.vars.xml"),
+        ["media_timeout=300000", "media_hold_timeout=1800000"]
+    );
+    // The deprecated profile params are gone from every template trunkline ships.
+    for (path, text) in trunkline::publish::BUILT_IN_TEMPLATES {
+        assert!(
+            !text.contains("name=\"rtp-timeout-sec\"")
+                && !text.contains("name=\"rtp-hold-timeout-sec\""),
+            "{path}"
+        );
+    }
+}
+
 #[test]
 fn hardening_switches_are_the_ones_freeswitch_reads() {
-    let vars: Vec<String> = elements("hardening.vars.xml")
-        .into_iter()
-        .filter(|e| e.name == "X-PRE-PROCESS")
-        .map(|e| e.attrs["data"].clone())
-        .collect();
+    let vars = set_lines("hardening.vars.xml");
     assert_eq!(
         vars,
         [

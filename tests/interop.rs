@@ -569,6 +569,21 @@ async fn the_node_boots_on_trunklines_sofia_conf_with_one_gateway_per_active_car
     );
     let esl_list = p.api("acl 127.0.0.1 trunkline_esl").await;
     assert_eq!(esl_list.trim(), "true", "the template's own list is served");
+    // The RTP timeouts come from media.vars.xml, and sofia warns of no deprecated param.
+    assert_eq!(p.api("global_getvar media_timeout").await.trim(), "300000");
+    assert_eq!(
+        p.api("global_getvar media_hold_timeout").await.trim(),
+        "1800000"
+    );
+    let log = p.node.log();
+    assert!(
+        !log.contains("deprecated"),
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("deprecated"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// Failover on the carrier's failures, in the platform's failover mode: carrier `a` answers as

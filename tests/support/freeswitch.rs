@@ -222,7 +222,7 @@ fn write_conf(conf: &Path, spec: &NodeSpec) {
 "#
         .into(),
     );
-    // Step 6: the hardening lines go into vars.xml.
+    // Step 6: the hardening and media timeout lines go into vars.xml.
     write(
         "vars.xml",
         format!(
@@ -232,9 +232,11 @@ fn write_conf(conf: &Path, spec: &NodeSpec) {
   <X-PRE-PROCESS cmd="set" data="global_codec_prefs=PCMU,PCMA"/>
   <X-PRE-PROCESS cmd="set" data="outbound_codec_prefs=PCMU,PCMA"/>
 {}
+{}
 </include>
 "#,
-            inner_lines("hardening.vars.xml", "include")
+            inner_lines("hardening.vars.xml", "include"),
+            inner_lines("media.vars.xml", "include")
         ),
     );
     // …and api-expansion=false into switch.conf.xml's <settings>.
