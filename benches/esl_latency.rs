@@ -19,8 +19,8 @@ use fake_switch::FakeSwitch;
 use trunkline::api::auth::generate_token;
 use trunkline::app::Application;
 use trunkline::config::Settings;
-use trunkline::esl::switch::{NewSwitch, SwitchName};
 use trunkline::model::{Host, NewApiToken, Password, ProfileName, Role, Scope};
+use trunkline::model::{NewSwitch, SwitchName};
 use trunkline::store::Store;
 
 const PASSWORD: &str = "ClueCon-bench";

@@ -13,11 +13,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::esl::supervisor::EslSettings;
-use crate::esl::switch::{DEFAULT_ESL_PORT, NewSwitch, SwitchName, normalise_profiles};
 use crate::model::{
     Cidr, ContextName, Currency, FailoverCode, FailoverCodes, FailoverMode, Host, Invalid,
     Password, ProfileName,
 };
+use crate::model::{DEFAULT_ESL_PORT, NewSwitch, SwitchName, normalise_profiles};
 use crate::publish::{PublishSettings, TemplateSource};
 use crate::routing::RoutingSettings;
 use crate::serve::ConnectionLimits;

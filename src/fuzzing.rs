@@ -15,12 +15,13 @@ use uuid::Uuid;
 use crate::dialstring::{bridge_data, parse_bridge_data};
 use crate::esl::client::{ApiCommand, EslError};
 use crate::esl::gateway_status::{NamedStatus, parse_gateways, parse_named, proxy_host_port};
-use crate::esl::reconcile::{Applied, AppliedGateway, Desired, plan, verify};
+use crate::esl::reconcile::{Desired, plan, verify};
 use crate::fsxml::acl::AclTemplate;
 use crate::fsxml::sofia::ProfileTemplates;
 use crate::fsxml::testdata::assert_document_is_safe;
 use crate::fsxml::writer::{RenderError, XmlWriter, line_triggers_preprocessor};
 use crate::model::fixtures::{carrier, prefix_route, regex_route, tenant};
+use crate::model::{Applied, AppliedGateway};
 use crate::model::{
     ContextName, DialNumber, FailoverCodes, FailoverMode, GatewayName, HeaderName, HeaderValue,
     ProfileName,

@@ -2,7 +2,8 @@
 //!
 //! The pure core — [`model`], [`routing`], [`causes`], [`dialstring`], [`fsxml`] — is plain
 //! functions over plain data: no I/O, no tokio, no sqlx. The edges — [`store`], [`api`],
-//! [`xmlcurl`], [`esl`] — talk to the database, HTTP clients and FreeSWITCH's Event Socket.
+//! [`xmlcurl`], [`esl`], [`serve`] — talk to the database, HTTP clients and FreeSWITCH's Event
+//! Socket; [`serve`] owns the HTTP listeners and every connection's deadlines.
 //! [`publish`] turns a committed configuration into what both the xml_curl endpoint and the
 //! Event Socket read. [`app`] wires them; [`cli`] is the command line; [`config`] reads the
 //! settings; [`memory`] is how the process holds memory.

@@ -15,8 +15,8 @@ use support::fake_switch::{FakeSwitch, MemoryConnection};
 use trunkline::esl::client::{EslConnection, EslError, EslTarget};
 use trunkline::esl::live::LiveState;
 use trunkline::esl::supervisor::{EslSettings, SyncContext, reconcile_once};
-use trunkline::esl::switch::{NewSwitch, Switch, SwitchName};
 use trunkline::model::{Host, Password, ProfileName};
+use trunkline::model::{NewSwitch, Switch, SwitchName};
 use trunkline::publish::Publisher;
 use uuid::Uuid;
 

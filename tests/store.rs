@@ -1340,8 +1340,8 @@ async fn postgres_alone_is_available_to_tests_that_need_it() {
 #[tokio::test]
 async fn each_switch_write_raises_the_version_once() {
     for (label, store) in support::db::backends().await {
-        let new = |port: u16| trunkline::esl::switch::NewSwitch {
-            name: trunkline::esl::switch::SwitchName::parse("fs1").unwrap(),
+        let new = |port: u16| trunkline::model::NewSwitch {
+            name: trunkline::model::SwitchName::parse("fs1").unwrap(),
             esl_host: Host::parse("127.0.0.1").unwrap(),
             esl_port: port,
             esl_password: Password::parse("s3cret").unwrap(),
@@ -1378,8 +1378,8 @@ async fn the_holders_sync_state_is_shared_through_the_store() {
     for (label, store) in support::db::backends().await {
         let switch = store
             .create_switch(
-                &trunkline::esl::switch::NewSwitch {
-                    name: trunkline::esl::switch::SwitchName::parse("fs1").unwrap(),
+                &trunkline::model::NewSwitch {
+                    name: trunkline::model::SwitchName::parse("fs1").unwrap(),
                     esl_host: Host::parse("127.0.0.1").unwrap(),
                     esl_port: 8021,
                     esl_password: Password::parse("s3cret").unwrap(),

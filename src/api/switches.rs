@@ -18,7 +18,7 @@ use super::extract::ValidJson;
 use super::write::merge_patch;
 use crate::app::AppState;
 use crate::esl::live::{ConnectionState, SwitchLive};
-use crate::esl::switch::{DEFAULT_ESL_PORT, NewSwitch, Switch, SwitchName, normalise_profiles};
+use crate::model::{DEFAULT_ESL_PORT, NewSwitch, Switch, SwitchName, normalise_profiles};
 use crate::model::{Host, Password, ProfileName};
 
 pub fn router() -> OpenApiRouter<AppState> {

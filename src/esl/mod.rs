@@ -7,7 +7,6 @@
 //! - [`reconcile`]: desired vs applied vs running → commands, and verification (pure).
 //! - [`supervisor`]: one task per switch (lease, connection, triggers, backoff, durability).
 //! - [`live`]: the in-memory view the API reads.
-//! - [`switch`]: the switch entity.
 //!
 //! [`EslRuntime`] starts and stops the supervisors as switches come and go.
 
@@ -16,7 +15,6 @@ pub mod gateway_status;
 pub mod live;
 pub mod reconcile;
 pub mod supervisor;
-pub mod switch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +26,7 @@ use uuid::Uuid;
 use self::client::FsConnection;
 use self::live::{ConnectionState, LiveState};
 use self::supervisor::{SyncContext, supervise};
-use self::switch::Switch;
+use crate::model::Switch;
 use crate::store::StoreError;
 
 struct Running {

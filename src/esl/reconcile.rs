@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::client::ApiCommand;
 use super::gateway_status::{GatewayStatus, NamedStatus, proxy_host_port};
 use crate::fsxml::sofia::gateway_params;
-use crate::model::{Carrier, Cidr, GatewayName, ProfileName};
+use crate::model::{Applied, Carrier, Cidr, GatewayName, ProfileName};
 use crate::publish::Published;
 
 /// The username sofia uses for a gateway without one (sofia.c parse_gateways, FREESWITCH.md §2.2).
@@ -121,21 +121,6 @@ impl Desired {
             acl: acl_fingerprint(&published.snapshot.inbound_cidrs()),
         }
     }
-}
-
-/// What trunkline verified on a node, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppliedGateway {
-    pub name: GatewayName,
-    pub profile: ProfileName,
-    pub fingerprint: String,
-}
-
-/// What trunkline last applied to one node.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub gateways: BTreeMap<GatewayName, AppliedGateway>,
-    pub acl: Option<String>,
 }
 
 pub fn fingerprint(parts: impl IntoIterator<Item = String>) -> String {
@@ -405,7 +390,7 @@ fn check_running<'a>(
 mod tests {
     use super::*;
     use crate::model::fixtures::carrier;
-    use crate::model::{Host, SipUser};
+    use crate::model::{AppliedGateway, Host, SipUser};
 
     fn profile(p: &str) -> ProfileName {
         ProfileName::parse(p).unwrap()

@@ -21,9 +21,10 @@ use tokio::time::Instant;
 use super::client::{ApiCommand, EslConnection, EslError, EslTarget, SwitchEvent};
 use super::gateway_status::{GatewayStatus, NamedStatus, parse_gateways, parse_named};
 use super::live::{ConnectionState, GatewayResult, LiveState};
-use super::reconcile::{AppliedGateway, Desired, Plan, Verdict, plan, verify};
-use super::switch::Switch;
+use super::reconcile::{Desired, Plan, Verdict, plan, verify};
+use crate::model::AppliedGateway;
 use crate::model::GatewayName;
+use crate::model::Switch;
 use crate::publish::{Published, Publisher};
 use crate::store::{Store, StoreError};
 

@@ -10,10 +10,12 @@ mod criteria;
 mod entities;
 #[doc(hidden)]
 pub mod fixtures;
+mod switch;
 mod values;
 
 pub use criteria::*;
 pub use entities::*;
+pub use switch::*;
 pub use values::*;
 
 /// Why a value was refused. The message is safe to show to the client: it never echoes the

@@ -19,9 +19,9 @@ use uuid::Uuid;
 use super::exec::args;
 use super::rows::{json, now, parse_id, ts};
 use super::{Store, StoreError};
-use crate::esl::reconcile::{Applied, AppliedGateway};
-use crate::esl::switch::{NewSwitch, Switch, SwitchName};
+use crate::model::{Applied, AppliedGateway};
 use crate::model::{GatewayName, Host, Password, ProfileName};
+use crate::model::{NewSwitch, Switch, SwitchName};
 
 macro_rules! select {
     () => {

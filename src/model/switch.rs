@@ -1,11 +1,14 @@
 //! A FreeSWITCH node trunkline keeps in step ("switch"), as configured and as stored: where its
-//! Event Socket is, its password, and which sofia profiles trunkline manages there. Pure data
-//! with its validation; persistence is `store/switches.rs`.
+//! Event Socket is, its password, which sofia profiles trunkline manages there, and what
+//! trunkline verified it runs ([`Applied`]). Pure data with its validation; persistence is
+//! `store/switches.rs`, the Event Socket side `esl/`.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::model::{Host, Invalid, Password, ProfileName};
+use crate::model::{GatewayName, Host, Invalid, Password, ProfileName};
 
 /// The Event Socket port FreeSWITCH listens on by default (event_socket.conf.xml).
 pub const DEFAULT_ESL_PORT: u16 = 8021;
@@ -84,6 +87,21 @@ pub fn normalise_profiles(mut profiles: Vec<ProfileName>) -> Vec<ProfileName> {
         profiles.push(ProfileName::external());
     }
     profiles
+}
+
+/// What trunkline verified on a node, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedGateway {
+    pub name: GatewayName,
+    pub profile: ProfileName,
+    pub fingerprint: String,
+}
+
+/// What trunkline last applied to one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub gateways: BTreeMap<GatewayName, AppliedGateway>,
+    pub acl: Option<String>,
 }
 
 #[cfg(test)]
