@@ -983,3 +983,69 @@ async fn routing_criteria_round_trip_and_impossible_ones_are_refused_naming_the_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_tls_carrier_needs_a_profile_with_tls_and_is_refused_on_one_without() {
+    // The built-in `external` profile, and `secure`: the same with tls=true.
+    let dir = tempfile::tempdir().unwrap();
+    let exported = trunkline::publish::export_templates(dir.path()).unwrap();
+    assert!(!exported.is_empty());
+    let external = std::fs::read_to_string(dir.path().join("sofia/external.xml")).unwrap();
+    std::fs::write(
+        dir.path().join("sofia/secure.xml"),
+        external.replace(
+            "<settings>",
+            "<settings>\n  <param name=\"tls\" value=\"true\"/>",
+        ),
+    )
+    .unwrap();
+    let mut settings = support::app::test_settings();
+    settings.templates = trunkline::publish::TemplateSource::Directory(dir.path().to_path_buf());
+    let (label, store) = support::db::backends().await.remove(0);
+    let app = TestApp::start_with(&label, store, settings).await;
+    let tls = |gateway: &str, profile: &str| {
+        json!({"name": gateway, "gateway_name": gateway, "remote_host": "sip.tls.example",
+               "transport": "tls", "profile": profile})
+    };
+
+    let refused = app
+        .post("/api/v1/carriers", &app.admin, tls("plain", "external"))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    assert_eq!(refused.error_fields(), ["transport"]);
+    assert!(refused.text.contains("tls=true"), "{}", refused.text);
+    let listed = app.get("/api/v1/carriers", &app.admin).await;
+    assert_eq!(
+        listed.body["items"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        listed.text
+    );
+
+    let secure = app
+        .create("/api/v1/carriers", &app.admin, tls("secure-gw", "secure"))
+        .await;
+    let moved = app
+        .patch(
+            &format!("/api/v1/carriers/{}", secure["id"].as_str().unwrap()),
+            &app.admin,
+            json!({"profile": "external"}),
+        )
+        .await;
+    assert_eq!(
+        moved.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        moved.text
+    );
+    assert_eq!(moved.error_fields(), ["transport"]);
+    let (_, sofia) = app
+        .fetch(support::app::config_body("sofia.conf", None))
+        .await;
+    assert!(sofia.contains("<gateway name=\"secure-gw\">"), "{sofia}");
+}

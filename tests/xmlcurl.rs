@@ -60,7 +60,7 @@ async fn world_on(app: TestApp) -> World {
                "remote_port": 5080, "strip_prefix": "+", "failover_codes": ["404", "503"],
                "inbound_ips": ["198.51.100.0/24", "203.0.113.10/32"]}),
         json!({"name": "Charlie", "gateway_name": "charlie", "type": "register_trunk",
-               "remote_host": "sip.charlie.example", "transport": "tls", "register": true,
+               "remote_host": "sip.charlie.example", "transport": "tcp", "register": true,
                "auth_username": "acct7", "auth_password": "pw-charlie", "realm": "charlie.example",
                "strip_prefix": "+", "add_prefix": "00", "tech_headers": {"X-Tech-Prefix": "7788"},
                "attestation_header": "X-Attestation", "ping_seconds": 30}),

@@ -443,6 +443,24 @@ pub async fn list_carriers(
     Ok(Json(ListResponse::from_page(found, CarrierView::from)))
 }
 
+/// A TLS carrier needs a profile whose template turns TLS on: sofia skips the gateway otherwise
+/// ("unsupported transport", sofia.c parse_gateways), so it is refused here rather than left
+/// out of sofia.conf without a word.
+fn check_transport(state: &AppState, new: &NewCarrier) -> Result<(), ApiError> {
+    if new.transport == Transport::Tls
+        && !state.publisher.templates().profiles.has_tls(&new.profile)
+    {
+        return Err(ApiError::field(
+            "transport",
+            format!(
+                "tls needs a sofia profile whose template sets tls=true, and profile {} does not: FreeSWITCH would not run this gateway",
+                new.profile
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/carriers", tag = "carriers", request_body = CarrierBody,
     responses((status = 201, body = CarrierView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -455,6 +473,7 @@ pub async fn create_carrier(
     principal.require_self_service(&state).await?;
     body.tenant_id = owner_for_write(&state, &principal, body.tenant_id).await?;
     let new = body.parse(&state.settings.currency)?;
+    check_transport(&state, &new)?;
     let carrier = state.store.create_carrier(&new).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, gateway = %carrier.gateway_name, "carrier created");
     state.after_write().await;
@@ -497,6 +516,7 @@ pub async fn update_carrier(
         return Err(ApiError::field("tenant_id", "cannot be changed"));
     }
     let new = body.parse(&state.settings.currency)?;
+    check_transport(&state, &new)?;
     let carrier = state.store.update_carrier(id, &new).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, "carrier updated");
     state.after_write().await;

@@ -19,7 +19,7 @@ use minijinja::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::model::{Carrier, GatewayName, ProfileName};
+use crate::model::{Carrier, GatewayName, ProfileName, Transport};
 
 use super::NOT_FOUND;
 use super::fragment::{self, FragmentError, Node, Rule};
@@ -151,6 +151,33 @@ impl ProfileTemplates {
     pub fn contains(&self, profile: &ProfileName) -> bool {
         self.profiles.iter().any(|p| &p.name == profile)
     }
+
+    /// Whether this profile's template turns TLS on (`<param name="tls" value="true"/>`):
+    /// sofia skips a gateway whose transport is TLS on a profile without it ("unsupported
+    /// transport", sofia.c parse_gateways, FREESWITCH.md §2.2).
+    pub fn has_tls(&self, profile: &ProfileName) -> bool {
+        self.profiles
+            .iter()
+            .find(|p| &p.name == profile)
+            .is_some_and(|p| {
+                p.settings.children.iter().any(|param| {
+                    param
+                        .attr("name")
+                        .is_some_and(|n| n.eq_ignore_ascii_case("tls"))
+                        && param.attr("value").is_some_and(switch_true)
+                })
+            })
+    }
+}
+
+/// FreeSWITCH's `switch_true` (switch_utils.h): yes, on, true, t, enabled, active, allow, or a
+/// number other than 0.
+fn switch_true(value: &str) -> bool {
+    let v = value.trim();
+    ["yes", "on", "true", "t", "enabled", "active", "allow"]
+        .iter()
+        .any(|t| v.eq_ignore_ascii_case(t))
+        || v.parse::<i64>().is_ok_and(|n| n != 0)
 }
 
 fn render_message(e: &JinjaError) -> String {
@@ -253,6 +280,8 @@ pub enum SkipReason {
     MissingRegisterCredentials,
     /// Another carrier already uses this gateway name (names are global, §2.2).
     DuplicateGatewayName,
+    /// Its transport is TLS and its profile does not turn TLS on: sofia would skip it.
+    TlsWithoutProfileTls,
 }
 
 /// A rendered sofia.conf and the carriers that are not in it.
@@ -372,6 +401,8 @@ fn partition<'a>(
             Some(SkipReason::NotAGateway)
         } else if !profiles.contains(&c.profile) {
             Some(SkipReason::NoProfileTemplate)
+        } else if c.transport == Transport::Tls && !profiles.has_tls(&c.profile) {
+            Some(SkipReason::TlsWithoutProfileTls)
         } else if c.register && (c.auth_username.is_none() || c.auth_password.is_none()) {
             Some(SkipReason::MissingRegisterCredentials)
         } else if !seen.insert(&c.gateway_name) {
@@ -487,7 +518,10 @@ mod tests {
     #[test]
     fn full_sofia_conf_snapshot() {
         let alpha = carrier("alpha", 1);
-        let bravo = registering("bravo", 2);
+        let mut bravo = registering("bravo", 2);
+        // The shipped profile has no TLS (see the next test).
+        bravo.transport = Transport::Tcp;
+        let tls = registering("golf", 7);
         let mut elsewhere = carrier("delta", 4);
         elsewhere.profile = ProfileName::parse("nosuch").unwrap();
         let mut disabled = carrier("echo", 5);
@@ -496,7 +530,7 @@ mod tests {
         no_creds.register = true;
         let doc = sofia_document(
             &shipped(),
-            &[&bravo, &elsewhere, &alpha, &disabled, &no_creds],
+            &[&bravo, &elsewhere, &alpha, &disabled, &no_creds, &tls],
             None,
         )
         .unwrap();
@@ -512,6 +546,7 @@ mod tests {
                 ("delta", SkipReason::NoProfileTemplate),
                 ("echo", SkipReason::NotAGateway),
                 ("foxtrot", SkipReason::MissingRegisterCredentials),
+                ("golf", SkipReason::TlsWithoutProfileTls),
             ]
         );
         insta::assert_snapshot!(doc.xml);
@@ -538,6 +573,34 @@ mod tests {
     fn an_unknown_profile_is_not_found() {
         let doc = sofia_document(&shipped(), &[], Some("nosuch")).unwrap();
         assert_eq!(doc.xml, NOT_FOUND);
+    }
+
+    #[test]
+    fn a_tls_gateway_is_served_only_on_a_profile_that_turns_tls_on() {
+        let with_tls = EXTERNAL.replace(
+            "<settings>",
+            "<settings>\n  <param name=\"tls\" value=\"true\"/>",
+        );
+        let t = load(&[("external", EXTERNAL), ("secure", &with_tls)]).unwrap();
+        assert!(!t.has_tls(&ProfileName::external()));
+        assert!(t.has_tls(&ProfileName::parse("secure").unwrap()));
+        assert!(!t.has_tls(&ProfileName::parse("nosuch").unwrap()));
+        let on_external = registering("golf", 1);
+        let mut on_secure = registering("hotel", 2);
+        on_secure.profile = ProfileName::parse("secure").unwrap();
+        let doc = sofia_document(&t, &[&on_external, &on_secure], None).unwrap();
+        assert!(doc.xml.contains("<gateway name=\"hotel\">"));
+        assert!(!doc.xml.contains("<gateway name=\"golf\">"));
+        assert_eq!(doc.skipped[0].reason, SkipReason::TlsWithoutProfileTls);
+        for (value, on) in [
+            ("yes", true),
+            ("1", true),
+            ("on", true),
+            ("false", false),
+            ("0", false),
+        ] {
+            assert_eq!(switch_true(value), on, "{value}");
+        }
     }
 
     #[test]

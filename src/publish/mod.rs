@@ -84,6 +84,11 @@ impl Publisher {
         })
     }
 
+    /// The templates every build renders with (read once at start).
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
     /// What xml_curl fetches are answered from, swapped after every rebuild.
     pub fn published(&self) -> Arc<ArcSwap<Published>> {
         self.target.clone()
