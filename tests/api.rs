@@ -1011,13 +1011,7 @@ async fn a_tls_carrier_needs_a_profile_with_tls_and_is_refused_on_one_without() 
     let refused = app
         .post("/api/v1/carriers", &app.admin, tls("plain", "external"))
         .await;
-    assert_eq!(
-        refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        refused.text
-    );
-    assert_eq!(refused.error_fields(), ["transport"]);
+    refused.assert_refused_on("transport");
     assert!(refused.text.contains("tls=true"), "{}", refused.text);
     let listed = app.get("/api/v1/carriers", &app.admin).await;
     assert_eq!(
@@ -1037,13 +1031,7 @@ async fn a_tls_carrier_needs_a_profile_with_tls_and_is_refused_on_one_without() 
             json!({"profile": "external"}),
         )
         .await;
-    assert_eq!(
-        moved.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "{}",
-        moved.text
-    );
-    assert_eq!(moved.error_fields(), ["transport"]);
+    moved.assert_refused_on("transport");
     let (_, sofia) = app
         .fetch(support::app::config_body("sofia.conf", None))
         .await;

@@ -16,8 +16,7 @@ use serde_json::{Value, json};
 use support::app::{TestApp, test_settings};
 use support::fake_switch::FakeSwitch;
 use trunkline::config::Settings;
-use trunkline::model::{Host, Password, ProfileName};
-use trunkline::model::{NewSwitch, SwitchName};
+use trunkline::model::ProfileName;
 use trunkline::publish::TemplateSource;
 use trunkline::store::Store;
 use uuid::Uuid;
@@ -70,17 +69,7 @@ async fn new_store() -> (String, Store) {
 
 async fn add_switch(store: &Store, fake: &FakeSwitch, password: &str) -> Uuid {
     store
-        .create_switch(
-            &NewSwitch {
-                name: SwitchName::parse("fs1").unwrap(),
-                esl_host: Host::parse("127.0.0.1").unwrap(),
-                esl_port: fake.addr.port(),
-                esl_password: Password::parse(password).unwrap(),
-                enabled: true,
-                profiles: vec![ProfileName::external()],
-            },
-            false,
-        )
+        .create_switch(&fake.as_new_switch(password, true), false)
         .await
         .expect("switch stored")
         .id
@@ -168,27 +157,11 @@ impl Env {
     }
 
     async fn carrier(&self, gateway: &str, extra: Value) -> Uuid {
-        let mut body = json!({"name": gateway, "gateway_name": gateway, "remote_host": format!("sip.{gateway}.example")});
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().cloned().unwrap_or_default());
-        let created = self
-            .app
-            .create("/api/v1/carriers", &self.app.admin, body)
-            .await;
-        Uuid::parse_str(created["id"].as_str().unwrap()).unwrap()
+        self.app.platform_carrier(gateway, extra).await
     }
 
     async fn patch(&self, carrier: Uuid, body: Value) {
-        let reply = self
-            .app
-            .patch(
-                &format!("/api/v1/carriers/{carrier}"),
-                &self.app.admin,
-                body,
-            )
-            .await;
-        assert!(reply.status.is_success(), "{}", reply.text);
+        self.app.patch_carrier(carrier, body).await
     }
 
     /// The commands that change the node (rescan, killgw, reloadacl), in order.
@@ -801,24 +774,12 @@ async fn a_carrier_moved_to_another_profile_is_killed_then_rescanned_there() {
     settings.templates = TemplateSource::Directory(templates);
     let fake = FakeSwitch::start(PASSWORD).await;
     let (_, store) = new_store().await;
-    let switch = store
-        .create_switch(
-            &NewSwitch {
-                name: SwitchName::parse("fs1").unwrap(),
-                esl_host: Host::parse("127.0.0.1").unwrap(),
-                esl_port: fake.addr.port(),
-                esl_password: Password::parse(PASSWORD).unwrap(),
-                enabled: true,
-                profiles: vec![
-                    ProfileName::external(),
-                    ProfileName::parse("carriers").unwrap(),
-                ],
-            },
-            false,
-        )
-        .await
-        .unwrap()
-        .id;
+    let mut two_profiles = fake.as_new_switch(PASSWORD, true);
+    two_profiles.profiles = vec![
+        ProfileName::external(),
+        ProfileName::parse("carriers").unwrap(),
+    ];
+    let switch = store.create_switch(&two_profiles, false).await.unwrap().id;
     let env = Env::on_with(fake, store, switch, settings).await;
     let alpha = env.carrier("alpha", json!({})).await;
     env.runs_port("alpha", 5060).await;

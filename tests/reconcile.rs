@@ -15,8 +15,7 @@ use support::fake_switch::{FakeSwitch, MemoryConnection};
 use trunkline::esl::client::{EslConnection, EslError, EslTarget};
 use trunkline::esl::live::LiveState;
 use trunkline::esl::supervisor::{EslSettings, SyncContext, reconcile_once};
-use trunkline::model::{Host, Password, ProfileName};
-use trunkline::model::{NewSwitch, Switch, SwitchName};
+use trunkline::model::Switch;
 use trunkline::publish::Publisher;
 use uuid::Uuid;
 
@@ -46,17 +45,7 @@ impl Node {
         // Stored disabled, so the application's own supervisor leaves this node to the test; a
         // pass does not look at the flag (the session does, before each pass).
         let switch = store
-            .create_switch(
-                &NewSwitch {
-                    name: SwitchName::parse("fs1").unwrap(),
-                    esl_host: Host::parse("127.0.0.1").unwrap(),
-                    esl_port: fake.addr.port(),
-                    esl_password: Password::parse(PASSWORD).unwrap(),
-                    enabled: false,
-                    profiles: vec![ProfileName::external()],
-                },
-                false,
-            )
+            .create_switch(&fake.as_new_switch(PASSWORD, false), false)
             .await
             .expect("switch stored");
         let settings = test_settings();
@@ -100,27 +89,11 @@ impl Node {
     }
 
     async fn carrier(&self, gateway: &str, extra: Value) -> Uuid {
-        let mut body = json!({"name": gateway, "gateway_name": gateway, "remote_host": format!("sip.{gateway}.example")});
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().cloned().unwrap_or_default());
-        let created = self
-            .app
-            .create("/api/v1/carriers", &self.app.admin, body)
-            .await;
-        Uuid::parse_str(created["id"].as_str().unwrap()).unwrap()
+        self.app.platform_carrier(gateway, extra).await
     }
 
     async fn patch(&self, carrier: Uuid, body: Value) {
-        let reply = self
-            .app
-            .patch(
-                &format!("/api/v1/carriers/{carrier}"),
-                &self.app.admin,
-                body,
-            )
-            .await;
-        assert!(reply.status.is_success(), "{}", reply.text);
+        self.app.patch_carrier(carrier, body).await
     }
 
     /// Gateway names trunkline recorded as applied on the node.
@@ -130,10 +103,27 @@ impl Node {
         gateways.keys().map(ToString::to_string).collect()
     }
 
+    /// Runs a pass and checks that it replaced `gateway`. killgw only marks the gateway
+    /// deleted and the list keeps it (FREESWITCH.md §0.7): the named form is what proves the
+    /// new one runs.
+    async fn pass_replaces(&self, gateway: &str) {
+        let (converged, commands) = self.pass().await;
+        assert!(converged, "{commands:?}");
+        assert_eq!(
+            commands,
+            [LIST, &killgw(gateway), RESCAN, LIST, &named(gateway)]
+        );
+    }
+
     fn port_of(&self, gateway: &str) -> Option<String> {
         let running = self.fake.gateway(gateway)?;
         running.param("proxy").map(str::to_string)
     }
+}
+
+/// A registering trunk: its password is a parameter FreeSWITCH does not show.
+fn registering() -> Value {
+    json!({"register": true, "type": "register_trunk", "auth_username": "acct", "auth_password": "pw-1"})
 }
 
 fn named(gateway: &str) -> String {
@@ -171,14 +161,7 @@ async fn changed_params_are_killgw_then_rescan_then_the_named_check() {
     node.pass().await;
 
     node.patch(alpha, json!({"remote_port": 5080})).await;
-    let (converged, commands) = node.pass().await;
-    assert!(converged, "{commands:?}");
-    // killgw only marks the gateway deleted and the list keeps it (FREESWITCH.md §0.7): the
-    // named form is what proves the new one runs.
-    assert_eq!(
-        commands,
-        [LIST, &killgw("alpha"), RESCAN, LIST, &named("alpha")]
-    );
+    node.pass_replaces("alpha").await;
     assert_eq!(
         node.port_of("alpha").as_deref(),
         Some("sip.alpha.example:5080")
@@ -192,18 +175,11 @@ async fn changed_params_are_killgw_then_rescan_then_the_named_check() {
 #[tokio::test]
 async fn a_password_change_freeswitch_cannot_show_still_replaces_the_gateway() {
     let node = Node::start().await;
-    let alpha = node
-        .carrier("alpha", json!({"register": true, "type": "register_trunk", "auth_username": "acct", "auth_password": "pw-1"}))
-        .await;
+    let alpha = node.carrier("alpha", registering()).await;
     node.pass().await;
 
     node.patch(alpha, json!({"auth_password": "pw-2"})).await;
-    let (converged, commands) = node.pass().await;
-    assert!(converged, "{commands:?}");
-    assert_eq!(
-        commands,
-        [LIST, &killgw("alpha"), RESCAN, LIST, &named("alpha")]
-    );
+    node.pass_replaces("alpha").await;
     assert_eq!(
         node.fake.gateway("alpha").unwrap().param("password"),
         Some("pw-2")
@@ -261,7 +237,7 @@ async fn an_inbound_ip_change_is_one_reloadacl() {
 #[tokio::test]
 async fn after_a_reconnect_unchanged_gateways_are_only_read() {
     let mut node = Node::start().await;
-    node.carrier("alpha", json!({"register": true, "type": "register_trunk", "auth_username": "acct", "auth_password": "pw-1"})).await;
+    node.carrier("alpha", registering()).await;
     node.carrier("bravo", json!({})).await;
     node.pass().await;
 

@@ -54,6 +54,18 @@ impl Reply {
             .unwrap_or_default()
     }
 
+    /// Fails the test unless this is a 422 naming exactly `field`.
+    #[track_caller]
+    pub fn assert_refused_on(&self, field: &str) {
+        assert_eq!(
+            self.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            self.text
+        );
+        assert_eq!(self.error_fields(), [field], "{}", self.text);
+    }
+
     pub fn id(&self) -> Uuid {
         Uuid::parse_str(
             self.body["id"]
@@ -148,6 +160,25 @@ impl TestApp {
     }
 
     /// A tenant created by the platform admin.
+    /// A platform carrier named after its gateway, at `sip.<gateway>.example`, with `extra`
+    /// fields; its id.
+    pub async fn platform_carrier(&self, gateway: &str, extra: Value) -> Uuid {
+        let mut body = serde_json::json!({"name": gateway, "gateway_name": gateway, "remote_host": format!("sip.{gateway}.example")});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        let created = self.create("/api/v1/carriers", &self.admin, body).await;
+        Uuid::parse_str(created["id"].as_str().unwrap()).unwrap()
+    }
+
+    /// A merge patch to a carrier, as the platform admin; fails the test unless it succeeds.
+    pub async fn patch_carrier(&self, carrier: Uuid, body: Value) {
+        let reply = self
+            .patch(&format!("/api/v1/carriers/{carrier}"), &self.admin, body)
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.text);
+    }
+
     pub async fn tenant(&self, name: &str, context: Option<&str>, self_service: bool) -> Uuid {
         let features: Vec<&str> = if self_service {
             vec!["self_service_carriers"]

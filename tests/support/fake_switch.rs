@@ -22,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc, watch};
 use trunkline::esl::client::{ApiCommand, EslConnection, EslError, EslTarget, SwitchEvent};
+use trunkline::model::{Host, NewSwitch, Password, ProfileName, SwitchName};
 use trunkline::publish::Published;
 
 /// How long a killed gateway stays listed before it is reaped (sofia: 1–2 s).
@@ -106,6 +107,18 @@ impl FakeSwitch {
             }
         });
         fake
+    }
+
+    /// This switch as trunkline stores it (`fs1`, the `external` profile), with `password`.
+    pub fn as_new_switch(&self, password: &str, enabled: bool) -> NewSwitch {
+        NewSwitch {
+            name: SwitchName::parse("fs1").unwrap(),
+            esl_host: Host::parse("127.0.0.1").unwrap(),
+            esl_port: self.addr.port(),
+            esl_password: Password::parse(password).unwrap(),
+            enabled,
+            profiles: vec![ProfileName::external()],
+        }
     }
 
     /// Where trunkline's xml_curl endpoint is (fetches wait until this is known).
