@@ -77,14 +77,15 @@ pub fn router(state: AppState) -> Router {
     api_router(state.clone()).merge(xmlcurl_router(state))
 }
 
-/// The API, health and metrics: everything but the xml_curl endpoint.
+/// The API, health, metrics and the status page: everything but the xml_curl endpoint.
 pub fn api_router(state: AppState) -> Router {
     // The trace and timeout layers wrap the API only. The xml_curl handler logs and counts
     // its own outcome, and awaits nothing but a body of at most `MAX_FETCH_BODY` (on the
     // connection's body deadline, `serve`) from a client that already passed the allow-list
     // and credentials; a per-request timer there cost a tenth of the fetch throughput
     // (BENCHMARKS.md, HTTP).
-    crate::api::router(state)
+    crate::api::router(state.clone())
+        .merge(crate::status::router(state))
         .layer(TraceLayer::new_for_http())
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -23,5 +23,6 @@ pub mod model;
 pub mod publish;
 pub mod routing;
 pub mod serve;
+pub mod status;
 pub mod store;
 pub mod xmlcurl;

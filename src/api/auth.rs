@@ -50,12 +50,7 @@ fn bearer(parts: &Parts) -> Option<&str> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    let token = token.trim();
-    // Well-formed tokens only: anything else is refused before it reaches the database.
-    let ok = token.len() == 67
-        && token.starts_with("tl_")
-        && token[3..].bytes().all(|b| b.is_ascii_hexdigit());
-    ok.then_some(token)
+    Some(token.trim())
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -63,6 +58,25 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        Principal::from_secret(state, secret).await
+    }
+}
+
+/// Whether `token` has the shape of a token (`tl_` + 64 hex digits): anything else is refused
+/// before it reaches the database.
+pub fn well_formed(token: &str) -> bool {
+    token.len() == 67
+        && token.starts_with("tl_")
+        && token[3..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Principal {
+    /// The principal of a token secret, from a bearer header or the status page's cookie:
+    /// 401 unless it is well formed, known and not revoked.
+    pub async fn from_secret(state: &AppState, secret: &str) -> Result<Principal, ApiError> {
+        if !well_formed(secret) {
+            return Err(ApiError::Unauthorized);
+        }
         let token = state
             .store
             .find_token_by_hash(&hash_token(secret))

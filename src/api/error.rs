@@ -56,6 +56,27 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// One line for a person (the status page): the fields and what is wrong with each, as the
+    /// JSON body says; an internal error's detail stays in the log.
+    pub fn describe(&self) -> String {
+        let fields = |errors: &[FieldError]| {
+            errors
+                .iter()
+                .map(|e| match &e.field {
+                    Some(f) => format!("{f}: {}", e.detail),
+                    None => e.detail.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        match self {
+            ApiError::BadRequest(e) => fields(std::slice::from_ref(e)),
+            ApiError::Conflict(errors) | ApiError::Validation(errors) => fields(errors),
+            ApiError::Internal(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// A 422 about one field.
     pub fn field(field: &str, detail: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError {

@@ -56,11 +56,26 @@ pub async fn route_preview(
     principal: Principal,
     ValidQuery(q): ValidQuery<PreviewQuery>,
 ) -> Result<Response, ApiError> {
+    // Serialised inside, while the snapshot it borrows its route names from is held.
+    explain_for(&state, &principal, q, |explanation| {
+        Json(explanation).into_response()
+    })
+    .await
+}
+
+/// Explains a call as `principal` may see it and hands the explanation to `render` while the
+/// snapshot it borrows from is held: the route-preview API and the status page's explain form.
+pub async fn explain_for<R>(
+    state: &AppState,
+    principal: &Principal,
+    q: PreviewQuery,
+    render: impl FnOnce(&Explanation<'_>) -> R,
+) -> Result<R, ApiError> {
     principal.require(Scope::OutboundRoutesRead)?;
     let tenant_id = principal.acting_tenant(q.tenant_id)?;
     if let Some(carrier) = q.carrier_id {
         // Another tenant's carrier is "no such carrier": explain must not reveal it exists.
-        visible_carrier(&state, &principal, carrier)
+        visible_carrier(state, principal, carrier)
             .await
             .map_err(|_| ApiError::field("carrier_id", "no such carrier"))?;
     }
@@ -82,6 +97,5 @@ pub async fn route_preview(
             ApiError::field(e.field, e.detail)
         }
     })?;
-    // Serialised here, while the snapshot it borrows its route names from is held.
-    Ok(Json(explanation).into_response())
+    Ok(render(&explanation))
 }

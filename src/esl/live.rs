@@ -70,7 +70,28 @@ pub struct SwitchLive {
     pub synced_version: Option<u64>,
     pub pending_operations: usize,
     pub gateways: HashMap<String, GatewayStatus>,
+    /// When each gateway that is `DOWN` was first seen down (the status page's "since when").
+    pub down_since: HashMap<String, DateTime<Utc>>,
     pub results: HashMap<String, GatewayResult>,
+}
+
+impl SwitchLive {
+    /// Keeps `down_since` in step with the gateways' status: set when one is first seen
+    /// `DOWN`, dropped when it is up again or gone.
+    fn track_down(&mut self) {
+        let now = Utc::now();
+        let gateways = &self.gateways;
+        self.down_since.retain(|name, _| {
+            gateways
+                .get(name)
+                .is_some_and(|g| g.status.eq_ignore_ascii_case("DOWN"))
+        });
+        for g in gateways.values() {
+            if g.status.eq_ignore_ascii_case("DOWN") {
+                self.down_since.entry(g.name.clone()).or_insert(now);
+            }
+        }
+    }
 }
 
 impl Default for SwitchLive {
@@ -83,6 +104,7 @@ impl Default for SwitchLive {
             synced_version: None,
             pending_operations: 0,
             gateways: HashMap::new(),
+            down_since: HashMap::new(),
             results: HashMap::new(),
         }
     }
@@ -140,6 +162,7 @@ impl LiveState {
                 .iter()
                 .map(|g| (g.name.clone(), g.clone()))
                 .collect();
+            s.track_down();
         });
     }
 
@@ -154,6 +177,7 @@ impl LiveState {
                     g.status = p.to_string();
                 }
             }
+            s.track_down();
         });
     }
 
@@ -174,5 +198,40 @@ impl LiveState {
             }
             s.last_error = error;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(name: &str, status: &str) -> GatewayStatus {
+        GatewayStatus {
+            name: name.into(),
+            status: status.into(),
+            state: "NOREG".into(),
+            ..GatewayStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_gateway_is_down_since_it_was_first_seen_down_until_it_is_up_or_gone() {
+        let live = LiveState::default();
+        let id = Uuid::nil();
+        live.set_gateways(id, &[gateway("alpha", "UP"), gateway("bravo", "DOWN")]);
+        let first = live.get(id).unwrap().down_since;
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["bravo"]);
+
+        // Still down on the next read: the same moment, not a newer one.
+        live.set_gateways(id, &[gateway("alpha", "UP"), gateway("bravo", "DOWN")]);
+        assert_eq!(live.get(id).unwrap().down_since, first);
+
+        live.gateway_state(id, "alpha", "NOREG", Some("DOWN"));
+        live.gateway_state(id, "bravo", "NOREG", Some("UP"));
+        let now = live.get(id).unwrap().down_since;
+        assert_eq!(now.keys().collect::<Vec<_>>(), ["alpha"]);
+
+        live.set_gateways(id, &[]);
+        assert!(live.get(id).unwrap().down_since.is_empty(), "gone");
     }
 }

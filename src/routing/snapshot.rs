@@ -278,6 +278,11 @@ impl Snapshot {
         self.carriers.get(&id)
     }
 
+    /// Every carrier, archived ones included, in no particular order.
+    pub fn carriers(&self) -> impl Iterator<Item = &Carrier> {
+        self.carriers.values()
+    }
+
     /// Every carrier that should run as a sofia gateway (active, SIP, outbound-capable), of one
     /// profile or of all, sorted by gateway name. sofia.conf and the Event Socket reconciler
     /// both start from this.

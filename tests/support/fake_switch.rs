@@ -324,6 +324,20 @@ impl FakeSwitch {
         let _ = self.events.send(json.to_string());
     }
 
+    /// What sofia sends when a gateway's registration or OPTIONS ping changes
+    /// (`sofia::gateway_state`, with `State` and `Ping-Status`).
+    pub fn report_gateway_state(&self, gateway: &str, state: &str, ping_status: &str) {
+        let json = serde_json::json!({
+            "Event-Name": "CUSTOM",
+            "Event-Subclass": "sofia::gateway_state",
+            "Core-UUID": self.core_uuid(),
+            "Gateway": gateway,
+            "State": state,
+            "Ping-Status": ping_status,
+        });
+        let _ = self.events.send(json.to_string());
+    }
+
     async fn fetch(&self, file: &str, profile: Option<&str>) -> Option<String> {
         let mut body = format!(
             "hostname=fake&section=configuration&tag_name=configuration&key_name=name&key_value={file}&Event-Name=REQUEST_PARAMS"

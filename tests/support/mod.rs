@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod browser;
 pub mod db;
 pub mod fake_switch;
 pub mod freeswitch;
