@@ -139,8 +139,9 @@ pub async fn serve(
 async fn serve_listener(listener: Listener, mut stop: watch::Receiver<bool>) {
     let table = Arc::new(Connections::new(listener.name, &listener.limits));
     let sweeper = tokio::spawn(sweep(table.clone(), sweep_every(&listener.limits)));
-    // Held by every connection task: the listener is done when all have dropped theirs.
-    let (open, all_closed) = watch::channel(());
+    // Every connection task holds a clone of `in_flight`: the listener is done when all have
+    // dropped theirs (`all_done.closed()`).
+    let (all_done, in_flight) = watch::channel(());
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
@@ -161,7 +162,6 @@ async fn serve_listener(listener: Listener, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let connection = table.admit();
-        let closed = all_closed.clone();
         tokio::spawn(serve_connection(
             stream,
             peer,
@@ -169,14 +169,14 @@ async fn serve_listener(listener: Listener, mut stop: watch::Receiver<bool>) {
             connection,
             table.clone(),
             stop.clone(),
-            closed,
+            in_flight.clone(),
         ));
     }
     // Closed at once, so that new connections are refused (and a load balancer moves on)
     // while the ones in flight finish.
     drop(listener.tcp);
-    drop(all_closed);
-    open.closed().await;
+    drop(in_flight);
+    all_done.closed().await;
     sweeper.abort();
 }
 
@@ -217,7 +217,7 @@ async fn serve_connection(
     connection: Arc<Connection>,
     table: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
-    _closed: watch::Receiver<()>,
+    _in_flight: watch::Receiver<()>,
 ) {
     let limits = table.limits.clone();
     let io = TokioIo::new(Watched {
