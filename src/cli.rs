@@ -141,7 +141,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(&cli.common, &serve)?;
             init_logging(settings.log_format);
             let app = Application::build(settings).await?;
-            tracing::info!(listen = %app.local_addr(), "trunkline serving");
+            match app.xmlcurl_addr() {
+                Some(xmlcurl) => {
+                    tracing::info!(listen = %app.local_addr(), %xmlcurl, "trunkline serving")
+                }
+                None => tracing::info!(listen = %app.local_addr(), "trunkline serving"),
+            }
             app.run(shutdown_signal()).await
         }
         Command::CheckConfig(serve) => {
