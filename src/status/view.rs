@@ -163,9 +163,15 @@ pub fn overview(
             .map(|(s, l)| gateway_cell(c, s, l))
             .collect()
     };
+    // Counted over every match, not only the page shown: the down set is small, so only the
+    // status is looked at here, and cells are built for the page alone.
     let down = visible
         .iter()
-        .filter(|c| cells(c).iter().any(|g| g.class == "down"))
+        .filter(|c| {
+            switches
+                .iter()
+                .any(|(_, l)| l.down_since.contains_key(c.gateway_name.as_str()))
+        })
         .count();
     let pages = visible.len().div_ceil(PAGE_SIZE).max(1);
     let page = page.clamp(1, pages);
