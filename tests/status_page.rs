@@ -156,6 +156,13 @@ async fn page(app: &TestApp, path: &str, token: &str) -> String {
 async fn tenants_see_their_own_carriers_and_a_thousand_are_searched_and_paged() {
     let app = TestApp::start("sqlite", support::db::fresh().await.remove(0).store).await;
     app.platform_carrier("alpha", json!({})).await;
+    // A node the tenant's page shows as a column of its carriers, though not as a node.
+    app.create(
+        "/api/v1/switches",
+        &app.admin,
+        json!({"name": "fs-east", "esl_host": "127.0.0.1", "esl_port": 1, "esl_password": "x", "enabled": false}),
+    )
+    .await;
     let acme = app.tenant("Acme", Some("acme"), true).await;
     app.create(
         "/api/v1/carriers",

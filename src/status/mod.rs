@@ -136,16 +136,14 @@ async fn overview(
             view::message(&principal, &e.describe()),
         );
     }
-    let nodes = if principal.is_platform_admin() {
-        match state.store.list_switches().await {
-            Ok(switches) => Some(switches),
-            Err(e) => {
-                let e = ApiError::from(e);
-                return page(e.status(), view::message(&principal, &e.describe()));
-            }
+    // Every principal sees its carriers' gateways on every node; only a platform admin gets
+    // the nodes table itself (`view::overview`).
+    let nodes = match state.store.list_switches().await {
+        Ok(switches) => switches,
+        Err(e) => {
+            let e = ApiError::from(e);
+            return page(e.status(), view::message(&principal, &e.describe()));
         }
-    } else {
-        None
     };
     let published = state.published.load();
     page(
@@ -153,7 +151,7 @@ async fn overview(
         view::overview(
             &principal,
             &published,
-            nodes.as_deref(),
+            &nodes,
             state.esl.live(),
             &query.q,
             query.page.unwrap_or(1),

@@ -112,22 +112,21 @@ fn label<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
-/// The overview: nodes (platform admins only: `nodes` is `None` otherwise) and the carriers the
-/// principal may see whose name or gateway contains `q`, one page of them.
+/// The overview: the nodes table (platform admins only) and the carriers the principal may see
+/// whose name or gateway contains `q`, one page of them, with their gateway on every node.
 pub fn overview(
     principal: &Principal,
     published: &Published,
-    nodes: Option<&[Switch]>,
+    nodes: &[Switch],
     live: &LiveState,
     q: &str,
     page: usize,
 ) -> Result<String, minijinja::Error> {
     let switches: Vec<(&Switch, crate::esl::live::SwitchLive)> = nodes
-        .unwrap_or_default()
         .iter()
         .map(|s| (s, live.get(s.id).unwrap_or_default()))
         .collect();
-    let node_rows: Option<Vec<NodeRow>> = nodes.map(|_| {
+    let node_rows: Option<Vec<NodeRow>> = principal.is_platform_admin().then(|| {
         switches
             .iter()
             .map(|(s, l)| NodeRow {
