@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::api::auth::Principal;
 use crate::api::preview::PreviewQuery;
 use crate::api::switches::connection_state;
-use crate::esl::live::LiveState;
+use crate::esl::live::{ConnectionState, LiveState};
 use crate::model::{Carrier, CarrierStatus, Switch};
 use crate::publish::Published;
 use crate::xmlcurl::explain::Explanation;
@@ -64,7 +64,7 @@ pub fn message(principal: &Principal, message: &str) -> Result<String, minijinja
 struct NodeRow {
     name: String,
     esl: String,
-    connection: String,
+    connection: ConnectionState,
     core_uuid: Option<String>,
     last_sync_at: Option<String>,
     pending: usize,
@@ -105,13 +105,6 @@ fn timestamp(t: chrono::DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn label<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// The overview: the nodes table (platform admins only) and the carriers the principal may see
 /// whose name or gateway contains `q`, one page of them, with their gateway on every node.
 pub fn overview(
@@ -132,7 +125,7 @@ pub fn overview(
             .map(|(s, l)| NodeRow {
                 name: s.name.to_string(),
                 esl: format!("{}:{}", s.esl_host, s.esl_port),
-                connection: label(&connection_state(s, l)),
+                connection: connection_state(s, l),
                 core_uuid: l.core_uuid.clone(),
                 last_sync_at: l.last_sync_at.map(timestamp),
                 pending: l.pending_operations,
