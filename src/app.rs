@@ -86,11 +86,21 @@ pub fn api_router(state: AppState) -> Router {
     // (BENCHMARKS.md, HTTP).
     crate::api::router(state.clone())
         .merge(crate::status::router(state))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+}
+
+/// A request's span: method and path, never the query string, which on `/v1.0` may carry a
+/// VoIPBIN client's `?token=` (tower-http's default span records the whole URI).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+    )
 }
 
 /// The xml_curl endpoint alone.

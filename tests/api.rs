@@ -7,21 +7,9 @@ mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::app::TestApp;
+use support::app::{TestApp, on_every_backend};
 use trunkline::model::Scope;
 use uuid::Uuid;
-
-/// Runs `test` against a fresh app on every backend.
-async fn on_every_backend<F, Fut>(test: F)
-where
-    F: Fn(TestApp) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    for (label, store) in support::db::backends().await {
-        eprintln!("backend: {label}");
-        test(TestApp::start(&label, store).await).await;
-    }
-}
 
 fn carrier_body(name: &str, gateway: &str) -> Value {
     json!({

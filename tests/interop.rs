@@ -321,6 +321,28 @@ operator_context = "operator_in"
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
+    /// A request to VoIPBIN's API as its clients send it (`?token=`, no header): status and
+    /// body.
+    async fn voipbin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> (reqwest::StatusCode, Value) {
+        let response = self
+            .client
+            .request(
+                method,
+                format!("http://{}{path}?token={}", self.addr, self.token),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     /// A platform carrier on a local port (a sipp carrier's, or nothing's), named after its
     /// gateway; `extra` fields are merged in.
     async fn carrier(&self, gateway: &str, port: u16, extra: Value) -> Value {
@@ -584,6 +606,97 @@ async fn the_node_boots_on_trunklines_sofia_conf_with_one_gateway_per_active_car
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+#[tokio::test]
+async fn a_voipbin_provider_becomes_a_gateway_and_a_voipbin_route_routes_a_real_call() {
+    let _serial = lock().await;
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    // Arrange: a provider and a platform route created as a VoIPBIN client creates them.
+    let telnyx = Carrier::start(p.dir(), "telnyx", Answer::Connect);
+    let (status, provider) = p
+        .voipbin(
+            reqwest::Method::POST,
+            "/v1.0/providers",
+            json!({"type": "sip", "hostname": format!("127.0.0.1:{}", telnyx.port),
+                   "tech_prefix": "99", "tech_postfix": "", "tech_headers": {"X-Account": "42"},
+                   "name": "telnyx basic", "detail": "created through /v1.0"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{provider}");
+    let carrier = p
+        .send(reqwest::Method::GET, &path("carriers", &provider), None)
+        .await;
+    let gateway = carrier["gateway_name"].as_str().unwrap();
+    p.gateway_live(gateway, &format!("sip:127.0.0.1:{}", telnyx.port))
+        .await;
+    let (status, route) = p
+        .voipbin(
+            reqwest::Method::POST,
+            "/v1.0/routes",
+            json!({"customer_id": "00000000-0000-0000-0000-000000000001", "name": "korea",
+                   "detail": "", "provider_id": provider["id"], "priority": 1, "target": "+82"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{route}");
+
+    // Act
+    let outcome = p.call("821012345678", Caller::Expect(200)).await;
+
+    // Assert: the carrier got the call with the provider's prefix and header.
+    assert_status(&outcome, 200, "a call through the VoIPBIN route");
+    let invites = telnyx.invites();
+    assert_eq!(invites.len(), 1, "{invites:?}");
+    assert_eq!(uri_user(invites[0].request_uri()), "99821012345678");
+    assert_eq!(invites[0].header("X-Account"), "42");
+}
+
+#[tokio::test]
+async fn a_postfix_with_a_domain_sends_the_invite_to_that_domain_not_to_the_gateway() {
+    let _serial = lock().await;
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    // Arrange: gateway alpha's proxy is carrier alpha; bravo is another host.
+    let (alpha, alpha_row) = carrier_answering(&p, "alpha", Answer::Connect).await;
+    let bravo = Carrier::start(p.dir(), "bravo", Answer::Connect);
+    bravo.listening().await;
+
+    // Act: the leg VoIPBIN's `tech_postfix: "@provider.com"` would make.
+    let leg = format!("sofia/gateway/alpha/15551234567@127.0.0.1:{}", bravo.port);
+    let originated = p.api(&format!("originate {leg} &park")).await;
+    p.api("hupall").await;
+
+    // Assert: the INVITE went to the domain, with it as the Request-URI's host, and the
+    // gateway's own host saw nothing. So trunkline refuses such a postfix.
+    assert!(alpha.invites().is_empty(), "{:?}", alpha.invites());
+    let invites = bravo.invites();
+    assert_eq!(invites.len(), 1, "{originated}\n{}", p.node.log());
+    assert_eq!(
+        invites[0].request_uri(),
+        format!("sip:15551234567@127.0.0.1:{}", bravo.port)
+    );
+    assert!(
+        originated.starts_with("+OK"),
+        "{originated}\n{}",
+        p.node.log()
+    );
+    let (status, refused) = p
+        .voipbin(
+            reqwest::Method::PUT,
+            &format!("/v1.0/providers/{}", alpha_row["id"].as_str().unwrap()),
+            json!({"hostname": format!("127.0.0.1:{}", alpha.port), "name": "alpha",
+                   "tech_postfix": format!("@127.0.0.1:{}", bravo.port)}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "{refused}"
+    );
+    assert_eq!(refused["errors"][0]["field"], "tech_postfix");
 }
 
 /// Failover on the carrier's failures, in the platform's failover mode: carrier `a` answers as

@@ -17,28 +17,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::app::TestApp;
 use trunkline::api::auth::hash_token;
 use trunkline::model::Scope;
 use uuid::Uuid;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// The callers, in the column order of the table.
 const PRINCIPALS: [&str; 7] = [
@@ -320,12 +304,7 @@ impl Fixture {
 
 #[tokio::test]
 async fn every_endpoint_method_and_caller_gets_exactly_the_documented_status_and_nothing_leaks() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = support::logs::capture_all();
     let mut mismatches = Vec::new();
     let mut leaks = Vec::new();
     let mut all_secrets = Vec::new();
@@ -451,7 +430,7 @@ async fn every_endpoint_method_and_caller_gets_exactly_the_documented_status_and
         all_secrets.extend(f.secrets);
     }
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("carrier created"), "the capture works");
     for s in &all_secrets {
         if logs.contains(s.as_str()) {

@@ -4,36 +4,15 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use reqwest::StatusCode;
 use serde_json::json;
 use support::app::{TestApp, config_body};
 
 const PASSWORD: &str = "Sup3r-S3cret-Pw";
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn auth_password_is_never_in_a_response_or_a_log_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = support::logs::capture_all();
 
     for (label, store) in support::db::backends().await {
         let app = TestApp::start(&label, store).await;
@@ -95,7 +74,7 @@ async fn auth_password_is_never_in_a_response_or_a_log_line() {
         let (_, sofia) = app.fetch(config_body("sofia.conf", Some("external"))).await;
         assert!(sofia.contains(PASSWORD), "{sofia}");
     }
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("carrier created"),
         "the capture works: {logs}"

@@ -73,6 +73,7 @@ fn new_carrier(gateway: &str, tenant: Option<Uuid>) -> NewCarrier {
         failover_codes: Some(FailoverCodes::platform_default()),
         leg_progress_timeout_seconds: Some(8),
         cost: Some(usd("0.0125")),
+        detail: trunkline::model::Detail::parse("SBC pair in Frankfurt\nNOC: +49 30 1234").unwrap(),
     }
 }
 
@@ -97,6 +98,7 @@ fn new_route(name: &str, carrier: Uuid, tenant: Option<Uuid>, enabled: bool) -> 
             caller_regex: Some(trunkline::model::RouteRegex::parse("^49[0-9]+$").unwrap()),
         })
         .unwrap(),
+        detail: trunkline::model::Detail::parse("the weekend route").unwrap(),
     }
 }
 

@@ -24,7 +24,7 @@ use super::page::{ListResponse, page_request};
 use super::write::{merge_patch, owner_for_write};
 use crate::app::AppState;
 use crate::model::{
-    Carrier, CarrierStatus, CarrierType, Cidr, Currency, Digits, Direction, DisplayName,
+    Carrier, CarrierStatus, CarrierType, Cidr, Currency, Detail, Digits, Direction, DisplayName,
     FailoverCode, FailoverCodes, GatewayName, HeaderName, HeaderValue, Host, NewCarrier, Password,
     ProfileName, Scope, SipUser, Transport,
 };
@@ -44,6 +44,9 @@ pub struct CarrierBody {
     #[serde(default)]
     pub tenant_id: Option<Uuid>,
     pub name: String,
+    /// Free notes, up to 1,000 characters.
+    #[serde(default)]
+    pub detail: String,
     /// FreeSWITCH gateway name, unique platform-wide; derived from `name` when absent.
     #[serde(default)]
     pub gateway_name: Option<String>,
@@ -120,10 +123,11 @@ const MAX_TECH_HEADERS: usize = 32;
 
 impl CarrierBody {
     /// The body that would recreate `c`, secret included: the base a PATCH merges over.
-    fn from_carrier(c: &Carrier) -> Self {
+    pub(super) fn from_carrier(c: &Carrier) -> Self {
         CarrierBody {
             tenant_id: c.tenant_id,
             name: c.name.to_string(),
+            detail: c.detail.to_string(),
             gateway_name: Some(c.gateway_name.to_string()),
             carrier_type: c.carrier_type,
             direction: c.direction,
@@ -164,6 +168,7 @@ impl CarrierBody {
     fn parse(self, currency: &Currency) -> Result<NewCarrier, ApiError> {
         let mut e = FieldErrors::default();
         let name = e.parse("name", &self.name, DisplayName::parse);
+        let detail = e.parse("detail", &self.detail, Detail::parse);
         let gateway_name = match &self.gateway_name {
             Some(g) => e.parse("gateway_name", g, GatewayName::parse),
             None => {
@@ -313,6 +318,7 @@ impl CarrierBody {
             failover_codes: failover_codes.ok_or_else(missing)?,
             leg_progress_timeout_seconds: self.leg_progress_timeout_seconds,
             cost: cost.ok_or_else(missing)?,
+            detail: detail.ok_or_else(missing)?,
         })
     }
 }
@@ -334,6 +340,7 @@ pub struct CarrierView {
     /// `platform` or `tenant`, from `tenant_id`.
     pub origin: &'static str,
     pub name: String,
+    pub detail: String,
     pub gateway_name: String,
     #[serde(rename = "type")]
     pub carrier_type: CarrierType,
@@ -377,6 +384,7 @@ impl From<Carrier> for CarrierView {
                 "platform"
             },
             name: body.name,
+            detail: body.detail,
             gateway_name: c.gateway_name.to_string(),
             carrier_type: c.carrier_type,
             direction: c.direction,
@@ -467,17 +475,29 @@ fn check_transport(state: &AppState, new: &NewCarrier) -> Result<(), ApiError> {
 pub async fn create_carrier(
     State(state): State<AppState>,
     principal: Principal,
-    ValidJson(mut body): ValidJson<CarrierBody>,
+    ValidJson(body): ValidJson<CarrierBody>,
 ) -> Result<(StatusCode, Json<CarrierView>), ApiError> {
+    let carrier = create(&state, &principal, body).await?;
+    Ok((StatusCode::CREATED, Json(carrier.into())))
+}
+
+/// Creates a carrier from `body` as the caller may (both APIs' POST): the write scope, the
+/// self-service gate, the owner, every field's rules and the profile's TLS; then waits for the
+/// published snapshot.
+pub(super) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    mut body: CarrierBody,
+) -> Result<Carrier, ApiError> {
     principal.require(Scope::CarriersWrite)?;
-    principal.require_self_service(&state).await?;
-    body.tenant_id = owner_for_write(&state, &principal, body.tenant_id).await?;
+    principal.require_self_service(state).await?;
+    body.tenant_id = owner_for_write(state, principal, body.tenant_id).await?;
     let new = body.parse(&state.settings.currency)?;
-    check_transport(&state, &new)?;
+    check_transport(state, &new)?;
     let carrier = state.store.create_carrier(&new).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, gateway = %carrier.gateway_name, "carrier created");
     state.after_write().await;
-    Ok((StatusCode::CREATED, Json(carrier.into())))
+    Ok(carrier)
 }
 
 #[utoipa::path(get, path = "/carriers/{id}", tag = "carriers",
@@ -502,25 +522,41 @@ pub async fn update_carrier(
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,
 ) -> Result<Json<CarrierView>, ApiError> {
+    let carrier = update(&state, &principal, id, |existing| {
+        merge_patch(&existing, patch)
+    })
+    .await?;
+    Ok(Json(carrier.into()))
+}
+
+/// Changes carrier `id` as the caller may (PATCH here, PUT of `/v1.0/providers`): `edit` turns
+/// the body that would recreate the carrier into the new one, and the new body passes the
+/// same rules as a POST. An archived carrier no longer changes; the owner never does.
+pub(super) async fn update(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    edit: impl FnOnce(CarrierBody) -> Result<CarrierBody, ApiError>,
+) -> Result<Carrier, ApiError> {
     principal.require(Scope::CarriersWrite)?;
-    let existing = writable_carrier(&state, &principal, id).await?;
-    principal.require_self_service(&state).await?;
+    let existing = writable_carrier(state, principal, id).await?;
+    principal.require_self_service(state).await?;
     if existing.status == CarrierStatus::Archived {
         return Err(ApiError::Conflict(vec![super::error::FieldError {
             field: Some("status".into()),
             detail: "the carrier is archived and can no longer change".into(),
         }]));
     }
-    let body: CarrierBody = merge_patch(&CarrierBody::from_carrier(&existing), patch)?;
+    let body = edit(CarrierBody::from_carrier(&existing))?;
     if body.tenant_id != existing.tenant_id {
         return Err(ApiError::field("tenant_id", "cannot be changed"));
     }
     let new = body.parse(&state.settings.currency)?;
-    check_transport(&state, &new)?;
+    check_transport(state, &new)?;
     let carrier = state.store.update_carrier(id, &new).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, "carrier updated");
     state.after_write().await;
-    Ok(Json(carrier.into()))
+    Ok(carrier)
 }
 
 #[utoipa::path(delete, path = "/carriers/{id}", tag = "carriers",
@@ -532,13 +568,22 @@ pub async fn archive_carrier(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CarrierView>, ApiError> {
+    Ok(Json(archive(&state, &principal, id).await?.into()))
+}
+
+/// Archives carrier `id` as the caller may (both APIs' DELETE).
+pub(super) async fn archive(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Carrier, ApiError> {
     principal.require(Scope::CarriersWrite)?;
-    writable_carrier(&state, &principal, id).await?;
-    principal.require_self_service(&state).await?;
+    writable_carrier(state, principal, id).await?;
+    principal.require_self_service(state).await?;
     let carrier = state.store.archive_carrier(id).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, "carrier archived");
     state.after_write().await;
-    Ok(Json(carrier.into()))
+    Ok(carrier)
 }
 
 /// The carrier if the caller may read it (own or platform), else 404.

@@ -85,6 +85,36 @@ impl ApiError {
         }])
     }
 
+    /// The same error with its fields named as another API names them: `(from, to)` pairs,
+    /// matching a whole field or the head of a path (`tech_headers.X-A`).
+    pub fn renamed(self, names: &[(&str, &str)]) -> Self {
+        let rename = |mut e: FieldError| {
+            if let Some(field) = &e.field {
+                for (from, to) in names {
+                    if field == from {
+                        e.field = Some((*to).to_string());
+                        break;
+                    }
+                    if let Some(rest) = field.strip_prefix(from).filter(|r| r.starts_with('.')) {
+                        e.field = Some(format!("{to}{rest}"));
+                        break;
+                    }
+                }
+            }
+            e
+        };
+        match self {
+            ApiError::BadRequest(e) => ApiError::BadRequest(rename(e)),
+            ApiError::Conflict(errors) => {
+                ApiError::Conflict(errors.into_iter().map(rename).collect())
+            }
+            ApiError::Validation(errors) => {
+                ApiError::Validation(errors.into_iter().map(rename).collect())
+            }
+            other => other,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -242,5 +272,36 @@ impl FieldErrors {
         } else {
             Err(ApiError::Validation(self.0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_changes_whole_names_and_path_heads_only() {
+        let errors = |fields: &[&str]| {
+            fields
+                .iter()
+                .map(|f| FieldError {
+                    field: Some((*f).to_string()),
+                    detail: "x".into(),
+                })
+                .collect::<Vec<_>>()
+        };
+        let names = &[("remote_host", "hostname"), ("tech", "headers")];
+        let renamed =
+            ApiError::Validation(errors(&["remote_host", "tech.X-A", "technology", "name"]))
+                .renamed(names);
+        let ApiError::Validation(found) = renamed else {
+            panic!("{renamed:?}")
+        };
+        let found: Vec<_> = found.iter().map(|e| e.field.clone().unwrap()).collect();
+        assert_eq!(found, ["hostname", "headers.X-A", "technology", "name"]);
+        assert!(matches!(
+            ApiError::NotFound.renamed(names),
+            ApiError::NotFound
+        ));
     }
 }

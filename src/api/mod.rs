@@ -1,4 +1,4 @@
-//! The admin REST API under `/api/v1`, plus `/healthz`, `/readyz`, `/metrics` and the OpenAPI
+//! The admin REST API under `/api/v1` and VoIPBIN's under `/v1.0` (`voipbin`), plus `/healthz`, `/readyz`, `/metrics` and the OpenAPI
 //! document at `/api/openapi.json`. Handlers parse bodies into the model's validated types,
 //! authorise with [`auth::Principal`], call the store, and after a committed write wait for the
 //! published snapshot to catch up ([`AppState::after_write`]). Errors of every layer become
@@ -16,6 +16,7 @@ pub mod preview;
 pub mod routes;
 pub mod switches;
 pub mod tenants;
+pub mod voipbin;
 pub mod write;
 
 use axum::Json;
@@ -24,7 +25,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -37,7 +38,8 @@ use crate::app::AppState;
 )]
 struct ApiDoc;
 
-/// Declares the `bearer` security scheme the handlers' `security(("bearer" = []))` refer to.
+/// Declares the security schemes the handlers' `security(...)` refer to: `bearer` everywhere,
+/// and on `/v1.0` also VoIPBIN's `?token=`.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
@@ -46,6 +48,10 @@ impl Modify for BearerScheme {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
         );
     }
 }
@@ -64,6 +70,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(switches::router())
                 .merge(carrier_status::router()),
         )
+        .nest("/v1.0", voipbin::router())
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     v1.route(

@@ -20,7 +20,7 @@ use super::page::{ListResponse, page_request};
 use super::write::{merge_patch, owner_for_write};
 use crate::app::AppState;
 use crate::model::{
-    CallerPrefix, CarrierStatus, Currency, Digits, DisplayName, MatchType, NewRoute, Route,
+    CallerPrefix, CarrierStatus, Currency, Detail, Digits, DisplayName, MatchType, NewRoute, Route,
     RouteCriteria, RouteMatch, RoutePrefix, RouteRegex, Schedule, ScheduleSpec, Scope, Weight,
 };
 use crate::store::{RouteFilter, TenantScope};
@@ -41,6 +41,9 @@ pub struct RouteBody {
     #[serde(default)]
     pub tenant_id: Option<Uuid>,
     pub name: String,
+    /// Free notes, up to 1,000 characters.
+    #[serde(default)]
+    pub detail: String,
     #[serde(default = "default_match_type")]
     pub match_type: MatchType,
     /// For `prefix` routes: digits with an optional leading `+`; `""` or `"all"` match everything.
@@ -88,7 +91,7 @@ fn default_enabled() -> bool {
 }
 
 impl RouteBody {
-    fn from_route(r: &Route) -> Self {
+    pub(super) fn from_route(r: &Route) -> Self {
         let (prefix, regex) = match &r.matcher {
             RouteMatch::Prefix(p) => (Some(p.to_string()), None),
             RouteMatch::Regex(x) => (None, Some(x.to_string())),
@@ -96,6 +99,7 @@ impl RouteBody {
         RouteBody {
             tenant_id: r.tenant_id,
             name: r.name.to_string(),
+            detail: r.detail.to_string(),
             match_type: r.matcher.match_type(),
             prefix,
             regex,
@@ -119,6 +123,7 @@ impl RouteBody {
     fn parse(self, currency: &Currency) -> Result<NewRoute, ApiError> {
         let mut e = FieldErrors::default();
         let name = e.parse("name", &self.name, DisplayName::parse);
+        let detail = e.parse("detail", &self.detail, Detail::parse);
         let matcher = match (self.match_type, &self.prefix, &self.regex) {
             (MatchType::Prefix, Some(p), None) => e
                 .parse("prefix", p, RoutePrefix::parse)
@@ -187,6 +192,7 @@ impl RouteBody {
                 caller_prefix: caller_prefix.ok_or_else(missing)?,
                 caller_regex: caller_regex.ok_or_else(missing)?,
             },
+            detail: detail.ok_or_else(missing)?,
         })
     }
 }
@@ -197,6 +203,7 @@ pub struct RouteView {
     pub id: Uuid,
     pub tenant_id: Option<Uuid>,
     pub name: String,
+    pub detail: String,
     pub match_type: MatchType,
     /// The digits matched (`""` matches every destination); null for regex routes.
     pub prefix: Option<String>,
@@ -222,6 +229,7 @@ impl From<Route> for RouteView {
             id: r.id,
             tenant_id: r.tenant_id,
             name: body.name,
+            detail: body.detail,
             match_type: body.match_type,
             prefix: body.prefix,
             regex: body.regex,
@@ -281,17 +289,27 @@ pub async fn list_routes(
 pub async fn create_route(
     State(state): State<AppState>,
     principal: Principal,
-    ValidJson(mut body): ValidJson<RouteBody>,
+    ValidJson(body): ValidJson<RouteBody>,
 ) -> Result<(StatusCode, Json<RouteView>), ApiError> {
+    let route = create(&state, &principal, body).await?;
+    Ok((StatusCode::CREATED, Json(route.into())))
+}
+
+/// Creates a route from `body` as the caller may (both APIs' POST).
+pub(super) async fn create(
+    state: &AppState,
+    principal: &Principal,
+    mut body: RouteBody,
+) -> Result<Route, ApiError> {
     principal.require(Scope::OutboundRoutesWrite)?;
-    principal.require_self_service(&state).await?;
-    body.tenant_id = owner_for_write(&state, &principal, body.tenant_id).await?;
+    principal.require_self_service(state).await?;
+    body.tenant_id = owner_for_write(state, principal, body.tenant_id).await?;
     let new = body.parse(&state.settings.currency)?;
-    check_carrier(&state, &new).await?;
+    check_carrier(state, &new).await?;
     let route = state.store.create_route(&new).await?;
     tracing::info!(token = %principal.token_id, route = %route.id, "outbound route created");
     state.after_write().await;
-    Ok((StatusCode::CREATED, Json(route.into())))
+    Ok(route)
 }
 
 #[utoipa::path(get, path = "/outbound-routes/{id}", tag = "outbound-routes",
@@ -316,19 +334,35 @@ pub async fn update_route(
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,
 ) -> Result<Json<RouteView>, ApiError> {
+    let route = update(&state, &principal, id, |existing| {
+        merge_patch(&existing, patch)
+    })
+    .await?;
+    Ok(Json(route.into()))
+}
+
+/// Changes route `id` as the caller may (PATCH here, PUT of `/v1.0/routes`): `edit` turns the
+/// body that would recreate the route into the new one, which passes the rules of a POST. The
+/// owner never changes.
+pub(super) async fn update(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    edit: impl FnOnce(RouteBody) -> Result<RouteBody, ApiError>,
+) -> Result<Route, ApiError> {
     principal.require(Scope::OutboundRoutesWrite)?;
-    let existing = owned_route(&state, &principal, id).await?;
-    principal.require_self_service(&state).await?;
-    let body: RouteBody = merge_patch(&RouteBody::from_route(&existing), patch)?;
+    let existing = owned_route(state, principal, id).await?;
+    principal.require_self_service(state).await?;
+    let body = edit(RouteBody::from_route(&existing))?;
     if body.tenant_id != existing.tenant_id {
         return Err(ApiError::field("tenant_id", "cannot be changed"));
     }
     let new = body.parse(&state.settings.currency)?;
-    check_carrier(&state, &new).await?;
+    check_carrier(state, &new).await?;
     let route = state.store.update_route(id, &new).await?;
     tracing::info!(token = %principal.token_id, route = %route.id, "outbound route updated");
     state.after_write().await;
-    Ok(Json(route.into()))
+    Ok(route)
 }
 
 #[utoipa::path(delete, path = "/outbound-routes/{id}", tag = "outbound-routes",
@@ -339,17 +373,31 @@ pub async fn delete_route(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    principal.require(Scope::OutboundRoutesWrite)?;
-    owned_route(&state, &principal, id).await?;
-    principal.require_self_service(&state).await?;
-    state.store.delete_route(id).await?;
-    tracing::info!(token = %principal.token_id, route = %id, "outbound route deleted");
-    state.after_write().await;
+    delete(&state, &principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deletes route `id` as the caller may (both APIs' DELETE), answering the route as it was.
+pub(super) async fn delete(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Route, ApiError> {
+    principal.require(Scope::OutboundRoutesWrite)?;
+    let route = owned_route(state, principal, id).await?;
+    principal.require_self_service(state).await?;
+    state.store.delete_route(id).await?;
+    tracing::info!(token = %principal.token_id, route = %id, "outbound route deleted");
+    state.after_write().await;
+    Ok(route)
+}
+
 /// The route if it is the caller's (tenant admins never see platform or other tenants' routes).
-async fn owned_route(state: &AppState, principal: &Principal, id: Uuid) -> Result<Route, ApiError> {
+pub(super) async fn owned_route(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Route, ApiError> {
     let route = state.store.get_route(id).await?.ok_or(ApiError::NotFound)?;
     if principal.can_read(route.tenant_id, false) {
         Ok(route)

@@ -167,6 +167,8 @@ pub struct Carrier {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
+    /// Free notes (VoIPBIN's `detail`).
+    pub detail: Detail,
 }
 
 impl Carrier {
@@ -221,6 +223,8 @@ pub struct Route {
     pub criteria: RouteCriteria,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Free notes (VoIPBIN's `detail`).
+    pub detail: Detail,
 }
 
 /// A DID in the inventory.
@@ -276,6 +280,7 @@ pub struct NewCarrier {
     pub failover_codes: Option<FailoverCodes>,
     pub leg_progress_timeout_seconds: Option<u32>,
     pub cost: Option<Cost>,
+    pub detail: Detail,
 }
 
 /// The writable fields of an outbound route.
@@ -290,6 +295,7 @@ pub struct NewRoute {
     pub add_prefix: Digits,
     pub enabled: bool,
     pub criteria: RouteCriteria,
+    pub detail: Detail,
 }
 
 /// The writable fields of a phone number.

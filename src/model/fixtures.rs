@@ -47,6 +47,7 @@ pub fn carrier(gateway: &str, id: u128) -> Carrier {
         created_at: created(),
         updated_at: created(),
         archived_at: None,
+        detail: Detail::default(),
     }
 }
 
@@ -84,6 +85,7 @@ fn route(
         criteria: RouteCriteria::default(),
         created_at: created(),
         updated_at: created(),
+        detail: Detail::default(),
     }
 }
 

@@ -206,6 +206,29 @@ impl DisplayName {
 }
 
 string_newtype!(
+    /// Free notes on a carrier or route (VoIPBIN's `detail`): up to 1,000 characters, tabs and
+    /// line breaks allowed, no other control character. It never reaches FreeSWITCH.
+    #[derive(Default)]
+    Detail
+);
+
+impl Detail {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if s.chars().count() > 1000 {
+            return Err(Invalid::new("detail must be at most 1000 characters"));
+        }
+        if s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(Invalid::new(
+                "detail must not contain control characters other than tab and line breaks",
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+string_newtype!(
     /// The dialled number, validated: `^\+?[0-9*#]{1,32}$` after trimming spaces (DESIGN.md §3
     /// rule 1). Only spaces are trimmed: a CR, LF or other control character is refused, since
     /// FreeSWITCH's own value would then differ from the literal we route on.
@@ -810,6 +833,17 @@ impl E164 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detail_is_free_text_without_control_characters() {
+        assert!(Detail::parse("").is_ok());
+        assert!(Detail::parse("NOC:\t+49 30 1234\r\nsecond line").is_ok());
+        assert!(Detail::parse(&"x".repeat(1000)).is_ok());
+        assert!(Detail::parse(&"x".repeat(1001)).is_err());
+        for bad in ["a\u{0}b", "a\u{1b}[31mred", "a\u{7f}"] {
+            assert!(Detail::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     const HOSTILE: &[&str] = &[
         "${system id}",

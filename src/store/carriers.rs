@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::exec::{Args, Tx, args};
 use super::list::Select;
 use super::rows::{CarrierRow, cost_columns, json, now, parse_id, ts};
-use super::{CarrierFilter, Page, PageRequest, Store, StoreError, tenants};
+use super::{CarrierFilter, NewestFirst, Page, PageRequest, Store, StoreError, tenants};
 use crate::model::{Carrier, CarrierStatus, NewCarrier};
 
 macro_rules! columns {
@@ -24,7 +24,7 @@ macro_rules! columns {
          from_user, from_domain, caller_id_in_from, ping_seconds, inbound_ips, strip_prefix, \
          add_prefix, add_suffix, tech_headers, attestation_header, failover_codes, \
          leg_progress_timeout_seconds, cost_micros, cost_currency, created_at, updated_at, \
-         archived_at"
+         archived_at, detail"
     };
 }
 
@@ -41,7 +41,7 @@ const INSERT: &str = concat!(
     "INSERT INTO carriers (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $30, $31) RETURNING ",
+     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $30, $31, $32) RETURNING ",
     columns!()
 );
 const UPDATE: &str = concat!(
@@ -52,7 +52,7 @@ const UPDATE: &str = concat!(
      inbound_ips = $20, strip_prefix = $21, add_prefix = $22, add_suffix = $23, \
      tech_headers = $24, attestation_header = $25, failover_codes = $26, \
      leg_progress_timeout_seconds = $27, cost_micros = $28, cost_currency = $29, \
-     updated_at = $30, archived_at = $31 \
+     updated_at = $30, archived_at = $31, detail = $32 \
      WHERE id = $1 RETURNING ",
     columns!()
 );
@@ -67,7 +67,7 @@ const LOCK_FOR_UPDATE: &str = "SELECT id FROM carriers WHERE id = $1 FOR UPDATE"
 const LOCK_FOR_SHARE: &str = "SELECT id FROM carriers WHERE id = $1 FOR SHARE";
 
 /// `$1` id, `$2`…`$29` the writable fields in column order, `$30` the time of the write,
-/// `$31` `archived_at`.
+/// `$31` `archived_at`, `$32` `detail`.
 fn write_args(id: Uuid, c: &NewCarrier, at: &str, archived_at: Option<String>) -> Args {
     let (cost_micros, cost_currency) = cost_columns(c.cost.as_ref());
     args![
@@ -102,6 +102,7 @@ fn write_args(id: Uuid, c: &NewCarrier, at: &str, archived_at: Option<String>) -
         cost_currency,
         at.to_string(),
         archived_at,
+        c.detail.to_string(),
     ]
 }
 
@@ -209,15 +210,32 @@ impl Store {
         f: &CarrierFilter,
         p: &PageRequest,
     ) -> Result<Page<Carrier>, StoreError> {
-        let mut select = Select::from(select!());
-        select.scope(f.scope);
-        match f.status {
-            Some(status) => select.and_if("status = {}", Some(status.as_str().to_string())),
-            None => select.raw("status <> 'archived'"),
-        };
         let mut conn = self.db.conn().await?;
-        select
+        filtered(f)
             .page(&mut conn, p, |r: &CarrierRow| &r.id, CarrierRow::into_model)
             .await
     }
+
+    /// [`Store::list_carriers`] newest first (the VoIPBIN API's order and page token).
+    pub async fn list_carriers_newest_first(
+        &self,
+        f: &CarrierFilter,
+        p: &NewestFirst,
+    ) -> Result<Vec<Carrier>, StoreError> {
+        let mut conn = self.db.conn().await?;
+        filtered(f)
+            .newest_first(&mut conn, p, CarrierRow::into_model)
+            .await
+    }
+}
+
+/// The carriers a filter selects: archived ones only when asked for.
+fn filtered(f: &CarrierFilter) -> Select {
+    let mut select = Select::from(select!());
+    select.scope(f.scope);
+    match f.status {
+        Some(status) => select.and_if("status = {}", Some(status.as_str().to_string())),
+        None => select.raw("status <> 'archived'"),
+    };
+    select
 }

@@ -8,8 +8,8 @@
 //! callers; every value is a bound parameter, never text in the SQL.
 
 use super::exec::{Args, Conn, Record, Value};
-use super::rows::parse_id;
-use super::{Page, PageRequest, StoreError, TenantScope};
+use super::rows::{parse_id, ts};
+use super::{NewestFirst, Page, PageRequest, StoreError, TenantScope};
 use sqlx::AssertSqlSafe;
 
 /// A `SELECT … FROM … WHERE …` being built.
@@ -63,7 +63,29 @@ impl Select {
             TenantScope::TenantAndPlatform(t) => {
                 self.and("(tenant_id = {} OR tenant_id IS NULL)", t)
             }
+            TenantScope::Platform => self.raw("tenant_id IS NULL"),
         }
+    }
+
+    /// Runs the query as one page of the newest rows first, converted with `into_model`.
+    /// `created_at` is RFC 3339 text of one fixed width (`rows::ts`), so text order is time
+    /// order on both databases.
+    pub async fn newest_first<R: Record, T>(
+        mut self,
+        conn: &mut Conn,
+        page: &NewestFirst,
+        into_model: impl Fn(R) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.and_if("created_at < {}", page.created_before.map(ts));
+        self.sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT {}",
+            page.limit
+        ));
+        let rows: Vec<R> = conn
+            .exec()
+            .fetch_all(AssertSqlSafe(self.sql), self.args)
+            .await?;
+        rows.into_iter().map(into_model).collect()
     }
 
     /// Runs the query as one keyset page of `R`, converted with `into_model`.

@@ -120,6 +120,16 @@ pub struct PageRequest {
     pub after: Option<Uuid>,
 }
 
+/// A page of the newest rows first: at most `limit` rows created strictly before
+/// `created_before` (VoIPBIN's `page_token`, the `tm_create` of the last row of the page
+/// before). Rows created in the same microsecond as a page's last row and not on it are not
+/// on the next page either: a VoIPBIN token carries nothing else to tell them apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewestFirst {
+    pub limit: u32,
+    pub created_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// One page; `next_after` is the last item's id when more rows follow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
@@ -136,6 +146,8 @@ pub enum TenantScope {
     Tenant(Uuid),
     /// One tenant's rows plus the platform's (`tenant_id` NULL): what a tenant may use.
     TenantAndPlatform(Uuid),
+    /// The platform's rows only (`tenant_id` NULL).
+    Platform,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

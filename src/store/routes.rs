@@ -8,14 +8,14 @@ use uuid::Uuid;
 use super::exec::{Args, Tx, args};
 use super::list::Select;
 use super::rows::{RouteRow, cost_columns, json, matcher_columns, now, ts};
-use super::{Page, PageRequest, RouteFilter, Store, StoreError, carriers, tenants};
+use super::{NewestFirst, Page, PageRequest, RouteFilter, Store, StoreError, carriers, tenants};
 use crate::model::{CarrierStatus, NewRoute, Route};
 
 macro_rules! columns {
     () => {
         "id, tenant_id, name, match_type, prefix, regex, carrier_id, priority, strip_prefix, \
          add_prefix, enabled, cost_micros, cost_currency, weight, caller_prefix, caller_regex, \
-         schedule, created_at, updated_at"
+         schedule, created_at, updated_at, detail"
     };
 }
 
@@ -32,19 +32,20 @@ const INSERT: &str = concat!(
     "INSERT INTO outbound_routes (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-     $18, $18) RETURNING ",
+     $18, $18, $19) RETURNING ",
     columns!()
 );
 const UPDATE: &str = concat!(
     "UPDATE outbound_routes SET tenant_id = $2, name = $3, match_type = $4, prefix = $5, \
      regex = $6, carrier_id = $7, priority = $8, strip_prefix = $9, add_prefix = $10, \
      enabled = $11, cost_micros = $12, cost_currency = $13, weight = $14, caller_prefix = $15, \
-     caller_regex = $16, schedule = $17, updated_at = $18 WHERE id = $1 RETURNING ",
+     caller_regex = $16, schedule = $17, updated_at = $18, detail = $19 WHERE id = $1 RETURNING ",
     columns!()
 );
 const DELETE: &str = "DELETE FROM outbound_routes WHERE id = $1";
 
-/// `$1` id, `$2`…`$17` the writable fields in column order, `$18` the time of the write.
+/// `$1` id, `$2`…`$17` the writable fields in column order, `$18` the time of the write,
+/// `$19` `detail`.
 fn write_args(id: Uuid, r: &NewRoute) -> Args {
     let (prefix, regex) = matcher_columns(&r.matcher);
     let criteria = &r.criteria;
@@ -71,6 +72,7 @@ fn write_args(id: Uuid, r: &NewRoute) -> Args {
         criteria.caller_regex.as_ref().map(ToString::to_string),
         criteria.schedule.as_ref().map(json),
         ts(now()),
+        r.detail.to_string(),
     ]
 }
 
@@ -132,17 +134,34 @@ impl Store {
         f: &RouteFilter,
         p: &PageRequest,
     ) -> Result<Page<Route>, StoreError> {
-        let mut select = Select::from(select!());
-        select
-            .scope(f.scope)
-            .and_if("carrier_id = {}", f.carrier_id)
-            .and_if(
-                "match_type = {}",
-                f.match_type.map(|m| m.as_str().to_string()),
-            );
         let mut conn = self.db.conn().await?;
-        select
+        filtered(f)
             .page(&mut conn, p, |r: &RouteRow| &r.id, RouteRow::into_model)
             .await
     }
+
+    /// [`Store::list_routes`] newest first (the VoIPBIN API's order and page token).
+    pub async fn list_routes_newest_first(
+        &self,
+        f: &RouteFilter,
+        p: &NewestFirst,
+    ) -> Result<Vec<Route>, StoreError> {
+        let mut conn = self.db.conn().await?;
+        filtered(f)
+            .newest_first(&mut conn, p, RouteRow::into_model)
+            .await
+    }
+}
+
+/// The routes a filter selects.
+fn filtered(f: &RouteFilter) -> Select {
+    let mut select = Select::from(select!());
+    select
+        .scope(f.scope)
+        .and_if("carrier_id = {}", f.carrier_id)
+        .and_if(
+            "match_type = {}",
+            f.match_type.map(|m| m.as_str().to_string()),
+        );
+    select
 }

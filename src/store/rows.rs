@@ -174,6 +174,7 @@ pub struct CarrierRow {
     pub created_at: String,
     pub updated_at: String,
     pub archived_at: Option<String>,
+    pub detail: String,
 }
 
 impl CarrierRow {
@@ -252,6 +253,7 @@ impl CarrierRow {
             created_at: parse_ts("carriers.created_at", &self.created_at)?,
             updated_at: parse_ts("carriers.updated_at", &self.updated_at)?,
             archived_at: parse_opt_ts("carriers.archived_at", self.archived_at.as_deref())?,
+            detail: value("carriers.detail", &self.detail, Detail::parse)?,
         })
     }
 }
@@ -277,6 +279,7 @@ pub struct RouteRow {
     pub schedule: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    pub detail: String,
 }
 
 impl RouteRow {
@@ -343,6 +346,7 @@ impl RouteRow {
             },
             created_at: parse_ts("outbound_routes.created_at", &self.created_at)?,
             updated_at: parse_ts("outbound_routes.updated_at", &self.updated_at)?,
+            detail: value("outbound_routes.detail", &self.detail, Detail::parse)?,
         })
     }
 }

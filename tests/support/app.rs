@@ -235,6 +235,18 @@ impl TestApp {
     }
 }
 
+/// Runs `test` against a fresh app on every backend.
+pub async fn on_every_backend<F, Fut>(test: F)
+where
+    F: Fn(TestApp) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for (label, store) in super::db::backends().await {
+        eprintln!("backend: {label}");
+        test(TestApp::start(&label, store).await).await;
+    }
+}
+
 pub async fn create_token(
     store: &Store,
     role: Role,

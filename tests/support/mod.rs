@@ -9,6 +9,7 @@ pub mod db;
 pub mod fake_switch;
 pub mod freeswitch;
 pub mod hostile;
+pub mod logs;
 pub mod process;
 pub mod raw_http;
 pub mod sipp;

@@ -142,6 +142,18 @@ impl Carrier {
         Carrier { child, port, trace }
     }
 
+    /// Waits until sipp listens on its port (a datagram sent earlier is refused by the host,
+    /// which FreeSWITCH reports as a 503), or fails the test after ten seconds.
+    pub async fn listening(&self) {
+        let port = self.port;
+        super::process::eventually(
+            &format!("sipp listening on {port}"),
+            std::time::Duration::from_secs(10),
+            || async move { std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() },
+        )
+        .await;
+    }
+
     /// Every INVITE this carrier received so far (retransmissions once).
     pub fn invites(&self) -> Vec<SipMessage> {
         let mut seen = Vec::new();
