@@ -190,6 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--feature: {e}"))?,
                 failover_mode: None,
                 max_cost: None,
+                caller_id_policy: Default::default(),
             };
             if new.context.as_ref() == Some(&settings.default_context) {
                 bail!("--context: is trunkline's own default context");
@@ -475,6 +476,16 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
     if let Some(ceiling) = &e.cost_ceiling {
         writeln!(out, "cost ceiling: {}", serde_json::to_string(ceiling)?)?;
     }
+    let caller = &e.caller_id;
+    writeln!(
+        out,
+        "caller ID: {} ({}), sends {}, attestation {} ({})",
+        serde_json::to_string(&caller.outcome)?.trim_matches('"'),
+        caller.detail,
+        caller.sent.as_ref().map_or("nothing", |n| n.as_str()),
+        caller.attestation.as_str(),
+        serde_json::to_string(&caller.attestation_source)?.trim_matches('"'),
+    )?;
     let seed = e
         .call_id
         .map_or("fixed seed".to_string(), |c| format!("call id {c}"));

@@ -9,12 +9,20 @@
 //!
 //! Pure: no I/O.
 
-use crate::model::{DialNumber, GatewayName, HeaderName, HeaderValue};
+use crate::model::{CallerNumber, DialNumber, GatewayName, HeaderName, HeaderValue};
 use crate::routing::Leg;
 
 const GATEWAY_PREFIX: &str = "sofia/gateway/";
 const HEADER_VAR_PREFIX: &str = "sip_h_";
 const PROGRESS_TIMEOUT_VAR: &str = "leg_progress_timeout";
+/// The leg's caller ID number (switch_ivr_originate.c reads `origination_caller_id_number` into
+/// the new channel's caller profile; with `caller-id-in-from` it is the From user).
+const CALLER_ID_VAR: &str = "origination_caller_id_number";
+/// sofia_glue.c `sofia_glue_do_invite`: `sip_cid_type=pid` makes the INVITE carry the caller ID
+/// as P-Asserted-Identity when the caller profile has the `screen` flag (else as
+/// P-Preferred-Identity), and `Privacy: id` with `hide_number`, else `Privacy: none`.
+const ASSERTED_IDENTITY: &str = "sip_cid_type=pid,origination_privacy=screen";
+const ASSERTED_PRIVATE_IDENTITY: &str = "sip_cid_type=pid,origination_privacy=screen+hide_number";
 
 /// On every leg: the carrier's SIP code, never a `Reason: Q.850;cause=N` header, decides the
 /// leg's hangup cause (sofia.c `sofia_handle_sip_i_state`, FREESWITCH.md §4.4). Failover is
@@ -45,6 +53,14 @@ pub fn bridge_data(leg: &Leg) -> String {
     if let Some(seconds) = leg.progress_timeout_seconds {
         vars.push_str(&format!(",{PROGRESS_TIMEOUT_VAR}={seconds}"));
     }
+    if let Some(caller) = &leg.caller_id {
+        vars.push_str(&format!(",{CALLER_ID_VAR}={caller}"));
+    }
+    match (leg.asserted_identity, leg.privacy) {
+        (true, false) => vars.push_str(&format!(",{ASSERTED_IDENTITY}")),
+        (true, true) => vars.push_str(&format!(",{ASSERTED_PRIVATE_IDENTITY}")),
+        (false, _) => {}
+    }
     let (gateway, number) = (leg.gateway_name.as_str(), leg.number.as_str());
     // Sized once: this is built for every leg of every call.
     let mut data = String::with_capacity(
@@ -65,13 +81,18 @@ pub fn bridge_data(leg: &Leg) -> String {
 pub struct ParsedBridge {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub progress_timeout_seconds: Option<u32>,
+    pub caller_id: Option<CallerNumber>,
+    pub asserted_identity: bool,
+    pub privacy: bool,
     pub gateway: GatewayName,
     pub number: DialNumber,
 }
 
 /// Parses `^\[ignore_q850_reason=true(,var)*\]sofia/gateway/<GatewayName>/<DialNumber>$`
-/// where a var is `sip_h_<HeaderName>=<HeaderValue>` or `leg_progress_timeout=<digits>` (at
-/// most once). Anything else — another leg, `{}` globals, other variables, escapes — is `None`.
+/// where a var is `sip_h_<HeaderName>=<HeaderValue>`, or at most once each
+/// `leg_progress_timeout=<digits>`, `origination_caller_id_number=<CallerNumber>` and
+/// `sip_cid_type=pid,origination_privacy=screen[+hide_number]`. Anything else — another leg,
+/// `{}` globals, other variables, escapes — is `None`.
 pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
     let rest = s.strip_prefix('[')?.strip_prefix(SIP_CODE_DECIDES)?;
     // No validated value contains `]`, so the first one closes the block.
@@ -82,9 +103,25 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
     }
     let mut headers = Vec::new();
     let mut progress_timeout_seconds = None;
-    for var in vars.split(',').skip(1) {
+    let mut caller_id = None;
+    let mut identity = None;
+    let mut list = vars.split(',').skip(1);
+    while let Some(var) = list.next() {
         let (name, value) = var.split_once('=')?;
-        if let Some(header) = name.strip_prefix(HEADER_VAR_PREFIX) {
+        if var == "sip_cid_type=pid" && identity.is_none() {
+            let pair = format!("{var},{}", list.next()?);
+            identity = Some(match pair.as_str() {
+                ASSERTED_IDENTITY => false,
+                ASSERTED_PRIVATE_IDENTITY => true,
+                _ => return None,
+            });
+        } else if name == CALLER_ID_VAR && caller_id.is_none() {
+            caller_id = Some(
+                CallerNumber::parse(value)
+                    .ok()
+                    .filter(|c| c.as_str() == value)?,
+            );
+        } else if let Some(header) = name.strip_prefix(HEADER_VAR_PREFIX) {
             headers.push((
                 HeaderName::parse(header).ok()?,
                 HeaderValue::parse(value).ok()?,
@@ -102,6 +139,9 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
     Some(ParsedBridge {
         headers,
         progress_timeout_seconds,
+        caller_id,
+        asserted_identity: identity.is_some(),
+        privacy: identity == Some(true),
         gateway: GatewayName::parse(gateway).ok()?,
         number: DialNumber::parse(number).ok()?,
     })
@@ -130,6 +170,9 @@ mod tests {
             progress_timeout_seconds: timeout,
             failover_codes: FailoverCodes::platform_default(),
             route_id: None,
+            caller_id: None,
+            asserted_identity: false,
+            privacy: false,
         }
     }
 

@@ -21,7 +21,7 @@ use crate::fsxml::sofia::ProfileTemplates;
 use crate::fsxml::testdata::assert_document_is_safe;
 use crate::fsxml::writer::{RenderError, XmlWriter, line_triggers_preprocessor};
 use crate::model::fixtures::{carrier, prefix_route, regex_route, tenant};
-use crate::model::{Applied, AppliedGateway};
+use crate::model::{Applied, AppliedGateway, CallerNumber};
 use crate::model::{
     ContextName, DialNumber, FailoverCodes, FailoverMode, GatewayName, HeaderName, HeaderValue,
     ProfileName,
@@ -79,6 +79,7 @@ pub fn published() -> &'static Published {
                 ),
                 prefix_route(0x3004, Some(EXACT_TENANT.as_u128()), "", 5, 0x2001),
             ],
+            voice_numbers: vec![],
         };
         let settings = PublishSettings {
             default_context: ContextName::parse("trunkline").unwrap(),
@@ -121,6 +122,8 @@ pub fn dialstring(input: &[u8]) {
         .and_then(|n| DialNumber::parse(n).ok())
         .unwrap_or_else(|| DialNumber::parse("15551234567").unwrap());
     let progress_timeout_seconds = fields.next().and_then(|t| t.parse::<u32>().ok());
+    let caller_id = fields.next().and_then(|c| CallerNumber::parse(c).ok());
+    let identity = fields.next().map_or(0, str::len) % 3;
     let mut headers = Vec::new();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         if let (Ok(name), Ok(value)) = (HeaderName::parse(name), HeaderValue::parse(value)) {
@@ -135,6 +138,9 @@ pub fn dialstring(input: &[u8]) {
         progress_timeout_seconds,
         failover_codes: FailoverCodes::platform_default(),
         route_id: None,
+        caller_id,
+        asserted_identity: identity > 0,
+        privacy: identity > 1,
     };
     let data = bridge_data(&leg);
     let parsed = parse_bridge_data(&data)
@@ -145,6 +151,11 @@ pub fn dialstring(input: &[u8]) {
     assert_eq!(
         parsed.progress_timeout_seconds,
         leg.progress_timeout_seconds
+    );
+    assert_eq!(parsed.caller_id, leg.caller_id);
+    assert_eq!(
+        (parsed.asserted_identity, parsed.privacy),
+        (leg.asserted_identity, leg.privacy)
     );
 }
 

@@ -1025,3 +1025,123 @@ async fn a_tls_carrier_needs_a_profile_with_tls_and_is_refused_on_one_without() 
         .await;
     assert!(sofia.contains("<gateway name=\"secure-gw\">"), "{sofia}");
 }
+
+#[tokio::test]
+async fn caller_id_settings_are_validated_and_number_writes_reach_the_very_next_fetch() {
+    on_every_backend(|app| async move {
+        let admin = app.admin.clone();
+        // Refused, naming the field, and nothing stored.
+        let refused = app
+            .post(
+                "/api/v1/tenants",
+                &admin,
+                json!({"name": "Acme", "caller_id_policy": {"foreign": "replace"}}),
+            )
+            .await;
+        refused.assert_refused_on("caller_id_policy.default_number");
+        for (policy, field) in [
+            (json!({"allow": "mine"}), "caller_id_policy.allow"),
+            (
+                json!({"default_number": "${x}"}),
+                "caller_id_policy.default_number",
+            ),
+            (json!({"extra": 1}), "caller_id_policy.extra"),
+        ] {
+            app.post(
+                "/api/v1/tenants",
+                &admin,
+                json!({"name": "Acme", "caller_id_policy": policy}),
+            )
+            .await
+            .assert_refused_on(field);
+        }
+        for (format, field) in [
+            (json!({"format": "national"}), "caller_id.country_code"),
+            (json!({"privacy": true}), "caller_id.privacy"),
+            (
+                json!({"format": "national", "country_code": "0"}),
+                "caller_id.country_code",
+            ),
+            (
+                json!({"national_prefix": "0|1"}),
+                "caller_id.national_prefix",
+            ),
+        ] {
+            app.post(
+                "/api/v1/carriers",
+                &admin,
+                json!({"name": "A", "remote_host": "sip.a.example", "caller_id": format}),
+            )
+            .await
+            .assert_refused_on(field);
+        }
+        assert!(
+            app.store.load_dataset().await.unwrap().tenants.is_empty(),
+            "nothing stored"
+        );
+
+        // A tenant allowing only its own numbers, a carrier with an attestation header.
+        let tenant = app
+            .create(
+                "/api/v1/tenants",
+                &admin,
+                json!({"name": "Acme", "caller_id_policy": {"allow": "own_numbers"}}),
+            )
+            .await;
+        assert_eq!(
+            tenant["caller_id_policy"],
+            json!({"allow": "own_numbers", "foreign": "refuse", "default_number": null})
+        );
+        let tenant_id = Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
+        app.platform_carrier("alpha", json!({"attestation_header": "X-Attestation"}))
+            .await;
+        let alpha = app.store.load_dataset().await.unwrap().carriers[0].id;
+        app.create(
+            "/api/v1/outbound-routes",
+            &admin,
+            json!({"name": "All", "prefix": "all", "carrier_id": alpha}),
+        )
+        .await;
+        let fetch = |caller: &'static str| {
+            support::app::dialplan_body(&[
+                ("Caller-Caller-ID-Number", Some(caller)),
+                (
+                    "variable_trunkline_tenant_id",
+                    Some(tenant["id"].as_str().unwrap()),
+                ),
+                ("variable_trunkline_attestation", None),
+            ])
+        };
+        // Not its number yet: refused.
+        let (_, xml) = app.fetch(fetch("+14155550100")).await;
+        assert!(xml.contains("CALL_REJECTED"), "{xml}");
+        // The number written: the very next fetch keeps it, with attestation A.
+        let number = app
+            .create(
+                "/api/v1/phone-numbers",
+                &admin,
+                json!({"tenant_id": tenant_id, "number": "+14155550100"}),
+            )
+            .await;
+        let (_, xml) = app.fetch(fetch("+14155550100")).await;
+        let legs = support::app::bridges(&xml);
+        assert_eq!(legs.len(), 1, "{xml}");
+        assert!(
+            legs[0].contains("origination_caller_id_number=+14155550100")
+                && legs[0].contains("sip_h_X-Attestation=A"),
+            "{legs:?}"
+        );
+        // SMS only: no longer a caller ID it may present.
+        let reply = app
+            .patch(
+                &format!("/api/v1/phone-numbers/{}", number["id"].as_str().unwrap()),
+                &admin,
+                json!({"capabilities": ["sms"]}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let (_, xml) = app.fetch(fetch("+14155550100")).await;
+        assert!(xml.contains("CALL_REJECTED"), "{xml}");
+    })
+    .await;
+}

@@ -26,6 +26,10 @@ fn new_tenant(name: &str, context: Option<&str>) -> NewTenant {
         features: vec![Feature::SelfServiceCarriers],
         failover_mode: Some(FailoverMode::Exact),
         max_cost: Some(usd("0.05")),
+        caller_id_policy: serde_json::from_value(serde_json::json!(
+            {"allow": "own_numbers", "foreign": "replace", "default_number": "+4930123456"}
+        ))
+        .unwrap(),
     }
 }
 
@@ -74,6 +78,11 @@ fn new_carrier(gateway: &str, tenant: Option<Uuid>) -> NewCarrier {
         leg_progress_timeout_seconds: Some(8),
         cost: Some(usd("0.0125")),
         detail: trunkline::model::Detail::parse("SBC pair in Frankfurt\nNOC: +49 30 1234").unwrap(),
+        caller_id: serde_json::from_value(serde_json::json!(
+            {"format": "national", "country_code": "49", "national_prefix": "0",
+             "asserted_identity": true, "privacy": true}
+        ))
+        .unwrap(),
     }
 }
 

@@ -97,6 +97,7 @@ pub fn published_platform(routes: usize) -> (Published, Vec<Route>) {
         tenants,
         carriers,
         routes: routes.clone(),
+        voice_numbers: vec![],
     };
     let published = Published::build(dataset, &templates, &publish).expect("documents render");
     (published, routes)

@@ -24,9 +24,9 @@ use super::page::{ListResponse, page_request};
 use super::write::{merge_patch, owner_for_write};
 use crate::app::AppState;
 use crate::model::{
-    Carrier, CarrierStatus, CarrierType, Cidr, Currency, Detail, Digits, Direction, DisplayName,
-    FailoverCode, FailoverCodes, GatewayName, HeaderName, HeaderValue, Host, NewCarrier, Password,
-    ProfileName, Scope, SipUser, Transport,
+    CallerIdFormat, Carrier, CarrierStatus, CarrierType, Cidr, Currency, Detail, Digits, Direction,
+    DisplayName, FailoverCode, FailoverCodes, GatewayName, HeaderName, HeaderValue, Host,
+    NewCarrier, Password, ProfileName, Scope, SipUser, Transport,
 };
 use crate::store::{CarrierFilter, TenantScope};
 
@@ -103,6 +103,11 @@ pub struct CarrierBody {
     /// Default per-minute cost of routes to this carrier that name none.
     #[serde(default)]
     pub cost: Option<CostBody>,
+    /// How this carrier receives the caller ID: `format` `as_presented` (default), `e164`,
+    /// `e164_without_plus` or `national` (with `country_code`, and `national_prefix` such as
+    /// `0`); `asserted_identity` sends P-Asserted-Identity, `privacy` adds `Privacy: id`.
+    #[serde(default)]
+    pub caller_id: CallerIdFormat,
 }
 
 fn default_type() -> CarrierType {
@@ -160,6 +165,7 @@ impl CarrierBody {
                 .map(|f| f.codes().iter().map(ToString::to_string).collect()),
             leg_progress_timeout_seconds: c.leg_progress_timeout_seconds,
             cost: c.cost.as_ref().map(CostBody::from_cost),
+            caller_id: c.caller_id.clone(),
         }
     }
 
@@ -287,6 +293,9 @@ impl CarrierBody {
         if self.status == CarrierStatus::Archived {
             e.add("status", "use DELETE to archive a carrier");
         }
+        if let Err((field, why)) = self.caller_id.check() {
+            e.add(&format!("caller_id.{field}"), why.0);
+        }
         e.finish()?;
         // Every `None` above recorded an error, so `finish` returned early.
         let missing = || ApiError::Internal("parsed field missing without an error".into());
@@ -319,6 +328,7 @@ impl CarrierBody {
             leg_progress_timeout_seconds: self.leg_progress_timeout_seconds,
             cost: cost.ok_or_else(missing)?,
             detail: detail.ok_or_else(missing)?,
+            caller_id: self.caller_id,
         })
     }
 }
@@ -367,6 +377,7 @@ pub struct CarrierView {
     pub failover_codes: Option<Vec<String>>,
     pub leg_progress_timeout_seconds: Option<u32>,
     pub cost: Option<CostBody>,
+    pub caller_id: CallerIdFormat,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub archived_at: Option<DateTime<Utc>>,
@@ -410,6 +421,7 @@ impl From<Carrier> for CarrierView {
             failover_codes: body.failover_codes,
             leg_progress_timeout_seconds: c.leg_progress_timeout_seconds,
             cost: body.cost,
+            caller_id: body.caller_id,
             created_at: c.created_at,
             updated_at: c.updated_at,
             archived_at: c.archived_at,

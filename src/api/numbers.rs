@@ -1,5 +1,6 @@
 //! `/api/v1/phone-numbers`: the DID inventory. A number belongs to one tenant and optionally to a
-//! carrier the tenant can use; it outlives its carrier (the foreign key is SET NULL).
+//! carrier the tenant can use; it outlives its carrier (the foreign key is SET NULL). Every write
+//! publishes a new snapshot: caller-ID policies and attestation read the numbers from it.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -156,6 +157,8 @@ pub async fn create_phone_number(
     check_carrier(&state, &new).await?;
     let number = state.store.create_phone_number(&new).await?;
     tracing::info!(token = %principal.token_id, phone_number = %number.id, "phone number created");
+    // Caller-ID policies and attestation read the numbers from the snapshot.
+    state.after_write().await;
     Ok((StatusCode::CREATED, Json(number.into())))
 }
 
@@ -191,6 +194,8 @@ pub async fn update_phone_number(
     check_carrier(&state, &new).await?;
     let number = state.store.update_phone_number(id, &new).await?;
     tracing::info!(token = %principal.token_id, phone_number = %number.id, "phone number updated");
+    // Caller-ID policies and attestation read the numbers from the snapshot.
+    state.after_write().await;
     Ok(Json(number.into()))
 }
 
@@ -206,6 +211,8 @@ pub async fn delete_phone_number(
     owned_number(&state, &principal, id).await?;
     state.store.delete_phone_number(id).await?;
     tracing::info!(token = %principal.token_id, phone_number = %id, "phone number deleted");
+    // Caller-ID policies and attestation read the numbers from the snapshot.
+    state.after_write().await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -19,7 +19,9 @@ use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
 use super::write::merge_patch;
 use crate::app::AppState;
-use crate::model::{ContextName, DisplayName, FailoverMode, Feature, NewTenant, Tenant};
+use crate::model::{
+    CallerIdPolicy, ContextName, DisplayName, FailoverMode, Feature, NewTenant, Tenant,
+};
 use crate::store::TenantFilter;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -45,6 +47,12 @@ pub struct TenantBody {
     /// legs of unknown cost kept.
     #[serde(default)]
     pub max_cost: Option<CostBody>,
+    /// Which caller IDs this tenant's calls may present: `allow` `any` (default) or
+    /// `own_numbers` (its phone numbers with voice capability); `foreign` `refuse` (default) or
+    /// `replace` by `default_number`. A call with no valid caller ID is refused or replaced
+    /// alike, whatever `allow` says.
+    #[serde(default)]
+    pub caller_id_policy: CallerIdPolicy,
 }
 
 impl TenantBody {
@@ -55,6 +63,7 @@ impl TenantBody {
             features: t.features.clone(),
             failover_mode: t.failover_mode,
             max_cost: t.max_cost.as_ref().map(CostBody::from_cost),
+            caller_id_policy: t.caller_id_policy.clone(),
         }
     }
 
@@ -73,6 +82,9 @@ impl TenantBody {
             self.max_cost.as_ref(),
             &state.settings.currency,
         );
+        if let Err((field, why)) = self.caller_id_policy.check() {
+            e.add(&format!("caller_id_policy.{field}"), why.0);
+        }
         e.finish()?;
         let mut features = self.features;
         features.sort_by_key(|f| f.as_str());
@@ -84,6 +96,7 @@ impl TenantBody {
             features,
             failover_mode: self.failover_mode,
             max_cost: max_cost.ok_or_else(missing)?,
+            caller_id_policy: self.caller_id_policy,
         })
     }
 }
@@ -97,6 +110,7 @@ pub struct TenantView {
     pub features: Vec<Feature>,
     pub failover_mode: Option<FailoverMode>,
     pub max_cost: Option<CostBody>,
+    pub caller_id_policy: CallerIdPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -111,6 +125,7 @@ impl From<Tenant> for TenantView {
             features: body.features,
             failover_mode: body.failover_mode,
             max_cost: body.max_cost,
+            caller_id_policy: body.caller_id_policy,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }

@@ -360,6 +360,8 @@ pub enum RefuseReason {
     UnknownTenant,
     /// The exact-form follow-up carried an attempt or outcome we cannot trust.
     FailoverStateInvalid,
+    /// The tenant's caller-ID policy refuses the caller ID the call presents (or it has none).
+    CallerIdRefused,
 }
 
 impl RefuseReason {
@@ -368,7 +370,9 @@ impl RefuseReason {
     /// - invalid destination → INVALID_NUMBER_FORMAT (484, Address Incomplete);
     /// - no usable carrier → NORMAL_TEMPORARY_FAILURE (503): a temporary condition (carriers
     ///   disabled or down), so the caller may retry later or elsewhere;
-    /// - unknown tenant → CALL_REJECTED (403): the call is not allowed here at all;
+    /// - unknown tenant, or a caller ID the tenant's policy refuses → CALL_REJECTED (603
+    ///   Decline, mod_sofia.c `hangup_cause_to_sip`; seen on the node): the call is not
+    ///   allowed here at all;
     /// - invalid failover state → NORMAL_TEMPORARY_FAILURE (503): we cannot tell what happened,
     ///   so we stop without trying further carriers, and say so as a temporary failure.
     pub fn cause(&self) -> Cause {
@@ -376,7 +380,7 @@ impl RefuseReason {
             Self::NoRoute => Cause::NO_ROUTE_DESTINATION,
             Self::InvalidDestination => Cause::INVALID_NUMBER_FORMAT,
             Self::NoUsableCarrier | Self::FailoverStateInvalid => Cause::NORMAL_TEMPORARY_FAILURE,
-            Self::UnknownTenant => Cause::CALL_REJECTED,
+            Self::UnknownTenant | Self::CallerIdRefused => Cause::CALL_REJECTED,
         }
     }
 }
@@ -413,6 +417,9 @@ mod tests {
             progress_timeout_seconds: None,
             failover_codes: FailoverCodes::platform_default(),
             route_id: None,
+            caller_id: None,
+            asserted_identity: false,
+            privacy: false,
         }
     }
 

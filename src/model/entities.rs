@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::caller_id::{CallerIdFormat, CallerIdPolicy};
 use super::criteria::{Cost, RouteCriteria};
 use super::values::*;
 
@@ -121,6 +122,8 @@ pub struct Tenant {
     pub failover_mode: Option<FailoverMode>,
     /// The most a leg of this tenant's calls may cost per minute; dearer legs are dropped.
     pub max_cost: Option<Cost>,
+    /// Which caller IDs this tenant's calls may present.
+    pub caller_id_policy: CallerIdPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -169,6 +172,8 @@ pub struct Carrier {
     pub archived_at: Option<DateTime<Utc>>,
     /// Free notes (VoIPBIN's `detail`).
     pub detail: Detail,
+    /// How this carrier receives the caller ID.
+    pub caller_id: CallerIdFormat,
 }
 
 impl Carrier {
@@ -247,6 +252,7 @@ pub struct NewTenant {
     pub features: Vec<Feature>,
     pub failover_mode: Option<FailoverMode>,
     pub max_cost: Option<Cost>,
+    pub caller_id_policy: CallerIdPolicy,
 }
 
 /// The writable fields of a carrier (create, and update after merging a PATCH). The store
@@ -281,6 +287,7 @@ pub struct NewCarrier {
     pub leg_progress_timeout_seconds: Option<u32>,
     pub cost: Option<Cost>,
     pub detail: Detail,
+    pub caller_id: CallerIdFormat,
 }
 
 /// The writable fields of an outbound route.

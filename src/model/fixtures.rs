@@ -48,6 +48,7 @@ pub fn carrier(gateway: &str, id: u128) -> Carrier {
         updated_at: created(),
         archived_at: None,
         detail: Detail::default(),
+        caller_id: CallerIdFormat::default(),
     }
 }
 
@@ -60,6 +61,7 @@ pub fn tenant(name: &str, id: u128) -> Tenant {
         features: vec![Feature::SelfServiceCarriers],
         failover_mode: None,
         max_cost: None,
+        caller_id_policy: CallerIdPolicy::default(),
         created_at: created(),
         updated_at: created(),
     }

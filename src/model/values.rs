@@ -811,6 +811,22 @@ impl Attestation {
 }
 
 string_newtype!(
+    /// A country calling code (`1`, `44`, `353`): `^[1-9][0-9]{0,2}$`.
+    CountryCode
+);
+
+impl CountryCode {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        if (1..=3).contains(&s.len()) && !s.starts_with('0') && all_chars(s, |c| c.is_ascii_digit())
+        {
+            Ok(Self(s.to_string()))
+        } else {
+            Err(Invalid::new("country code must match ^[1-9][0-9]{0,2}$"))
+        }
+    }
+}
+
+string_newtype!(
     /// An E.164 number for the DID inventory: `^\+[1-9][0-9]{1,14}$`.
     E164
 );
@@ -827,6 +843,14 @@ impl E164 {
         } else {
             Err(Invalid::new("number must be E.164: ^\\+[1-9][0-9]{1,14}$"))
         }
+    }
+
+    /// The number's digits as an integer (at most 15 digits, so it fits): how the snapshot
+    /// keeps a million of them.
+    pub fn key(&self) -> u64 {
+        self.0[1..]
+            .parse()
+            .expect("parse admits 1 to 15 digits only")
     }
 }
 

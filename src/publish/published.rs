@@ -54,7 +54,8 @@ impl Published {
             dataset.carriers,
             dataset.routes,
             settings.routing.clone(),
-        );
+        )
+        .with_voice_numbers(dataset.voice_numbers);
         let gateways = snapshot.gateways(None);
         let sofia_all = sofia_document(&templates.profiles, &gateways, None)?;
         let mut sofia_by_profile = HashMap::new();

@@ -9,6 +9,7 @@
 //! - [`order`]: the try order of the matching routes (priority, cost, weighted draw, rank) and
 //!   which criterion decided each place.
 
+mod caller_id;
 mod index;
 mod order;
 mod resolve;
@@ -18,6 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use caller_id::{
+    AttestationSource, CallerIdDecision, CallerIdOutcome, CallerIdReason, formatted,
+};
 pub use snapshot::{RouteText, Snapshot};
 
 /// The snapshot's hash maps (and its index's). Keys are UUIDs and prefixes, hashed on every
@@ -68,6 +72,13 @@ pub struct Leg {
     pub failover_codes: FailoverCodes,
     /// The route that produced this leg; `None` for a forced carrier.
     pub route_id: Option<Uuid>,
+    /// The caller ID this leg sends (`origination_caller_id_number`), in the carrier's format;
+    /// `None`: the caller's own, passed on by FreeSWITCH unchanged.
+    pub caller_id: Option<CallerNumber>,
+    /// P-Asserted-Identity on this leg (FreeSWITCH `sip_cid_type=pid`), and with it `Privacy:
+    /// id` when `privacy`, else `Privacy: none`.
+    pub asserted_identity: bool,
+    pub privacy: bool,
 }
 
 /// The inputs of one routing decision, all validated.
@@ -79,7 +90,8 @@ pub struct RouteRequest<'a> {
     /// A carrier the originator asked for (`trunkline_carrier_id`); tried first when usable.
     pub forced_carrier: Option<Uuid>,
     pub caller: Option<&'a CallerNumber>,
-    /// The STIR/SHAKEN level to send in each carrier's `attestation_header`.
+    /// The STIR/SHAKEN level the call asked for (`trunkline_attestation`); without one the
+    /// level is derived from the caller ID (`caller_id`).
     pub attestation: Option<Attestation>,
     /// The moment the schedules are checked at (routing never reads a clock).
     pub now: DateTime<Utc>,
@@ -286,4 +298,6 @@ pub struct Decision<'s> {
     pub cost_ceiling: Option<CostCeiling>,
     /// The call id that seeded the weighted draw (`None` = the fixed seed).
     pub call_id: Option<Uuid>,
+    /// The caller ID the legs send, and the attestation level, and why.
+    pub caller_id: CallerIdDecision,
 }

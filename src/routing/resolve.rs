@@ -15,8 +15,8 @@ use uuid::Uuid;
 use super::order::{Candidate, order};
 use super::snapshot::RouteEntry;
 use super::{
-    Considered, CostCeiling, Criterion, Decision, ExcludeReason, Excluded, ForcedOutcome, Leg,
-    Outcome, RouteRequest, RouteScope, SkipReason, Snapshot,
+    CallerIdDecision, Considered, CostCeiling, Criterion, Decision, ExcludeReason, Excluded,
+    ForcedOutcome, Leg, Outcome, RouteRequest, RouteScope, SkipReason, Snapshot,
 };
 use crate::model::{Carrier, CarrierStatus, DialNumber, Digits, HeaderValue, Rate};
 
@@ -25,13 +25,16 @@ impl Snapshot {
     /// legs, and the caller refuses it.
     pub fn resolve(&self, request: &RouteRequest<'_>) -> Decision<'_> {
         // An unknown tenant has no routes of its own and may use platform carriers only.
-        let tenant_id = request.tenant_id.filter(|t| self.tenant(*t).is_some());
+        let tenant = request.tenant_id.and_then(|t| self.tenant(t));
+        let tenant_id = tenant.map(|t| t.id);
+        let caller_id = self.caller_id(tenant, request.caller, request.attestation);
         let cost_ceiling = self.cost_ceiling(tenant_id, request);
         let max_rate = cost_ceiling.as_ref().and_then(|c| c.max_rate);
         let over_ceiling = |cost: Option<Rate>| max_rate.zip(cost).is_some_and(|(max, c)| c > max);
         let mut legs = LegList {
             snapshot: self,
             request,
+            caller_id: &caller_id,
             legs: Vec::new(),
         };
         let forced = request.forced_carrier.map(|carrier_id| ForcedOutcome {
@@ -82,6 +85,7 @@ impl Snapshot {
             excluded,
             cost_ceiling,
             call_id: request.call_id,
+            caller_id,
         }
     }
 
@@ -238,6 +242,7 @@ fn considered<'s>(
 struct LegList<'a> {
     snapshot: &'a Snapshot,
     request: &'a RouteRequest<'a>,
+    caller_id: &'a CallerIdDecision,
     legs: Vec<Leg>,
 }
 
@@ -272,20 +277,23 @@ impl LegList<'_> {
                 .clone()
                 .unwrap_or_else(|| self.snapshot.settings.default_failover_codes.clone()),
             route_id: route.map(|r| r.id),
+            caller_id: self.caller_id.for_carrier(carrier),
+            asserted_identity: carrier.caller_id.asserted_identity,
+            privacy: carrier.caller_id.privacy,
         });
         Outcome::Used {
             position: self.legs.len(),
         }
     }
 
-    /// The carrier's `tech_headers`, then the attestation header when the caller asked for a
-    /// level and the carrier names a header for it (which then replaces a tech header of the
-    /// same name, so the leg never carries the header twice).
+    /// The carrier's `tech_headers`, then the attestation header when the carrier names one
+    /// (which then replaces a tech header of the same name, so the leg never carries the
+    /// header twice), with the call's level: asked for, or derived from the caller ID.
     fn headers(&self, carrier: &Carrier) -> Vec<(crate::model::HeaderName, HeaderValue)> {
-        let attestation = self
-            .request
-            .attestation
-            .zip(carrier.attestation_header.as_ref());
+        let attestation = carrier
+            .attestation_header
+            .as_ref()
+            .map(|name| (self.caller_id.attestation, name));
         let mut headers: Vec<_> = carrier
             .tech_headers
             .iter()

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::index::RouteIndex;
 use super::{CostSource, FastMap, RoutingSettings};
 use crate::model::{
-    CallerPrefix, Carrier, CarrierStatus, Cidr, Cost, Digits, MatchType, ProfileName, Rate, Route,
-    RouteMatch, Schedule, Tenant, Weight,
+    CallerPrefix, Carrier, CarrierStatus, Cidr, Cost, Digits, E164, MatchType, ProfileName, Rate,
+    Route, RouteMatch, Schedule, Tenant, Weight,
 };
 
 #[derive(Debug)]
@@ -34,6 +34,9 @@ pub struct Snapshot {
     text: String,
     /// Tenant → its `max_cost` in the platform currency.
     pub(super) tenant_ceilings: FastMap<Uuid, Rate>,
+    /// Tenant → its phone numbers with voice capability, as sorted integers
+    /// ([`E164::key`]): 8 bytes a number, looked up by binary search.
+    voice_numbers: FastMap<Uuid, Box<[u64]>>,
     pub(super) index: RouteIndex,
 }
 
@@ -233,8 +236,34 @@ impl Snapshot {
             routes: entries,
             text,
             tenant_ceilings,
+            voice_numbers: FastMap::default(),
             index,
         }
+    }
+
+    /// This snapshot with the tenants' phone numbers that carry voice (the caller IDs their
+    /// calls may present under `own_numbers`, and what attestation A is given for).
+    pub fn with_voice_numbers(mut self, numbers: Vec<(Uuid, E164)>) -> Snapshot {
+        let mut by_tenant: FastMap<Uuid, Vec<u64>> = FastMap::default();
+        for (tenant, number) in numbers {
+            by_tenant.entry(tenant).or_default().push(number.key());
+        }
+        self.voice_numbers = by_tenant
+            .into_iter()
+            .map(|(tenant, mut keys)| {
+                keys.sort_unstable();
+                keys.dedup();
+                (tenant, keys.into_boxed_slice())
+            })
+            .collect();
+        self
+    }
+
+    /// Whether `number` (E.164 digits as an integer) is one of `tenant`'s voice numbers.
+    pub fn owns_number(&self, tenant: Uuid, number: u64) -> bool {
+        self.voice_numbers
+            .get(&tenant)
+            .is_some_and(|keys| keys.binary_search(&number).is_ok())
     }
 
     pub(super) fn route_name(&self, route: &RouteEntry) -> RouteText<'_> {

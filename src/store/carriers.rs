@@ -24,7 +24,7 @@ macro_rules! columns {
          from_user, from_domain, caller_id_in_from, ping_seconds, inbound_ips, strip_prefix, \
          add_prefix, add_suffix, tech_headers, attestation_header, failover_codes, \
          leg_progress_timeout_seconds, cost_micros, cost_currency, created_at, updated_at, \
-         archived_at, detail"
+         archived_at, detail, caller_id"
     };
 }
 
@@ -41,7 +41,7 @@ const INSERT: &str = concat!(
     "INSERT INTO carriers (",
     columns!(),
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $30, $31, $32) RETURNING ",
+     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $30, $31, $32, $33) RETURNING ",
     columns!()
 );
 const UPDATE: &str = concat!(
@@ -52,7 +52,7 @@ const UPDATE: &str = concat!(
      inbound_ips = $20, strip_prefix = $21, add_prefix = $22, add_suffix = $23, \
      tech_headers = $24, attestation_header = $25, failover_codes = $26, \
      leg_progress_timeout_seconds = $27, cost_micros = $28, cost_currency = $29, \
-     updated_at = $30, archived_at = $31, detail = $32 \
+     updated_at = $30, archived_at = $31, detail = $32, caller_id = $33 \
      WHERE id = $1 RETURNING ",
     columns!()
 );
@@ -67,7 +67,7 @@ const LOCK_FOR_UPDATE: &str = "SELECT id FROM carriers WHERE id = $1 FOR UPDATE"
 const LOCK_FOR_SHARE: &str = "SELECT id FROM carriers WHERE id = $1 FOR SHARE";
 
 /// `$1` id, `$2`…`$29` the writable fields in column order, `$30` the time of the write,
-/// `$31` `archived_at`, `$32` `detail`.
+/// `$31` `archived_at`, `$32` `detail`, `$33` `caller_id`.
 fn write_args(id: Uuid, c: &NewCarrier, at: &str, archived_at: Option<String>) -> Args {
     let (cost_micros, cost_currency) = cost_columns(c.cost.as_ref());
     args![
@@ -103,6 +103,7 @@ fn write_args(id: Uuid, c: &NewCarrier, at: &str, archived_at: Option<String>) -
         at.to_string(),
         archived_at,
         c.detail.to_string(),
+        json(&c.caller_id),
     ]
 }
 

@@ -40,9 +40,9 @@ use uuid::Uuid;
 pub use self::error::StoreError;
 use self::exec::{Db, Tx, args};
 use self::feed::Feed;
-use self::rows::{CarrierRow, RouteRow, TenantRow};
+use self::rows::{CarrierRow, NumberOwnerRow, RouteRow, TenantRow};
 pub use self::switches::SyncState;
-use crate::model::{Carrier, CarrierStatus, MatchType, Route, Tenant};
+use crate::model::{Carrier, CarrierStatus, E164, MatchType, Route, Tenant};
 
 /// How long a request waits for a pooled connection (or SQLite for its write lock) before the
 /// store answers [`StoreError::Unavailable`].
@@ -111,6 +111,9 @@ pub struct Dataset {
     pub tenants: Vec<Tenant>,
     pub carriers: Vec<Carrier>,
     pub routes: Vec<Route>,
+    /// Every phone number with voice capability, and its tenant: what caller-ID policies and
+    /// attestation check a caller ID against.
+    pub voice_numbers: Vec<(Uuid, E164)>,
 }
 
 /// A keyset page request: at most `limit` rows with an id greater than `after`.
@@ -308,6 +311,10 @@ impl Store {
             .exec()
             .fetch_all::<RouteRow>(routes::ALL, args![])
             .await?;
+        let numbers = tx
+            .exec()
+            .fetch_all::<NumberOwnerRow>(numbers::ALL_OWNERS, args![])
+            .await?;
         tx.commit().await?;
         Ok(Dataset {
             version: version_of(version)?,
@@ -322,6 +329,10 @@ impl Store {
             routes: routes
                 .into_iter()
                 .map(RouteRow::into_model)
+                .collect::<Result<_, _>>()?,
+            voice_numbers: numbers
+                .into_iter()
+                .filter_map(|n| n.into_voice_number().transpose())
                 .collect::<Result<_, _>>()?,
         })
     }

@@ -22,6 +22,8 @@ macro_rules! select {
 }
 
 const GET: &str = concat!(select!(), " WHERE id = $1");
+/// Every number's owner and capabilities, for the dataset (the snapshot keeps the voice ones).
+pub(super) const ALL_OWNERS: &str = "SELECT tenant_id, number, capabilities FROM phone_numbers";
 const INSERT: &str = concat!(
     "INSERT INTO phone_numbers (",
     columns!(),

@@ -111,6 +111,7 @@ pub struct TenantRow {
     pub max_cost_currency: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    pub caller_id_policy: String,
 }
 
 impl TenantRow {
@@ -134,6 +135,7 @@ impl TenantRow {
                 self.max_cost_micros,
                 self.max_cost_currency.as_deref(),
             )?,
+            caller_id_policy: from_json("tenants.caller_id_policy", &self.caller_id_policy)?,
             created_at: parse_ts("tenants.created_at", &self.created_at)?,
             updated_at: parse_ts("tenants.updated_at", &self.updated_at)?,
         })
@@ -175,6 +177,7 @@ pub struct CarrierRow {
     pub updated_at: String,
     pub archived_at: Option<String>,
     pub detail: String,
+    pub caller_id: String,
 }
 
 impl CarrierRow {
@@ -254,6 +257,7 @@ impl CarrierRow {
             updated_at: parse_ts("carriers.updated_at", &self.updated_at)?,
             archived_at: parse_opt_ts("carriers.archived_at", self.archived_at.as_deref())?,
             detail: value("carriers.detail", &self.detail, Detail::parse)?,
+            caller_id: from_json("carriers.caller_id", &self.caller_id)?,
         })
     }
 }
@@ -381,6 +385,29 @@ impl PhoneNumberRow {
             created_at: parse_ts("phone_numbers.created_at", &self.created_at)?,
             updated_at: parse_ts("phone_numbers.updated_at", &self.updated_at)?,
         })
+    }
+}
+
+/// A number's owner and capabilities: what the routing snapshot reads of the inventory.
+#[derive(Debug, sqlx::FromRow)]
+pub struct NumberOwnerRow {
+    pub tenant_id: String,
+    pub number: String,
+    pub capabilities: String,
+}
+
+impl NumberOwnerRow {
+    /// The owner and number when the number carries voice, else `None`.
+    pub fn into_voice_number(self) -> Result<Option<(Uuid, E164)>, StoreError> {
+        let capabilities: Vec<Capability> =
+            from_json("phone_numbers.capabilities", &self.capabilities)?;
+        if !capabilities.contains(&Capability::Voice) {
+            return Ok(None);
+        }
+        Ok(Some((
+            parse_id("phone_numbers.tenant_id", &self.tenant_id)?,
+            value("phone_numbers.number", &self.number, E164::parse)?,
+        )))
     }
 }
 

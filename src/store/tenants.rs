@@ -12,7 +12,7 @@ use crate::model::{NewTenant, Tenant};
 macro_rules! columns {
     () => {
         "id, name, context, features, failover_mode, max_cost_micros, max_cost_currency, \
-         created_at, updated_at"
+         created_at, updated_at, caller_id_policy"
     };
 }
 
@@ -28,17 +28,18 @@ const EXISTS: &str = "SELECT id FROM tenants WHERE id = $1";
 const INSERT: &str = concat!(
     "INSERT INTO tenants (",
     columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ",
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING ",
     columns!()
 );
 const UPDATE: &str = concat!(
     "UPDATE tenants SET name = $2, context = $3, features = $4, failover_mode = $5, ",
-    "max_cost_micros = $6, max_cost_currency = $7, updated_at = $8 ",
+    "max_cost_micros = $6, max_cost_currency = $7, updated_at = $8, caller_id_policy = $9 ",
     "WHERE id = $1 RETURNING ",
     columns!()
 );
 
-/// `$1` id, `$2`…`$7` the writable fields, `$8` the time of the write.
+/// `$1` id, `$2`…`$7` the writable fields, `$8` the time of the write, `$9` the caller-ID
+/// policy.
 fn write_args(id: Uuid, t: &NewTenant) -> Args {
     let (max_cost_micros, max_cost_currency) = cost_columns(t.max_cost.as_ref());
     args![
@@ -50,6 +51,7 @@ fn write_args(id: Uuid, t: &NewTenant) -> Args {
         max_cost_micros,
         max_cost_currency,
         ts(now()),
+        json(&t.caller_id_policy),
     ]
 }
 

@@ -21,7 +21,7 @@ use crate::fsxml::dialplan::{
 use crate::fsxml::request::{self, ConfigFetch, DialplanFetch, FetchRequest};
 use crate::model::{Attestation, CallerNumber, ContextName, Destination, FailoverMode, Rate};
 use crate::publish::Published;
-use crate::routing::{Decision, RouteRequest};
+use crate::routing::{CallerIdOutcome, Decision, RouteRequest};
 
 /// What a fetch asked for, as the handler's logs and metric labels name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +212,12 @@ pub fn dialplan_answer<'s>(
         max_cost: fetch.max_cost.as_deref().map(|m| Rate::parse(m.trim())),
     });
     let legs = &decision.legs;
-    out.answer = if legs.is_empty() {
+    out.answer = if decision.caller_id.outcome == CallerIdOutcome::Refused {
+        refuse(
+            RefuseReason::CallerIdRefused,
+            format!("caller ID refused: {}", decision.caller_id.detail).into(),
+        )
+    } else if legs.is_empty() {
         let (reason, why) = if decision.considered.is_empty() {
             (RefuseReason::NoRoute, "no route matches")
         } else {

@@ -17,7 +17,8 @@ use crate::fsxml::request::DialplanFetch;
 use crate::model::{Attestation, CallerNumber, Destination, FailoverMode};
 use crate::publish::Published;
 use crate::routing::{
-    Considered, CostCeiling, Criterion, Decision, Excluded, ForcedOutcome, Leg, Outcome, RouteScope,
+    CallerIdDecision, Considered, CostCeiling, Criterion, Decision, Excluded, ForcedOutcome, Leg,
+    Outcome, RouteScope,
 };
 
 /// What to explain: the inputs of a dialplan fetch, unvalidated (they come from a query string
@@ -146,6 +147,10 @@ pub struct Explanation<'s> {
     pub cost_ceiling: Option<CostCeiling>,
     /// The call id that seeded the weighted draw; null = the fixed seed.
     pub call_id: Option<Uuid>,
+    /// The caller ID the legs send and the attestation level, and why: kept, replaced or
+    /// refused under the tenant's policy.
+    #[schema(value_type = Object)]
+    pub caller_id: CallerIdDecision,
     /// The moment the schedules were checked at.
     pub at: DateTime<Utc>,
     /// The exact document FreeSWITCH receives for this call's first fetch.
@@ -183,6 +188,7 @@ pub fn explain<'s>(
         excluded,
         cost_ceiling,
         call_id,
+        caller_id,
     }) = answered.decision
     else {
         return Err(refuse(
@@ -227,6 +233,7 @@ pub fn explain<'s>(
         excluded,
         cost_ceiling,
         call_id,
+        caller_id,
         at: now,
         xml: String::from_utf8_lossy(&answered.answer.xml).into_owned(),
     })
