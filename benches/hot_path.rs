@@ -97,6 +97,7 @@ fn render(c: &mut Criterion) {
             destination: &destination,
             forced_carrier: None,
             caller: None,
+            caller_withheld: false,
             attestation: None,
             now: Utc::now(),
             call_id: None,

@@ -1167,6 +1167,17 @@ async fn caller_id_policy_attestation_and_each_carriers_format_reach_the_wire() 
         }
     }
     assert!(invites > 5 + hostile.len(), "tenant own replaced them all");
+
+    // A withheld number goes on as it is where any caller ID is allowed, and is replaced
+    // where only the tenant's own are.
+    tenant_call(&p, &any, "anonymous", 200).await;
+    invites += 1;
+    let invite = last_invite(invites);
+    assert_eq!(header_user(&invite.header("From")), "anonymous", "{invite:?}");
+    tenant_call(&p, &own, "anonymous", 200).await;
+    invites += 1;
+    let invite = last_invite(invites);
+    assert_eq!(header_user(&invite.header("P-Asserted-Identity")), "5550002222");
 }
 
 #[tokio::test]

@@ -134,6 +134,7 @@ pub fn request(tenant: Uuid, destination: &Destination, now: DateTime<Utc>) -> R
         destination,
         forced_carrier: None,
         caller: None,
+        caller_withheld: false,
         attestation: None,
         now,
         call_id: None,

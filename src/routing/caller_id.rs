@@ -4,7 +4,8 @@
 //!
 //! - A call presents a valid caller number (`+?[0-9]{1,20}`) or none: anything else (`${…}`,
 //!   quotes, spaces, 300 characters) counts as none, and is replaced by the tenant's default
-//!   number or refused, whatever the policy, so it never reaches a leg as written.
+//!   number or refused, whatever the policy, so it never reaches a leg as written. The one
+//!   exception is `anonymous` (a withheld number) under `any`: it goes on as it is.
 //! - Under `own_numbers` the number must be one of the tenant's phone numbers with voice
 //!   capability. A number without `+` is read as international (`15551234567` is
 //!   `+15551234567`): the inventory is E.164, and dialers send either.
@@ -42,6 +43,8 @@ pub enum CallerIdReason {
     NotOwnNumber,
     /// `own_numbers`, and the tenant's `default_number` is not one of its voice numbers either.
     DefaultNotOwnNumber,
+    /// `any`, and the call withholds its number (`anonymous`), which then goes on as it is.
+    Withheld,
 }
 
 impl CallerIdReason {
@@ -53,6 +56,7 @@ impl CallerIdReason {
             Self::DefaultNotOwnNumber => {
                 "the tenant's default caller ID is not one of its voice numbers"
             }
+            Self::Withheld => "the caller withholds its number (anonymous): passed on as it is",
         }
     }
 }
@@ -78,7 +82,8 @@ pub struct CallerIdDecision {
     pub allow: CallerIdAllow,
     /// The valid caller number the call presented; `None`: none, or not a valid one.
     pub presented: Option<CallerNumber>,
-    /// The number the legs carry (before each carrier's format); `None` when refused.
+    /// The number the legs carry (before each carrier's format); `None` when refused, or when
+    /// a withheld number goes on as it is.
     pub sent: Option<CallerNumber>,
     pub outcome: CallerIdOutcome,
     pub reason: CallerIdReason,
@@ -136,6 +141,7 @@ impl Snapshot {
         &self,
         tenant: Option<&Tenant>,
         presented: Option<&CallerNumber>,
+        withheld: bool,
         requested: Option<Attestation>,
     ) -> CallerIdDecision {
         let policy = tenant.map(|t| &t.caller_id_policy);
@@ -150,6 +156,9 @@ impl Snapshot {
                 CallerIdReason::Allowed,
                 Some(n.clone()),
             ),
+            None if withheld && allow == CallerIdAllow::Any => {
+                (CallerIdOutcome::Kept, CallerIdReason::Withheld, None)
+            }
             _ => {
                 let why = if presented.is_some() {
                     CallerIdReason::NotOwnNumber
@@ -248,6 +257,7 @@ mod tests {
         s.caller_id(
             s.tenant(Uuid::from_u128(ACME)),
             presented.as_ref(),
+            false,
             requested,
         )
     }
@@ -346,7 +356,7 @@ mod tests {
             (Attestation::C, AttestationSource::ChannelVariable)
         );
         let n = CallerNumber::parse(OWN).unwrap();
-        let d = any.caller_id(None, Some(&n), None);
+        let d = any.caller_id(None, Some(&n), false, None);
         assert_eq!(
             (d.outcome, d.attestation, d.attestation_source),
             (

@@ -8,6 +8,8 @@
 //! - [`resolve`]: the routing rules of DESIGN.md §3, one call per dialplan fetch.
 //! - [`order`]: the try order of the matching routes (priority, cost, weighted draw, rank) and
 //!   which criterion decided each place.
+//! - [`caller_id`]: the caller ID the legs send under the tenant's policy, the attestation
+//!   level, and each carrier's format of the number.
 
 mod caller_id;
 mod index;
@@ -90,6 +92,9 @@ pub struct RouteRequest<'a> {
     /// A carrier the originator asked for (`trunkline_carrier_id`); tried first when usable.
     pub forced_carrier: Option<Uuid>,
     pub caller: Option<&'a CallerNumber>,
+    /// The call presents no number but `anonymous`: a caller ID withheld on purpose, which
+    /// FreeSWITCH passes on as it is where the tenant's policy allows any caller ID.
+    pub caller_withheld: bool,
     /// The STIR/SHAKEN level the call asked for (`trunkline_attestation`); without one the
     /// level is derived from the caller ID (`caller_id`).
     pub attestation: Option<Attestation>,

@@ -27,7 +27,12 @@ impl Snapshot {
         // An unknown tenant has no routes of its own and may use platform carriers only.
         let tenant = request.tenant_id.and_then(|t| self.tenant(t));
         let tenant_id = tenant.map(|t| t.id);
-        let caller_id = self.caller_id(tenant, request.caller, request.attestation);
+        let caller_id = self.caller_id(
+            tenant,
+            request.caller,
+            request.caller_withheld,
+            request.attestation,
+        );
         let cost_ceiling = self.cost_ceiling(tenant_id, request);
         let max_rate = cost_ceiling.as_ref().and_then(|c| c.max_rate);
         let over_ceiling = |cost: Option<Rate>| max_rate.zip(cost).is_some_and(|(max, c)| c > max);
@@ -369,6 +374,7 @@ mod tests {
             destination: &destination,
             forced_carrier: forced.map(id),
             caller: None,
+            caller_withheld: false,
             attestation: None,
             now: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
             call_id: None,
@@ -580,6 +586,7 @@ mod tests {
             destination: &destination,
             forced_carrier: None,
             caller: None,
+            caller_withheld: false,
             attestation: Some(Attestation::B),
             now: Utc::now(),
             call_id: None,
@@ -654,6 +661,7 @@ mod tests {
             destination: &destination,
             forced_carrier: None,
             caller: caller.as_ref(),
+            caller_withheld: false,
             attestation: None,
             now: c.now,
             call_id: c.call_id,

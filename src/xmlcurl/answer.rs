@@ -23,6 +23,9 @@ use crate::model::{Attestation, CallerNumber, ContextName, Destination, Failover
 use crate::publish::Published;
 use crate::routing::{CallerIdOutcome, Decision, RouteRequest};
 
+/// The caller ID number of a call that withholds its number (sofia's `anonymous` From user).
+const WITHHELD: &str = "anonymous";
+
 /// What a fetch asked for, as the handler's logs and metric labels name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
@@ -191,6 +194,10 @@ pub fn dialplan_answer<'s>(
         .caller_number
         .as_deref()
         .and_then(|c| CallerNumber::parse(c).ok());
+    let caller_withheld = fetch
+        .caller_number
+        .as_deref()
+        .is_some_and(|c| c.trim().eq_ignore_ascii_case(WITHHELD));
     let decision = snapshot.resolve(&RouteRequest {
         tenant_id: out.tenant_id,
         destination: &destination,
@@ -199,6 +206,7 @@ pub fn dialplan_answer<'s>(
             .as_deref()
             .and_then(|c| Uuid::try_parse(c.trim()).ok()),
         caller: caller.as_ref(),
+        caller_withheld,
         attestation: fetch
             .attestation
             .as_deref()

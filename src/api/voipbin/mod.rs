@@ -10,7 +10,7 @@
 //! "<tm_create of the last item>"}` newest first, paged with `page_size` and `page_token`.
 //! Errors keep the API's shape (`error.rs`), with VoIPBIN's field names.
 //!
-//! Authentication: a VoIPBIN client sends its token as `?token=`. [`token_from_query`] moves it
+//! Authentication: a VoIPBIN client sends its token as `?token=`. `token_from_query` moves it
 //! into the `Authorization` header before anything else reads the request, on `/v1.0` only;
 //! the request span records the path, never the query (`app.rs`), so the token reaches no log,
 //! metric or error.
