@@ -1173,11 +1173,18 @@ async fn caller_id_policy_attestation_and_each_carriers_format_reach_the_wire() 
     tenant_call(&p, &any, "anonymous", 200).await;
     invites += 1;
     let invite = last_invite(invites);
-    assert_eq!(header_user(&invite.header("From")), "anonymous", "{invite:?}");
+    assert_eq!(
+        header_user(&invite.header("From")),
+        "anonymous",
+        "{invite:?}"
+    );
     tenant_call(&p, &own, "anonymous", 200).await;
     invites += 1;
     let invite = last_invite(invites);
-    assert_eq!(header_user(&invite.header("P-Asserted-Identity")), "5550002222");
+    assert_eq!(
+        header_user(&invite.header("P-Asserted-Identity")),
+        "5550002222"
+    );
 }
 
 #[tokio::test]

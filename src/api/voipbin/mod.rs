@@ -118,8 +118,9 @@ impl<T> ResultList<T> {
     }
 }
 
-/// VoIPBIN's paging parameters.
+/// VoIPBIN's paging parameters (`token` never reaches here: `token_from_query`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct Paging {
     /// At most this many items (1 to 500, default 100).
     pub page_size: Option<u32>,
