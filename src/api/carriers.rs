@@ -128,7 +128,7 @@ const MAX_TECH_HEADERS: usize = 32;
 
 impl CarrierBody {
     /// The body that would recreate `c`, secret included: the base a PATCH merges over.
-    pub(super) fn from_carrier(c: &Carrier) -> Self {
+    fn from_carrier(c: &Carrier) -> Self {
         CarrierBody {
             tenant_id: c.tenant_id,
             name: c.name.to_string(),

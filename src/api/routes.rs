@@ -91,7 +91,7 @@ fn default_enabled() -> bool {
 }
 
 impl RouteBody {
-    pub(super) fn from_route(r: &Route) -> Self {
+    fn from_route(r: &Route) -> Self {
         let (prefix, regex) = match &r.matcher {
             RouteMatch::Prefix(p) => (Some(p.to_string()), None),
             RouteMatch::Regex(x) => (None, Some(x.to_string())),
