@@ -469,12 +469,16 @@ pub async fn api(port: u16, password: &str, command: &str) -> std::io::Result<St
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
-/// A free port on 127.0.0.1 for both UDP and TCP (sofia binds both on a profile's port).
+/// A free port on 127.0.0.1 for both UDP and TCP (sofia binds both on a profile's port),
+/// below the kernel's ephemeral range (32768 and up on Linux). A port from that range stays
+/// free only until some outgoing connection gets it as its local port: once a pooled HTTP
+/// connection held the port picked for FreeSWITCH's Event Socket, and the node could not
+/// listen for the whole test. FreeSWITCH's RTP ports start at 20000 (`NodeSpec::rtp_start`).
 pub fn free_port() -> u16 {
     loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = 10_000 + rand::random::<u16>() % 10_000;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if udp.is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
