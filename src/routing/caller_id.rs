@@ -108,7 +108,7 @@ impl CallerIdDecision {
 
 /// `number` as `format` writes it. A number the format cannot write (a national prefix making
 /// it too long) stays as it is.
-pub fn formatted(number: &CallerNumber, format: &CallerIdFormat) -> CallerNumber {
+fn formatted(number: &CallerNumber, format: &CallerIdFormat) -> CallerNumber {
     let digits = number.as_str().strip_prefix('+').unwrap_or(number.as_str());
     let written = match format.format {
         CallerIdNumberFormat::AsPresented => return number.clone(),

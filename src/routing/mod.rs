@@ -21,9 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use caller_id::{
-    AttestationSource, CallerIdDecision, CallerIdOutcome, CallerIdReason, formatted,
-};
+pub use caller_id::{AttestationSource, CallerIdDecision, CallerIdOutcome, CallerIdReason};
 pub use snapshot::{RouteText, Snapshot};
 
 /// The snapshot's hash maps (and its index's). Keys are UUIDs and prefixes, hashed on every
