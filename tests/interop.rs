@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::app::create_token;
-use support::freeswitch::{self, Build, Node, NodeSpec, free_port};
+use support::freeswitch::{self, Build, Node, NodeSpec, free_port, templates_with_callers};
 use support::process::{Server, eventually};
 use support::sipp::{self, Answer, CallOutcome, Caller, Carrier};
 use trunkline::model::{Role, Scope};
@@ -103,32 +103,6 @@ struct Platform {
     /// operator's dialplan (`operator`).
     caller_profile_port: u16,
     operator_profile_port: u16,
-}
-
-/// The repository's templates plus the example caller-facing profile, copied as the example
-/// tells an operator to (`templates/sofia/callers.xml`).
-fn templates_with_callers(dir: &Path) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let templates = dir.join("templates");
-    std::fs::create_dir_all(templates.join("sofia")).unwrap();
-    std::fs::copy(
-        repo.join("sofia/external.xml"),
-        templates.join("sofia/external.xml"),
-    )
-    .unwrap();
-    std::fs::copy(repo.join("acl.conf.xml"), templates.join("acl.conf.xml")).unwrap();
-    let callers = std::fs::read_to_string(repo.join("examples/callers.xml")).unwrap();
-    std::fs::write(templates.join("sofia/callers.xml"), &callers).unwrap();
-    // A second caller-facing profile from the same example, its variables renamed: the
-    // operator's own callers, whose calls enter the operator's dialplan first (README step 7).
-    std::fs::write(
-        templates.join("sofia/operator.xml"),
-        callers
-            .replace("caller_sip_port", "operator_sip_port")
-            .replace("caller_context", "operator_context"),
-    )
-    .unwrap();
-    templates
 }
 
 /// The operator's own dialplan of `freeswitch-conf/README.md` step 7: a condition that admits

@@ -170,7 +170,7 @@ pub struct Node {
 
 /// The project's drop-in `freeswitch-conf/<file>`, with each `(from, to)` substituted; every
 /// `from` must be there, so the walkthrough and this test cannot drift apart.
-fn drop_in(file: &str, substitutions: &[(&str, &str)]) -> String {
+pub fn drop_in(file: &str, substitutions: &[(&str, &str)]) -> String {
     let path = Path::new(MANIFEST).join("freeswitch-conf").join(file);
     let mut text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -194,6 +194,34 @@ fn inner_lines(file: &str, outer: &str) -> String {
     let start = text.rfind(&open).expect("opening element") + open.len();
     let end = text.rfind(&close).expect("closing element");
     text[start..end].to_string()
+}
+
+/// The node's core settings (`switch.conf.xml`): its session limits, log level and RTP range
+/// (`rtp_ports` ports from `rtp_start`), with the lines of the `hardening.switch.xml` drop-in.
+pub fn switch_conf(
+    rtp_start: u16,
+    rtp_ports: u16,
+    max_sessions: u32,
+    sessions_per_second: u32,
+    loglevel: &str,
+) -> String {
+    format!(
+        r#"<configuration name="switch.conf" description="Core Configuration">
+  <settings>
+    <param name="colorize-console" value="false"/>
+    <param name="max-sessions" value="{max_sessions}"/>
+    <param name="sessions-per-second" value="{sessions_per_second}"/>
+    <param name="loglevel" value="{loglevel}"/>
+    <param name="rtp-start-port" value="{rtp_start}"/>
+    <param name="rtp-end-port" value="{}"/>
+    <param name="dump-cores" value="no"/>
+{}
+  </settings>
+</configuration>
+"#,
+        rtp_start + rtp_ports - 1,
+        inner_lines("hardening.switch.xml", "settings")
+    )
 }
 
 /// Writes the node's configuration: FreeSWITCH's own skeleton (freeswitch.xml, vars.xml,
@@ -242,24 +270,7 @@ fn write_conf(conf: &Path, spec: &NodeSpec) {
     // …and api-expansion=false into switch.conf.xml's <settings>.
     write(
         "autoload_configs/switch.conf.xml",
-        format!(
-            r#"<configuration name="switch.conf" description="Core Configuration">
-  <settings>
-    <param name="colorize-console" value="false"/>
-    <param name="max-sessions" value="1000"/>
-    <param name="sessions-per-second" value="1000"/>
-    <param name="loglevel" value="debug"/>
-    <param name="rtp-start-port" value="{}"/>
-    <param name="rtp-end-port" value="{}"/>
-    <param name="dump-cores" value="no"/>
-{}
-  </settings>
-</configuration>
-"#,
-            spec.rtp_start,
-            spec.rtp_start + 99,
-            inner_lines("hardening.switch.xml", "settings")
-        ),
+        switch_conf(spec.rtp_start, 100, 1000, 1000, "debug"),
     );
     write(
         "autoload_configs/logfile.conf.xml",
@@ -404,6 +415,11 @@ impl Node {
         }
     }
 
+    /// The process's PID (None once it has been reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -445,6 +461,17 @@ async fn frame(reader: &mut BufReader<TcpStream>) -> std::io::Result<(String, St
 /// One Event Socket session: authenticate, run `api <command>`, return its body. A wrong
 /// password is an error (`-ERR invalid`).
 pub async fn api(port: u16, password: &str, command: &str) -> std::io::Result<String> {
+    api_repeated(port, password, command, 1).await
+}
+
+/// [`api`] run `times` times in a row on one session (the load harness's way to make the node
+/// do one thing many times); returns the last body.
+pub async fn api_repeated(
+    port: u16,
+    password: &str,
+    command: &str,
+    times: u32,
+) -> std::io::Result<String> {
     let session = async {
         let stream = TcpStream::connect(("127.0.0.1", port)).await?;
         let mut reader = BufReader::new(stream);
@@ -457,14 +484,18 @@ pub async fn api(port: u16, password: &str, command: &str) -> std::io::Result<St
         if !reply.contains("+OK") {
             return Err(std::io::Error::other(format!("auth refused: {reply}")));
         }
-        reader
-            .get_mut()
-            .write_all(format!("api {command}\n\n").as_bytes())
-            .await?;
-        let (_, body) = frame(&mut reader).await?;
+        let mut body = String::new();
+        for _ in 0..times {
+            reader
+                .get_mut()
+                .write_all(format!("api {command}\n\n").as_bytes())
+                .await?;
+            body = frame(&mut reader).await?.1;
+        }
         Ok(body)
     };
-    tokio::time::timeout(Duration::from_secs(20), session)
+    let limit = Duration::from_secs(20) * times.div_ceil(1000).max(1);
+    tokio::time::timeout(limit, session)
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
@@ -482,4 +513,37 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// The repository's templates plus the example caller-facing profile, copied as the example
+/// tells an operator to (`templates/sofia/callers.xml`).
+pub fn templates_with_callers(dir: &Path) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let templates = dir.join("templates");
+    std::fs::create_dir_all(templates.join("sofia")).unwrap();
+    std::fs::copy(
+        repo.join("sofia/external.xml"),
+        templates.join("sofia/external.xml"),
+    )
+    .unwrap();
+    std::fs::copy(repo.join("acl.conf.xml"), templates.join("acl.conf.xml")).unwrap();
+    let callers = std::fs::read_to_string(repo.join("examples/callers.xml")).unwrap();
+    std::fs::write(templates.join("sofia/callers.xml"), &callers).unwrap();
+    // A second caller-facing profile from the same example, its variables renamed: the
+    // operator's own callers, whose calls enter the operator's dialplan first (README step 7).
+    add_caller_profile(&templates, "operator");
+    templates
+}
+
+/// Another caller-facing profile `<name>` from the example in `templates/sofia/callers.xml`,
+/// its variables renamed (`caller_sip_port` → `<name>_sip_port`, and so `_context` and
+/// `_dialplan`); the address list stays `caller_acl`.
+pub fn add_caller_profile(templates: &Path, name: &str) {
+    let callers = std::fs::read_to_string(templates.join("sofia/callers.xml")).unwrap();
+    let renamed = ["sip_port", "context", "dialplan"]
+        .iter()
+        .fold(callers, |text, var| {
+            text.replace(&format!("caller_{var}"), &format!("{name}_{var}"))
+        });
+    std::fs::write(templates.join(format!("sofia/{name}.xml")), renamed).unwrap();
 }

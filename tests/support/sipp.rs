@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -372,4 +373,93 @@ pub async fn call(
         completed: exit.success(),
         trace: std::fs::read_to_string(&trace).unwrap_or_default(),
     }
+}
+
+/// What a burst of calls at a fixed rate gave, read from the caller's message trace.
+#[derive(Debug, Default)]
+pub struct LoadOutcome {
+    /// Calls whose INVITE was sent.
+    pub placed: usize,
+    /// Calls answered 200.
+    pub connected: usize,
+    /// INVITE → first 180, for each call that rang (seconds, from the trace's timestamps).
+    pub ringing: Vec<f64>,
+    /// INVITE → 200, for each answered call (seconds).
+    pub answered: Vec<f64>,
+}
+
+/// Places `calls` calls at `rate` a second from one sipp UAC to `127.0.0.1:<profile_port>`, each
+/// answered call held 300 ms then hung up, and waits for the last to end (bounded). Times come
+/// from the microsecond timestamps of sipp's message trace, not its millisecond buckets.
+pub async fn load(
+    dir: &Path,
+    profile_port: u16,
+    number: &str,
+    caller_id: &str,
+    rate: u32,
+    calls: u32,
+) -> LoadOutcome {
+    let id = free_port();
+    let scenario = dir.join(format!("load-{id}.xml"));
+    std::fs::write(
+        &scenario,
+        caller_scenario(number, caller_id, "", Caller::Expect(200)),
+    )
+    .unwrap();
+    let trace = dir.join(format!("load-{id}.messages"));
+    let limit = Duration::from_secs(u64::from(calls / rate.max(1)) + 60);
+    let mut cmd = sipp(dir, &scenario, id, &trace);
+    cmd.args(["-r", &rate.to_string(), "-rp", "1000"])
+        .args(["-m", &calls.to_string()])
+        .args(["-l", &(rate * 10).max(10).to_string()])
+        .args(["-recv_timeout", "10000"])
+        .args(["-timeout", &format!("{}s", limit.as_secs())])
+        .arg(format!("127.0.0.1:{profile_port}"));
+    let mut child = cmd.spawn().expect("sipp starts");
+    tokio::time::timeout(limit + Duration::from_secs(10), child.wait())
+        .await
+        .expect("the load caller finishes")
+        .expect("sipp waited for");
+    let outcome = load_outcome(&messages(&trace));
+    let _ = std::fs::remove_file(&trace);
+    outcome
+}
+
+/// Per Call-ID: when the first INVITE left, and when the first 180 and the 200 came back.
+fn load_outcome(messages: &[SipMessage]) -> LoadOutcome {
+    #[derive(Default)]
+    struct Call {
+        invite: Option<f64>,
+        ringing: Option<f64>,
+        answered: Option<f64>,
+    }
+    let mut calls: HashMap<String, Call> = HashMap::new();
+    for m in messages {
+        let call = calls.entry(m.header("Call-ID")).or_default();
+        let first = |slot: &mut Option<f64>| {
+            slot.get_or_insert(m.at);
+        };
+        if !m.received && m.start_line.starts_with("INVITE ") {
+            first(&mut call.invite);
+        } else if m.received && m.header("CSeq").ends_with("INVITE") {
+            match m.status() {
+                Some(180) => first(&mut call.ringing),
+                Some(200) => first(&mut call.answered),
+                _ => {}
+            }
+        }
+    }
+    let mut outcome = LoadOutcome::default();
+    for call in calls.values() {
+        let Some(invite) = call.invite else { continue };
+        outcome.placed += 1;
+        if let Some(at) = call.ringing {
+            outcome.ringing.push(at - invite);
+        }
+        if let Some(at) = call.answered {
+            outcome.connected += 1;
+            outcome.answered.push(at - invite);
+        }
+    }
+    outcome
 }
