@@ -283,6 +283,8 @@ struct Harness {
     own_file_port: u16,
     esl_port: u16,
     static_dialplan: String,
+    /// With `NODE_LOAD_TMPFS=1`: where the nodes' temp and log directories go.
+    tmpfs: Option<tempfile::TempDir>,
     plan: Plan,
     client: reqwest::Client,
     token: String,
@@ -393,6 +395,12 @@ profiles = ["external"]
             own_file_port,
             esl_port,
             static_dialplan,
+            tmpfs: plan.tmpfs.then(|| {
+                tempfile::Builder::new()
+                    .prefix("node-load-")
+                    .tempdir_in("/dev/shm")
+                    .unwrap()
+            }),
             dir,
             plan,
             client,
@@ -405,16 +413,14 @@ profiles = ["external"]
         let node_dir = self.dir.path().join(format!("node-{}", path.name()));
         let _ = std::fs::remove_dir_all(&node_dir);
         std::fs::create_dir_all(&node_dir).unwrap();
-        if self.plan.tmpfs {
+        if let Some(tmpfs) = &self.tmpfs {
             // mod_xml_curl writes each answer to `<temp>/<uuid>.tmp.xml`, and FreeSWITCH's
             // pre-processor writes its output to `<log>/<uuid>.tmp.xml.fsxml` before parsing
             // (switch_xml.c switch_xml_parse_file): both directories go on tmpfs.
             for sub in ["temp", "log"] {
-                let on_tmpfs = tempfile::Builder::new()
-                    .prefix("node-load-")
-                    .tempdir_in("/dev/shm")
-                    .unwrap()
-                    .keep();
+                let on_tmpfs = tmpfs.path().join(format!("{}-{sub}", path.name()));
+                let _ = std::fs::remove_dir_all(&on_tmpfs);
+                std::fs::create_dir_all(&on_tmpfs).unwrap();
                 std::os::unix::fs::symlink(on_tmpfs, node_dir.join(sub)).unwrap();
             }
         }
