@@ -486,10 +486,7 @@ profiles = ["external"]
                 .json()
                 .await
                 .unwrap();
-            let s = &switches[0];
-            s["connection"] == "connected"
-                && s["pending_operations"] == 0
-                && s["synced_version"].is_u64()
+            support::app::switch_synced(&switches[0])
         })
         .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -531,12 +528,11 @@ profiles = ["external"]
             .text()
             .await
             .unwrap();
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("trunkline_xmlcurl_requests_total{"))
-            .filter(|l| l.contains("section=\"dialplan\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
+        support::app::metric_value(
+            &metrics,
+            "trunkline_xmlcurl_requests_total",
+            &["section=\"dialplan\""],
+        ) as u64
     }
 }
 

@@ -404,10 +404,7 @@ operator_context = "operator_in"
             let switches = self
                 .send(reqwest::Method::GET, "/api/v1/switches", None)
                 .await;
-            let s = &switches.as_array().unwrap()[0];
-            s["connection"] == "connected"
-                && s["pending_operations"] == 0
-                && s["synced_version"].is_u64()
+            support::app::switch_synced(&switches.as_array().unwrap()[0])
         })
         .await;
     }

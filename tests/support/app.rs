@@ -341,6 +341,14 @@ pub fn config_body(file: &str, profile: Option<&str>) -> String {
     body
 }
 
+/// Whether a switch of `GET /api/v1/switches` is converged: connected, nothing pending, and a
+/// configuration version synced.
+pub fn switch_synced(switch: &Value) -> bool {
+    switch["connection"] == "connected"
+        && switch["pending_operations"] == 0
+        && switch["synced_version"].is_u64()
+}
+
 /// The value of a Prometheus series in `/metrics` text: the sum of the series of `name` whose
 /// labels include every one of `labels` (0 when there is none).
 pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
