@@ -505,11 +505,25 @@ pub async fn api_repeated(
 /// free only until some outgoing connection gets it as its local port: once a pooled HTTP
 /// connection held the port picked for FreeSWITCH's Event Socket, and the node could not
 /// listen for the whole test. FreeSWITCH's RTP ports start at 20000 (`NodeSpec::rtp_start`).
+///
+/// Each port heads a block of four that no other call in this process is handed until the
+/// cursor wraps: sipp given `-mp <port>` also binds `<port>+2` for video (it exits with
+/// "Unable to bind video RTP socket" when that is taken), and two tests asking at once must
+/// not both be told the same free port. A CI run lost a call to exactly that.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const BLOCKS: u32 = 10_000 / 4;
+    static CURSOR: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let cursor = CURSOR.get_or_init(|| AtomicU32::new(rand::random::<u32>() % BLOCKS));
     loop {
-        let port = 10_000 + rand::random::<u16>() % 10_000;
-        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
-        if udp.is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let block = cursor.fetch_add(1, Ordering::Relaxed) % BLOCKS;
+        let port = u16::try_from(FIRST + block * 4).expect("below 20000");
+        let udp: Vec<_> = (port..port + 4)
+            .map(|p| std::net::UdpSocket::bind(("127.0.0.1", p)))
+            .collect();
+        if udp.iter().all(Result::is_ok) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }

@@ -183,7 +183,12 @@ fn sipp(dir: &Path, scenario: &Path, port: u16, trace: &Path) -> Command {
         .arg(trace)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // sipp says why it gave up (a port it could not bind, a scenario it could not read)
+        // only on stderr; `call` shows it beside the trace.
+        .stderr(
+            std::fs::File::create(trace.with_extension("stderr"))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        )
         .kill_on_drop(true);
     cmd
 }
@@ -289,6 +294,7 @@ pub struct CallOutcome {
     pub setup: Option<Duration>,
     /// Whether sipp ran the scenario to its end.
     pub completed: bool,
+    /// The message trace, then whatever sipp printed on stderr.
     pub trace: String,
 }
 
@@ -371,7 +377,11 @@ pub async fn call(
         status,
         setup,
         completed: exit.success(),
-        trace: std::fs::read_to_string(&trace).unwrap_or_default(),
+        trace: format!(
+            "{}{}",
+            std::fs::read_to_string(&trace).unwrap_or_default(),
+            std::fs::read_to_string(trace.with_extension("stderr")).unwrap_or_default()
+        ),
     }
 }
 
