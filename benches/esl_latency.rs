@@ -16,10 +16,9 @@ mod fake_switch;
 use std::time::{Duration, Instant};
 
 use fake_switch::FakeSwitch;
-use trunkline::api::auth::generate_token;
 use trunkline::app::Application;
 use trunkline::config::Settings;
-use trunkline::model::{Host, NewApiToken, Password, ProfileName, Role, Scope};
+use trunkline::model::{Host, Password, ProfileName};
 use trunkline::model::{NewSwitch, SwitchName};
 use trunkline::store::Store;
 
@@ -55,16 +54,7 @@ async fn measure(debounce: Duration, changes: usize) -> Vec<Duration> {
         )
         .await
         .expect("switch");
-    let token = generate_token();
-    store
-        .create_token(&NewApiToken {
-            token_hash: token.hash,
-            tenant_id: None,
-            role: Role::PlatformAdmin,
-            scopes: Scope::ALL.to_vec(),
-        })
-        .await
-        .expect("token");
+    let token = common::platform_admin_token(&store).await;
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     settings.esl.debounce = debounce;
@@ -85,7 +75,7 @@ async fn measure(debounce: Duration, changes: usize) -> Vec<Duration> {
         let gateway = format!("gw-{i}");
         let reply = client
             .post(format!("{base}/api/v1/carriers"))
-            .bearer_auth(&token.secret)
+            .bearer_auth(&token)
             .json(&serde_json::json!({"name": gateway, "gateway_name": gateway, "remote_host": "sip.example.net"}))
             .send()
             .await

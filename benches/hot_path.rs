@@ -15,6 +15,7 @@ use trunkline::fsxml::request;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
 use trunkline::model::fixtures::{carrier, platform, prefix_route};
 use trunkline::model::{ContextName, Destination};
+use trunkline::quality::health::HealthView;
 use trunkline::routing::{RouteRequest, RoutingSettings, Snapshot};
 use trunkline::xmlcurl;
 use uuid::Uuid;
@@ -118,27 +119,38 @@ fn render(c: &mut Criterion) {
 }
 
 /// The whole pure path of one fetch, as the HTTP handler runs it: form body → request →
-/// routing decision → legs → XML, on the platform and bodies of the HTTP load (100,000 routes).
+/// routing decision → legs → health order → XML, on the platform and bodies of the HTTP load
+/// (100,000 routes). Twice in one run: with nothing sick (the health table empty), and with a
+/// tenth of the carriers' breakers open and another tenth's gateways DOWN on the fetching node,
+/// so that a good share of the fetches reorder their legs.
 fn answer(c: &mut Criterion) {
     let routes = if common::benchmarking() {
         100_000
     } else {
         1_000
     };
-    let mut platform = None;
-    c.bench_function(&format!("xmlcurl_answer/{routes}"), |b| {
-        let (published, bodies) = platform.get_or_insert_with(|| {
-            let (published, routes) = common::published_platform(routes);
-            (published, common::dialplan_bodies(&routes))
+    let (published, route_list) = common::published_platform(routes);
+    let bodies = common::dialplan_bodies(&route_list);
+    let sick = common::sick_view(&published, &route_list, 10);
+    let clear = HealthView::default();
+    let mut group = c.benchmark_group(format!("xmlcurl_answer/{routes}"));
+    for (name, health) in [("health_clear", &clear), ("health_table", &sick)] {
+        group.bench_function(name, |b| {
+            let now = Utc::now();
+            let mut i = 0usize;
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let body = bodies[i % bodies.len()].as_bytes();
+                black_box(xmlcurl::answer::answer(
+                    &published,
+                    health,
+                    black_box(body),
+                    now,
+                ))
+            })
         });
-        let now = Utc::now();
-        let mut i = 0usize;
-        b.iter(|| {
-            i = i.wrapping_add(1);
-            let body = bodies[i % bodies.len()].as_bytes();
-            black_box(xmlcurl::answer::answer(published, black_box(body), now))
-        })
-    });
+    }
+    group.finish();
 }
 
 fn parse_form(c: &mut Criterion) {

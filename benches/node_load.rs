@@ -169,6 +169,10 @@ struct Run {
     trunkline_cpu: f64,
     /// Dialplan fetches trunkline answered during the run.
     fetches: u64,
+    /// Leg hangups trunkline read from the node's events during the run (and until they
+    /// settled), and the events its Event Socket client had to drop.
+    legs: u64,
+    lost: u64,
 }
 
 impl Run {
@@ -501,11 +505,20 @@ profiles = ["external"]
             Routing::Static | Routing::NotOwned => self.operator_port,
             Routing::OwnFile => self.own_file_port,
         };
-        let fetches_before = self.dialplan_fetches().await;
+        let counts_before = self.counts().await;
         let before = (cpu_seconds(node_pid), cpu_seconds(self.server.pid()));
         let outcome = sipp::load(self.dir.path(), port, NUMBER, CALLER_ID, rate, calls).await;
         let after = (cpu_seconds(node_pid), cpu_seconds(self.server.pid()));
-        let fetches = self.dialplan_fetches().await - fetches_before;
+        let counts = self.counts().await;
+        // Every connected call's leg ends with a hangup event; give the last ones a moment.
+        let mut settled = counts;
+        for _ in 0..100 {
+            if settled.legs - counts_before.legs >= outcome.connected as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            settled = self.counts().await;
+        }
         node.stop().await;
         Run {
             rate,
@@ -513,12 +526,15 @@ profiles = ["external"]
             calls: outcome,
             freeswitch_cpu: after.0 - before.0,
             trunkline_cpu: after.1 - before.1,
-            fetches,
+            fetches: counts.fetches - counts_before.fetches,
+            legs: settled.legs - counts_before.legs,
+            lost: settled.lost - counts_before.lost,
         }
     }
 
-    /// Dialplan fetches answered so far (`trunkline_xmlcurl_requests_total`, every outcome).
-    async fn dialplan_fetches(&self) -> u64 {
+    /// trunkline's counters so far: dialplan fetches answered (every outcome), leg hangups
+    /// read into attempts, events dropped.
+    async fn counts(&self) -> Counts {
         let metrics = self
             .client
             .get(format!("{}/metrics", self.server.base))
@@ -528,12 +544,24 @@ profiles = ["external"]
             .text()
             .await
             .unwrap();
-        support::app::metric_value(
-            &metrics,
-            "trunkline_xmlcurl_requests_total",
-            &["section=\"dialplan\""],
-        ) as u64
+        let value =
+            |name: &str, labels: &[&str]| support::app::metric_value(&metrics, name, labels) as u64;
+        Counts {
+            fetches: value(
+                "trunkline_xmlcurl_requests_total",
+                &["section=\"dialplan\""],
+            ),
+            legs: value("trunkline_leg_events_total", &["outcome=\"attempt\""]),
+            lost: value("trunkline_events_lost_total", &[]),
+        }
     }
+}
+
+#[derive(Clone, Copy)]
+struct Counts {
+    fetches: u64,
+    legs: u64,
+    lost: u64,
 }
 
 fn calls_at(rate: u32, seconds: u32) -> u32 {
@@ -543,7 +571,7 @@ fn calls_at(rate: u32, seconds: u32) -> u32 {
 fn row(run: &Run, calls: u32) -> String {
     let ms = |values: &[f64], q| percentile(values, q) * 1000.0;
     format!(
-        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+        "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {} |",
         run.rate,
         run.path.name(),
         calls,
@@ -556,6 +584,8 @@ fn row(run: &Run, calls: u32) -> String {
         run.per_call_ms(run.freeswitch_cpu),
         run.per_call_ms(run.trunkline_cpu),
         run.fetches as f64 / f64::from(calls),
+        run.legs,
+        run.lost,
     )
 }
 
@@ -682,9 +712,9 @@ async fn ladder(harness: &Harness) -> Vec<Run> {
     let mut runs: Vec<Run> = Vec::new();
     let mut unclean_in_a_row = vec![0u32; plan.paths.len()];
     println!(
-        "| rate/s | path | calls | ok | failed | 180 p50 ms | 180 p95 ms | 200 p50 ms | 200 p95 ms | FreeSWITCH CPU ms/call | trunkline CPU ms/call | fetches/call |"
+        "| rate/s | path | calls | ok | failed | 180 p50 ms | 180 p95 ms | 200 p50 ms | 200 p95 ms | FreeSWITCH CPU ms/call | trunkline CPU ms/call | fetches/call | legs recorded | events lost |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut turn = 0;
     for &rate in &plan.rates {
         let calls = calls_at(rate, plan.seconds);
@@ -812,6 +842,14 @@ fn main() {
                     run.fetches,
                     if fetched { u64::from(calls) } else { 0 },
                     "{}: dialplan fetches",
+                    run.path.name()
+                );
+                // Every call's one leg carries trunkline's tags (the static file is trunkline's
+                // own answer): one recorded leg per call, none lost.
+                assert_eq!(
+                    (run.legs, run.lost),
+                    (u64::from(calls), 0),
+                    "{}: leg hangups read",
                     run.path.name()
                 );
             }

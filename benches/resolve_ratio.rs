@@ -67,9 +67,9 @@ fn main() {
         ratios.push(l / s);
     }
     let (s, l, r) = (
-        quantile(&small_ns, 0.5),
-        quantile(&large_ns, 0.5),
-        quantile(&ratios, 0.5),
+        common::quantile(&small_ns, 0.5),
+        common::quantile(&large_ns, 0.5),
+        common::quantile(&ratios, 0.5),
     );
     println!(
         "resolve, one match: {} routes {s:.0} ns, {} routes {l:.0} ns (medians of {} alternating rounds of {} calls); ratio per round: median {r:.3}, p10 {:.3}, p90 {:.3}",
@@ -77,8 +77,8 @@ fn main() {
         plan.large,
         plan.rounds,
         plan.batch,
-        quantile(&ratios, 0.1),
-        quantile(&ratios, 0.9),
+        common::quantile(&ratios, 0.1),
+        common::quantile(&ratios, 0.9),
     );
     assert!(s > 0.0 && l > 0.0 && r.is_finite());
 }
@@ -95,12 +95,4 @@ fn time_calls((snapshot, calls): &(Snapshot, Vec<(Uuid, Destination)>), batch: u
     let started = Instant::now();
     (0..batch).for_each(call);
     started.elapsed().as_nanos() as f64 / batch as f64
-}
-
-/// The `q` quantile of `values` (nearest rank).
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
-    sorted[i - 1]
 }

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use trunkline::api::auth::generate_token;
 use trunkline::app::Application;
-use trunkline::model::{NewApiToken, Role, Scope};
 use trunkline::store::Store;
 use uuid::Uuid;
 
@@ -172,16 +170,7 @@ async fn main() {
     let url = format!("sqlite://{}", dir.path().join("soak.db").display());
     let store = Store::connect(&url).await.expect("database");
     store.migrate().await.expect("migrate");
-    let token = generate_token();
-    store
-        .create_token(&NewApiToken {
-            token_hash: token.hash,
-            tenant_id: None,
-            role: Role::PlatformAdmin,
-            scopes: Scope::ALL.to_vec(),
-        })
-        .await
-        .expect("token");
+    let token = common::platform_admin_token(&store).await;
     let mut settings = trunkline::config::Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
     let app = Application::with_store(settings, store)
@@ -191,7 +180,7 @@ async fn main() {
     tokio::spawn(app.run(std::future::pending()));
     let api = Api {
         base: format!("http://{addr}"),
-        token: token.secret,
+        token,
         client: reqwest::Client::new(),
     };
     let (carriers, routes, requests) = seed(&api, addr).await;

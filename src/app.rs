@@ -20,6 +20,9 @@ use crate::esl::EslRuntime;
 use crate::esl::live::LiveState;
 use crate::esl::supervisor::SyncContext;
 use crate::publish::{Published, Publisher};
+use crate::quality::Quality;
+use crate::quality::recorder::{self, Recorder};
+use crate::quality::signals::{self, Signals};
 use crate::serve::{self, ConnectionLimits, Listener};
 use crate::store::Store;
 use crate::xmlcurl;
@@ -38,6 +41,12 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The Event Socket supervisors (one per enabled switch) and their live view.
     pub esl: Arc<EslRuntime>,
+    /// Takes attempt records without waiting on the database; its writer stores them in
+    /// batches and prunes old ones.
+    pub recorder: Recorder,
+    /// Carrier quality and health, fed by the nodes' leg events; the xml_curl path reads its
+    /// health view.
+    pub quality: Arc<Quality>,
 }
 
 impl AppState {
@@ -117,6 +126,9 @@ pub struct Application {
     xmlcurl_listener: Option<TcpListener>,
     state: AppState,
     refresh_every: Duration,
+    /// Stops the recorder's writer, which then flushes what it holds.
+    recorder_stop: tokio::sync::watch::Sender<bool>,
+    recorder_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -162,6 +174,16 @@ impl Application {
                 format!("storing switch {} from the configuration file", switch.name)
             })?;
         }
+        // Started here, not in `run`, because the state holds its handle. Records reach the
+        // database only once the writer runs, which it does from now on; an application built
+        // and dropped unrun drops the stop sender, which ends the writer (and the webhook) too.
+        let (recorder_stop, stop) = tokio::sync::watch::channel(false);
+        let signals = match &settings.health_webhook {
+            Some(webhook) => signals::spawn_webhook(webhook.clone(), stop.clone()).0,
+            None => Signals::log_only(),
+        };
+        let quality = Arc::new(Quality::new(settings.quality.clone(), signals));
+        let (recorder, recorder_task) = recorder::spawn(store.clone(), settings.recorder(), stop);
         let esl = Arc::new(EslRuntime::new(SyncContext {
             store: store.clone(),
             published: published.clone(),
@@ -169,6 +191,8 @@ impl Application {
             settings: settings.esl.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
             live: Arc::new(LiveState::default()),
+            recorder: recorder.clone(),
+            quality: quality.clone(),
         }));
         let state = AppState {
             store,
@@ -177,12 +201,16 @@ impl Application {
             settings: Arc::new(settings),
             metrics: metrics_handle(),
             esl,
+            recorder,
+            quality,
         };
         Ok(Application {
             listener,
             xmlcurl_listener,
             state,
             refresh_every,
+            recorder_stop,
+            recorder_task,
         })
     }
 
@@ -252,6 +280,12 @@ impl Application {
         refresher.abort();
         switches.abort();
         esl.shutdown().await;
+        // After the listeners and the switches: nothing records any more, so the writer's
+        // last flush (bounded in time) stores everything that was recorded.
+        let _ = self.recorder_stop.send(true);
+        if let Err(e) = self.recorder_task.await {
+            tracing::error!(error = %e, "the attempt recorder ended abnormally");
+        }
         served?;
         Ok(())
     }

@@ -17,6 +17,7 @@ use crate::config::{
 };
 use crate::model::{ContextName, DisplayName, Feature, NewApiToken, NewTenant, Role, Scope};
 use crate::publish::{Published, Publisher, export_templates, load_templates};
+use crate::quality::health::HealthView;
 use crate::store::Store;
 use crate::xmlcurl::explain::{ExplainRequest, Explanation, explain};
 
@@ -260,10 +261,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 attestation,
                 call_id,
                 max_cost,
+                core_uuid: None,
             };
             let at = at.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
-            let explanation =
-                explain(&published, &request, at).map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Health lives in the running service (route-preview shows it); the command line
+            // explains the configured order.
+            let explanation = explain(&published, &HealthView::default(), &request, at)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&explanation)?);
             } else {

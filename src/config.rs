@@ -19,6 +19,10 @@ use crate::model::{
 };
 use crate::model::{DEFAULT_ESL_PORT, NewSwitch, SwitchName, normalise_profiles};
 use crate::publish::{PublishSettings, TemplateSource};
+use crate::quality::QualitySettings;
+use crate::quality::health::BreakerSettings;
+use crate::quality::recorder::RecorderSettings;
+use crate::quality::signals::WebhookSettings;
 use crate::routing::RoutingSettings;
 use crate::serve::ConnectionLimits;
 
@@ -78,6 +82,12 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "TRUNKLINE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Days attempt records are kept (default 7, at least 1).
+    #[arg(long, env = "TRUNKLINE_ATTEMPT_RETENTION_DAYS")]
+    pub attempt_retention_days: Option<u32>,
+    /// `http://…` URL that breaker and gateway signals are POSTed to as JSON.
+    #[arg(long, env = "TRUNKLINE_HEALTH_WEBHOOK_URL")]
+    pub health_webhook_url: Option<String>,
 }
 
 /// The TOML file: every key optional; the same names as the flags, in snake case.
@@ -120,6 +130,16 @@ pub struct FileConfig {
     pub esl_resync_seconds: Option<u64>,
     /// Seconds a node's lease lasts unless renewed (default 4; renewed every quarter of it).
     pub esl_lease_seconds: Option<u64>,
+    /// Days attempt records are kept (default 7, at least 1).
+    pub attempt_retention_days: Option<u32>,
+    /// The circuit breaker's thresholds for every carrier (`[breaker]`; keys not given keep
+    /// their defaults).
+    pub breaker: Option<BreakerSettings>,
+    /// Thresholds for one carrier, by gateway name (`[breaker_per_gateway.<gateway>]`); keys
+    /// not given keep the built-in defaults.
+    #[serde(default)]
+    pub breaker_per_gateway: BTreeMap<String, BreakerSettings>,
+    pub health_webhook_url: Option<String>,
 }
 
 /// One `[[switches]]` entry.
@@ -245,6 +265,11 @@ pub struct Settings {
     /// Switches declared in the file (stored at start-up, owned by the file).
     pub switches: Vec<NewSwitch>,
     pub esl: EslSettings,
+    /// Days attempt records are kept before the recorder prunes them.
+    pub attempt_retention_days: u32,
+    /// Breaker thresholds, default and per gateway.
+    pub quality: QualitySettings,
+    pub health_webhook: Option<WebhookSettings>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://trunkline.db";
@@ -415,6 +440,44 @@ impl Settings {
             }
             esl.lease_ttl = Duration::from_secs(secs);
         }
+        let attempt_retention_days = serve
+            .attempt_retention_days
+            .or(file.attempt_retention_days)
+            .unwrap_or(7);
+        // Ten years: far beyond any sensible retention, and the cut-off stays a valid time.
+        if !(1..=3650).contains(&attempt_retention_days) {
+            return Err(ConfigError::Invalid {
+                setting: "attempt_retention_days",
+                message: "must be 1 to 3650".into(),
+            });
+        }
+        let quality = QualitySettings {
+            breaker: file.breaker.unwrap_or_default(),
+            per_gateway: file.breaker_per_gateway.into_iter().collect(),
+        };
+        for (name, breaker) in std::iter::once(("breaker", &quality.breaker)).chain(
+            quality
+                .per_gateway
+                .values()
+                .map(|b| ("breaker_per_gateway", b)),
+        ) {
+            breaker.check().map_err(|message| ConfigError::Invalid {
+                setting: name,
+                message,
+            })?;
+        }
+        let health_webhook = match serve.health_webhook_url.clone().or(file.health_webhook_url) {
+            None => None,
+            Some(url) if url.starts_with("http://") && url.len() > "http://".len() => {
+                Some(WebhookSettings::new(url))
+            }
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    setting: "health_webhook_url",
+                    message: "must be an http:// URL (this build has no TLS client)".into(),
+                });
+            }
+        };
         let xmlcurl_listen = serve.xmlcurl_listen.or(file.xmlcurl_listen);
         if xmlcurl_listen == Some(listen) {
             return Err(ConfigError::Invalid {
@@ -481,6 +544,9 @@ impl Settings {
             snapshot_refresh: Duration::from_secs(refresh),
             switches,
             esl,
+            attempt_retention_days,
+            quality,
+            health_webhook,
         })
     }
 }
@@ -492,6 +558,15 @@ impl Settings {
             default_context: self.default_context.clone(),
             failover_mode: self.failover_mode,
             routing: self.routing(),
+        }
+    }
+
+    /// How the attempt recorder batches and prunes: the defaults, with the configured
+    /// retention.
+    pub fn recorder(&self) -> RecorderSettings {
+        RecorderSettings {
+            retention: Duration::from_secs(u64::from(self.attempt_retention_days) * 24 * 3600),
+            ..RecorderSettings::default()
         }
     }
 
@@ -574,6 +649,21 @@ mod tests {
         assert_eq!(s.failover_codes, FailoverCodes::platform_default());
         assert!(s.xmlcurl_credentials.is_none() && s.xmlcurl_allow.is_empty());
         assert!(s.switches.is_empty());
+        assert_eq!(s.recorder().retention, Duration::from_secs(7 * 24 * 3600));
+    }
+
+    #[test]
+    fn the_attempt_retention_flag_overrides_the_file() {
+        let file: FileConfig = toml::from_str("attempt_retention_days = 30\n").unwrap();
+        let s = Settings::resolve(&CommonArgs::default(), &ServeArgs::default(), file).unwrap();
+        assert_eq!(s.recorder().retention, Duration::from_secs(30 * 24 * 3600));
+        let file: FileConfig = toml::from_str("attempt_retention_days = 30\n").unwrap();
+        let serve = ServeArgs {
+            attempt_retention_days: Some(2),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&CommonArgs::default(), &serve, file).unwrap();
+        assert_eq!(s.attempt_retention_days, 2);
     }
 
     #[test]
@@ -658,6 +748,16 @@ mod tests {
             !err.to_string().contains("Clue"),
             "the password is never echoed: {err}"
         );
+
+        for bad in [
+            "attempt_retention_days = 0\n",
+            "attempt_retention_days = 3651\n",
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            let err =
+                Settings::resolve(&CommonArgs::default(), &ServeArgs::default(), file).unwrap_err();
+            assert!(err.to_string().contains("attempt_retention_days"), "{err}");
+        }
 
         let unknown = toml::from_str::<FileConfig>("lisen = \"x\"").unwrap_err();
         assert!(unknown.message().contains("lisen"));

@@ -9,6 +9,8 @@
 //!
 //! Pure: no I/O.
 
+use uuid::Uuid;
+
 use crate::model::{CallerNumber, DialNumber, GatewayName, HeaderName, HeaderValue};
 use crate::routing::Leg;
 
@@ -31,7 +33,17 @@ const ASSERTED_PRIVATE_IDENTITY: &str = "sip_cid_type=pid,origination_privacy=sc
 /// `cause=17` would stop at USER_BUSY.
 const SIP_CODE_DECIDES: &str = "ignore_q850_reason=true";
 
-/// `[ignore_q850_reason=true,sip_h_X-A=v,leg_progress_timeout=30]sofia/gateway/<gw>/<number>`.
+/// The leg's own tags, read back from its `CHANNEL_HANGUP_COMPLETE` (`quality::event`): the
+/// carrier, the leg's 1-based place in the call's order, and, when there is one, the route and
+/// the call's tenant. The variables live on the B-leg only (`[]` is per leg), so an A-leg's
+/// hangup never looks like one of our legs.
+pub const LEG_CARRIER: &str = "trunkline_leg_carrier";
+pub const LEG_ATTEMPT: &str = "trunkline_leg_attempt";
+pub const LEG_ROUTE: &str = "trunkline_leg_route";
+pub const LEG_TENANT: &str = "trunkline_leg_tenant";
+
+/// `[ignore_q850_reason=true,trunkline_leg_carrier=<id>,trunkline_leg_attempt=<n>,sip_h_X-A=v,
+/// leg_progress_timeout=30]sofia/gateway/<gw>/<number>` for the leg tried `attempt`-th (1-based).
 ///
 /// Per-leg variables go in `[]` unquoted. That is safe only because every piece is a validated
 /// newtype (FREESWITCH.md §6.4.3): `HeaderValue` excludes `, [ ] { } | ' " \ ^ < > & $` and
@@ -41,8 +53,20 @@ const SIP_CODE_DECIDES: &str = "ignore_q850_reason=true";
 /// `DialNumber` is `+?[0-9*#]`, so it has no `@` (host override), `^` (To override) or `;`
 /// (URI params). Quoting would not help in `[]` anyway: the `|` split strips quotes first (§4.1
 /// step 6).
-pub fn bridge_data(leg: &Leg) -> String {
-    let mut vars = String::from(SIP_CODE_DECIDES);
+pub fn bridge_data(leg: &Leg, attempt: usize) -> String {
+    let mut vars = String::with_capacity(256);
+    vars.push_str(SIP_CODE_DECIDES);
+    // UUIDs are hex and `-`; the attempt is digits: nothing the splitter reads.
+    vars.push_str(&format!(
+        ",{LEG_CARRIER}={},{LEG_ATTEMPT}={attempt}",
+        leg.carrier_id.hyphenated()
+    ));
+    if let Some(route) = leg.route_id {
+        vars.push_str(&format!(",{LEG_ROUTE}={}", route.hyphenated()));
+    }
+    if let Some(tenant) = leg.tenant_id {
+        vars.push_str(&format!(",{LEG_TENANT}={}", tenant.hyphenated()));
+    }
     for (name, value) in &leg.headers {
         vars.push(',');
         vars.push_str(HEADER_VAR_PREFIX);
@@ -79,6 +103,10 @@ pub fn bridge_data(leg: &Leg) -> String {
 /// What [`parse_bridge_data`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedBridge {
+    pub carrier_id: Uuid,
+    pub attempt: u32,
+    pub route_id: Option<Uuid>,
+    pub tenant_id: Option<Uuid>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub progress_timeout_seconds: Option<u32>,
     pub caller_id: Option<CallerNumber>,
@@ -88,8 +116,10 @@ pub struct ParsedBridge {
     pub number: DialNumber,
 }
 
-/// Parses `^\[ignore_q850_reason=true(,var)*\]sofia/gateway/<GatewayName>/<DialNumber>$`
-/// where a var is `sip_h_<HeaderName>=<HeaderValue>`, or at most once each
+/// Parses `^\[ignore_q850_reason=true,<tags>(,var)*\]sofia/gateway/<GatewayName>/<DialNumber>$`
+/// where the tags are `trunkline_leg_carrier=<uuid>,trunkline_leg_attempt=<n>` then, in this
+/// order and each at most once, `trunkline_leg_route=<uuid>`, `trunkline_leg_tenant=<uuid>`;
+/// and a var is `sip_h_<HeaderName>=<HeaderValue>`, or at most once each
 /// `leg_progress_timeout=<digits>`, `origination_caller_id_number=<CallerNumber>` and
 /// `sip_cid_type=pid,origination_privacy=screen[+hide_number]`. Anything else — another leg,
 /// `{}` globals, other variables, escapes — is `None`.
@@ -101,11 +131,41 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
     if !vars.is_empty() && !vars.starts_with(',') {
         return None;
     }
+    let mut list = vars.split(',').skip(1).peekable();
+    let mut tag = |name: &str, required: bool| -> Option<Option<&str>> {
+        match list
+            .peek()
+            .and_then(|v| v.strip_prefix(name)?.strip_prefix('='))
+        {
+            Some(value) => {
+                list.next();
+                Some(Some(value))
+            }
+            None if required => None,
+            None => Some(None),
+        }
+    };
+    // Our own hyphenated UUIDs only: 36 characters of hex and `-`.
+    let id = |v: &str| Uuid::try_parse(v).ok().filter(|_| v.len() == 36);
+    let carrier_id = id(tag(LEG_CARRIER, true)??)?;
+    let attempt = tag(LEG_ATTEMPT, true)??;
+    if attempt.is_empty()
+        || attempt.starts_with('0')
+        || !attempt.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let attempt = attempt.parse().ok()?;
+    let route_id = tag(LEG_ROUTE, false)?
+        .map(id)
+        .map_or(Some(None), |r| r.map(Some))?;
+    let tenant_id = tag(LEG_TENANT, false)?
+        .map(id)
+        .map_or(Some(None), |t| t.map(Some))?;
     let mut headers = Vec::new();
     let mut progress_timeout_seconds = None;
     let mut caller_id = None;
     let mut identity = None;
-    let mut list = vars.split(',').skip(1);
     while let Some(var) = list.next() {
         let (name, value) = var.split_once('=')?;
         if var == "sip_cid_type=pid" && identity.is_none() {
@@ -137,6 +197,10 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
     }
     let (gateway, number) = target.strip_prefix(GATEWAY_PREFIX)?.split_once('/')?;
     Some(ParsedBridge {
+        carrier_id,
+        attempt,
+        route_id,
+        tenant_id,
         headers,
         progress_timeout_seconds,
         caller_id,
@@ -150,48 +214,38 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FailoverCodes;
-    use uuid::Uuid;
 
     fn leg(headers: &[(&str, &str)], timeout: Option<u32>) -> Leg {
-        Leg {
-            carrier_id: Uuid::nil(),
-            gateway_name: GatewayName::parse("alpha").unwrap(),
-            number: DialNumber::parse("9915551234567").unwrap(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        HeaderName::parse(n).unwrap(),
-                        HeaderValue::parse(v).unwrap(),
-                    )
-                })
-                .collect(),
-            progress_timeout_seconds: timeout,
-            failover_codes: FailoverCodes::platform_default(),
-            route_id: None,
-            caller_id: None,
-            asserted_identity: false,
-            privacy: false,
-        }
+        let mut leg = Leg::plain(Uuid::nil(), "alpha", "9915551234567");
+        leg.headers = headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    HeaderName::parse(n).unwrap(),
+                    HeaderValue::parse(v).unwrap(),
+                )
+            })
+            .collect();
+        leg.progress_timeout_seconds = timeout;
+        leg
     }
 
     #[test]
     fn every_leg_lets_the_sip_code_decide_its_cause() {
         assert_eq!(
-            bridge_data(&leg(&[], None)),
-            "[ignore_q850_reason=true]sofia/gateway/alpha/9915551234567"
+            bridge_data(&leg(&[], None), 1),
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=1]sofia/gateway/alpha/9915551234567"
         );
     }
 
     #[test]
     fn headers_come_after_that_then_the_progress_timeout() {
         assert_eq!(
-            bridge_data(&leg(
-                &[("X-Account", "42"), ("X-Tier", "gold; a=b")],
-                Some(30)
-            )),
-            "[ignore_q850_reason=true,sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30]sofia/gateway/alpha/9915551234567"
+            bridge_data(
+                &leg(&[("X-Account", "42"), ("X-Tier", "gold; a=b")], Some(30)),
+                1
+            ),
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=1,sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30]sofia/gateway/alpha/9915551234567"
         );
     }
 
@@ -203,7 +257,8 @@ mod tests {
             leg(&[], Some(8)),
             leg(&[("X-A", "1"), ("X-B", "x:y=z")], Some(45)),
         ] {
-            let parsed = parse_bridge_data(&bridge_data(&l)).expect("own output parses");
+            let parsed = parse_bridge_data(&bridge_data(&l, 2)).expect("own output parses");
+            assert_eq!((parsed.carrier_id, parsed.attempt), (l.carrier_id, 2));
             assert_eq!(parsed.gateway, l.gateway_name);
             assert_eq!(parsed.number, l.number);
             assert_eq!(parsed.headers, l.headers);
@@ -228,7 +283,7 @@ mod tests {
             let mut l = leg(&[], timeout);
             l.headers = headers;
             l.number = DialNumber::parse(&number).unwrap();
-            let parsed = parse_bridge_data(&bridge_data(&l)).expect("own output parses");
+            let parsed = parse_bridge_data(&bridge_data(&l, 2)).expect("own output parses");
             proptest::prop_assert_eq!(parsed.headers, l.headers);
             proptest::prop_assert_eq!(parsed.number, l.number);
             proptest::prop_assert_eq!(parsed.progress_timeout_seconds, timeout);
@@ -282,10 +337,14 @@ mod tests {
             "sofia/gateway/alpha/1 ",
             "sofia/gateway/alpha/1\n",
         ] {
-            // Refused as it stands, and with our leading variable in front of it.
+            // Refused as it stands, and with our leading variables in front of it.
+            let ours = format!(
+                "{SIP_CODE_DECIDES},{LEG_CARRIER}={},{LEG_ATTEMPT}=1",
+                Uuid::nil()
+            );
             let with_ours = match hostile.strip_prefix('[') {
-                Some(rest) => format!("[{SIP_CODE_DECIDES},{rest}"),
-                None => format!("[{SIP_CODE_DECIDES}]{hostile}"),
+                Some(rest) => format!("[{ours},{rest}"),
+                None => format!("[{ours}]{hostile}"),
             };
             for s in [hostile, with_ours.as_str()] {
                 assert_eq!(parse_bridge_data(s), None, "{s:?}");
@@ -297,6 +356,12 @@ mod tests {
             "[ignore_q850_reason=true,ignore_q850_reason=true]sofia/gateway/alpha/1",
             "[ignore_q850_reason=trueX]sofia/gateway/alpha/1",
             "[sip_h_X-A=1,ignore_q850_reason=true]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=true]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000000000000000000000000000,trunkline_leg_attempt=1]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=01]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=1,trunkline_leg_tenant=00000000-0000-0000-0000-000000000000,trunkline_leg_route=00000000-0000-0000-0000-000000000000]sofia/gateway/alpha/1",
+            "[ignore_q850_reason=true,trunkline_leg_attempt=1,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000]sofia/gateway/alpha/1",
         ] {
             assert_eq!(parse_bridge_data(ours_changed), None, "{ours_changed:?}");
         }

@@ -27,6 +27,7 @@ use crate::model::{
     ProfileName,
 };
 use crate::publish::{PublishSettings, Published, Templates};
+use crate::quality::health::HealthView;
 use crate::routing::{Leg, RoutingSettings};
 use crate::store::Dataset;
 use crate::xmlcurl::answer::answer;
@@ -96,7 +97,7 @@ pub fn published() -> &'static Published {
 /// bridge data of our own grammar ([`assert_document_is_safe`]).
 pub fn xmlcurl_request(body: &[u8]) {
     let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
-    let reply = answer(published(), body, now);
+    let reply = answer(published(), &HealthView::default(), body, now);
     let xml = std::str::from_utf8(&reply.xml).expect("documents are UTF-8");
     let actions = assert_document_is_safe(xml);
     if reply.outcome == crate::xmlcurl::answer::Outcome::Bridge {
@@ -137,14 +138,24 @@ pub fn dialstring(input: &[u8]) {
         headers,
         progress_timeout_seconds,
         failover_codes: FailoverCodes::platform_default(),
-        route_id: None,
+        route_id: (identity > 0).then(Uuid::now_v7),
+        tenant_id: (identity > 1).then(Uuid::now_v7),
         caller_id,
         asserted_identity: identity > 0,
         privacy: identity > 1,
     };
-    let data = bridge_data(&leg);
+    let attempt = 1 + progress_timeout_seconds.unwrap_or(0) as usize % 9;
+    let data = bridge_data(&leg, attempt);
     let parsed = parse_bridge_data(&data)
         .unwrap_or_else(|| panic!("our own dial string is outside the grammar: {data:?}"));
+    assert_eq!(
+        (parsed.carrier_id, parsed.attempt as usize),
+        (leg.carrier_id, attempt)
+    );
+    assert_eq!(
+        (parsed.route_id, parsed.tenant_id),
+        (leg.route_id, leg.tenant_id)
+    );
     assert_eq!(parsed.gateway, leg.gateway_name);
     assert_eq!(parsed.number, leg.number);
     assert_eq!(parsed.headers, leg.headers);

@@ -21,6 +21,7 @@ pub mod fuzzing;
 pub mod memory;
 pub mod model;
 pub mod publish;
+pub mod quality;
 pub mod routing;
 pub mod serve;
 pub mod status;

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::app::{TestApp, test_settings};
+use support::app::{TestApp, quick_esl_settings};
 use support::fake_switch::FakeSwitch;
 use trunkline::config::Settings;
 use trunkline::model::ProfileName;
@@ -38,18 +38,6 @@ where
     if tokio::time::timeout(WAIT, polled).await.is_err() {
         panic!("timed out waiting for: {what}");
     }
-}
-
-fn esl_settings() -> Settings {
-    let mut settings = test_settings();
-    settings.esl.debounce = Duration::from_millis(100);
-    settings.esl.backoff_min = Duration::from_millis(50);
-    settings.esl.backoff_max = Duration::from_millis(400);
-    settings.esl.liveness_every = Duration::from_secs(1);
-    settings.esl.connect_timeout = Duration::from_secs(2);
-    settings.esl.command_timeout = Duration::from_secs(5);
-    settings.esl.lease_ttl = Duration::from_secs(3);
-    settings
 }
 
 struct Env {
@@ -78,7 +66,7 @@ async fn add_switch(store: &Store, fake: &FakeSwitch, password: &str) -> Uuid {
 impl Env {
     /// trunkline with one switch, after its first pass (which reloads the ACL once).
     async fn start() -> Env {
-        Env::start_with(esl_settings()).await
+        Env::start_with(quick_esl_settings()).await
     }
 
     async fn start_with(settings: Settings) -> Env {
@@ -92,7 +80,7 @@ impl Env {
     }
 
     async fn on(fake: FakeSwitch, store: Store, switch: Uuid) -> Env {
-        Env::on_with(fake, store, switch, esl_settings()).await
+        Env::on_with(fake, store, switch, quick_esl_settings()).await
     }
 
     async fn on_with(fake: FakeSwitch, store: Store, switch: Uuid, settings: Settings) -> Env {
@@ -296,7 +284,7 @@ async fn a_burst_of_fifty_changes_coalesces_into_few_commands() {
     // Each pass waits one debounce after the first change it sees, so the number of rescans is
     // at most the number of debounce windows the burst spans, plus one. A 1 s window keeps
     // that small however slowly a loaded machine serves the fifty API writes.
-    let mut settings = esl_settings();
+    let mut settings = quick_esl_settings();
     settings.esl.debounce = Duration::from_secs(1);
     let env = Env::start_with(settings).await;
     for i in 0..50 {
@@ -619,7 +607,7 @@ async fn metrics_count_every_command_the_node_received() {
 #[tokio::test]
 async fn switches_are_for_platform_admins_only_and_never_show_their_password() {
     for (label, store) in support::db::backends().await {
-        let app = TestApp::start_with(&label, store, esl_settings()).await;
+        let app = TestApp::start_with(&label, store, quick_esl_settings()).await;
         let admin = app.admin.clone();
         // Disabled: nothing listens on port 1, and no supervisor is started for it.
         let created = app
@@ -770,7 +758,7 @@ async fn a_carrier_moved_to_another_profile_is_killed_then_rescanned_there() {
         )
         .unwrap();
     }
-    let mut settings = esl_settings();
+    let mut settings = quick_esl_settings();
     settings.templates = TemplateSource::Directory(templates);
     let fake = FakeSwitch::start(PASSWORD).await;
     let (_, store) = new_store().await;

@@ -21,6 +21,7 @@ use trunkline::model::fixtures::platform;
 use trunkline::model::{Destination, Route, RouteMatch};
 use trunkline::publish::load_templates;
 use trunkline::publish::{PublishSettings, Published};
+use trunkline::quality::health::{Demotion, HealthView, OpenReason};
 use trunkline::routing::{RouteRequest, RoutingSettings, Snapshot};
 use trunkline::store::Dataset;
 use uuid::Uuid;
@@ -303,4 +304,54 @@ pub async fn paced(
         }
     }
     Phase::new(latencies_us, errors, started.elapsed())
+}
+
+/// A health table for the generated platform: one carrier in `every` with its breaker open,
+/// and one in `every` (others) with its gateway DOWN on the node the sample fetch comes from
+/// (its Core-UUID).
+pub fn sick_view(published: &Published, routes: &[Route], every: usize) -> HealthView {
+    let mut carriers: Vec<Uuid> = routes.iter().map(|r| r.carrier_id).collect();
+    carriers.sort();
+    carriers.dedup();
+    let open = Demotion::Open {
+        until: Utc::now() + chrono::TimeDelta::hours(1),
+        reason: OpenReason::ConsecutiveFailures { failures: 5 },
+    };
+    let breakers = carriers
+        .iter()
+        .step_by(every)
+        .map(|id| (*id, (open.clone(), 5)))
+        .collect();
+    let down = carriers
+        .iter()
+        .skip(every / 2)
+        .step_by(every)
+        .filter_map(|id| published.snapshot.carrier(*id))
+        .map(|c| c.gateway_name.to_string())
+        .collect();
+    let node = "d2c6a4f0-9b1e-4e3d-8c7b-6a5f4e3d2c1b".to_string();
+    HealthView::new(breakers, std::collections::HashMap::from([(node, down)]))
+}
+
+/// The `q` quantile of `values` (nearest rank), as the alternating-round benches report them.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[i - 1]
+}
+
+/// A platform admin token stored in `store`; returns its secret.
+pub async fn platform_admin_token(store: &trunkline::store::Store) -> String {
+    let token = trunkline::api::auth::generate_token();
+    store
+        .create_token(&trunkline::model::NewApiToken {
+            token_hash: token.hash,
+            tenant_id: None,
+            role: trunkline::model::Role::PlatformAdmin,
+            scopes: trunkline::model::Scope::ALL.to_vec(),
+        })
+        .await
+        .expect("token");
+    token.secret
 }

@@ -4,7 +4,9 @@
 //! published snapshot to catch up ([`AppState::after_write`]). Errors of every layer become
 //! HTTP in one place: [`error::ApiError`].
 
+pub mod attempts;
 pub mod auth;
+pub mod carrier_stats;
 pub mod carrier_status;
 pub mod carriers;
 pub mod criteria;
@@ -68,7 +70,9 @@ pub fn router(state: AppState) -> Router {
                 .merge(numbers::router())
                 .merge(preview::router())
                 .merge(switches::router())
-                .merge(carrier_status::router()),
+                .merge(carrier_status::router())
+                .merge(carrier_stats::router())
+                .merge(attempts::router()),
         )
         .nest("/v1.0", voipbin::router())
         .split_for_parts();
@@ -110,6 +114,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .quality
+        .export_gauges(&state.published.load().snapshot);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -45,6 +45,9 @@ pub struct PreviewQuery {
     pub call_id: Option<Uuid>,
     /// A per-call cost ceiling, as the `trunkline_max_cost` channel variable sets it.
     pub max_cost: Option<String>,
+    /// The node the call would arrive on: the gateways it reports DOWN move later. Without it
+    /// only the carriers' breakers apply.
+    pub switch_id: Option<Uuid>,
 }
 
 #[utoipa::path(get, path = "/route-preview", tag = "route-preview", params(PreviewQuery),
@@ -79,6 +82,17 @@ pub async fn explain_for<R>(
             .await
             .map_err(|_| ApiError::field("carrier_id", "no such carrier"))?;
     }
+    let core_uuid = match q.switch_id {
+        None => None,
+        Some(id) => Some(
+            state
+                .esl
+                .live()
+                .get(id)
+                .and_then(|live| live.core_uuid)
+                .ok_or_else(|| ApiError::field("switch_id", "no connected switch with that id"))?,
+        ),
+    };
     let request = ExplainRequest {
         tenant_id,
         destination: q.destination,
@@ -87,10 +101,12 @@ pub async fn explain_for<R>(
         attestation: q.attestation,
         call_id: q.call_id,
         max_cost: q.max_cost,
+        core_uuid,
     };
     let at = q.at.map_or_else(Utc::now, |t| t.with_timezone(&Utc));
     let published = state.published.load();
-    let explanation = explain(&published, &request, at).map_err(|e| {
+    let health = state.quality.view();
+    let explanation = explain(&published, &health, &request, at).map_err(|e| {
         if e.field == "tenant_id" {
             ApiError::NotFound
         } else {

@@ -7,16 +7,32 @@
 //! Reconnection and liveness policy are the supervisor's, not this file's.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use freeswitch_esl_tokio as fs;
 use tokio::sync::Mutex;
 
-use crate::model::{GatewayName, ProfileName};
+use uuid::Uuid;
 
-/// The sofia events trunkline follows (FREESWITCH.md §3.3). JSON, because plain events carry
-/// URL-encoded values (§3.1).
-const SUBSCRIPTION: &str = "CUSTOM sofia::gateway_state sofia::gateway_add sofia::gateway_delete";
+use crate::model::{GatewayName, ProfileName};
+use crate::quality::event::{self, LegEvent};
+
+/// The events trunkline follows: the hangup of every leg (to learn from the legs it routed) and
+/// the sofia gateway events (FREESWITCH.md §3.3). JSON, because plain events carry URL-encoded
+/// values (§3.1).
+const SUBSCRIPTION: &str =
+    "CHANNEL_HANGUP_COMPLETE CUSTOM sofia::gateway_state sofia::gateway_add sofia::gateway_delete";
+
+/// Filters that keep the node from sending what trunkline would throw away: once a connection
+/// has a filter, mod_event_socket drops every event that matches none of them (observed on
+/// FreeSWITCH 1.10.12: filters OR together, a `/…/` value is a regex). So only the hangups of
+/// legs carrying our tag, and the gateway events; an A-leg's hangup (≈ 12 KB of JSON) is never
+/// built for us.
+const FILTERS: [(&str, &str); 2] = [
+    ("variable_trunkline_leg_carrier", "/./"),
+    ("Event-Subclass", "/^sofia::gateway_/"),
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EslError {
@@ -133,9 +149,11 @@ impl ApiCommand {
     }
 }
 
-/// A sofia event, reduced to what the supervisor uses.
+/// An event, reduced to what the supervisor uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SwitchEvent {
+    /// The hangup of a leg (ours or not, see [`LegEvent`]).
+    LegHangup(LegEvent),
     GatewayAdd {
         gateway: String,
         profile: String,
@@ -149,8 +167,11 @@ pub enum SwitchEvent {
         state: String,
         ping_status: Option<String>,
     },
-    /// The library dropped events (queue full): the caller must re-read the state.
-    Lost,
+    /// The library dropped `events` events (its queue was full): the caller must re-read the
+    /// state, and count the leg hangups among them as lost.
+    Lost {
+        events: u64,
+    },
     /// Anything else the subscription delivered.
     Other,
 }
@@ -159,6 +180,10 @@ impl SwitchEvent {
     /// Reads a sofia event from its headers (FREESWITCH.md §3.3), whatever carried it: the
     /// library's event here, an in-memory double in the tests.
     pub fn from_headers<'e>(header: impl Fn(&str) -> Option<&'e str>) -> SwitchEvent {
+        if header("Event-Name") == Some(event::HANGUP_COMPLETE) {
+            // The node is the supervisor's to name; the id is the arrival order.
+            return SwitchEvent::LegHangup(event::read(&header, None, Uuid::now_v7()));
+        }
         let owned = |name: &str| header(name).map(str::to_string);
         let gateway = owned("Gateway").unwrap_or_default();
         let profile = || owned("profile-name").unwrap_or_default();
@@ -198,7 +223,15 @@ pub struct FsConnection {
     client: fs::EslClient,
     events: Mutex<fs::EslEventStream>,
     command_timeout: Duration,
+    /// The client's dropped-event count when last reported.
+    dropped: AtomicU64,
 }
+
+/// Events the library holds for us before it drops new ones (and we count them lost). A
+/// parsed leg hangup takes 50-80 KB (its 7-11 KB of JSON as owned headers), so this bounds a
+/// flood's memory at about 160 MB; it is a second of 2,000 hangups a second, far more than a
+/// reader that keeps up (it never waits on the database) ever holds.
+const EVENT_QUEUE: usize = 2048;
 
 fn from_fs(e: fs::EslError, timeout: Duration) -> EslError {
     match e {
@@ -215,7 +248,9 @@ fn from_fs(e: fs::EslError, timeout: Duration) -> EslError {
 
 impl EslConnection for FsConnection {
     async fn open(target: &EslTarget) -> Result<Self, EslError> {
-        let options = fs::EslConnectOptions::new().with_connect_timeout(target.connect_timeout);
+        let options = fs::EslConnectOptions::new()
+            .with_connect_timeout(target.connect_timeout)
+            .with_event_queue_size(EVENT_QUEUE);
         let connect = fs::EslClient::connect_with_auth(
             &target.host,
             target.port,
@@ -234,6 +269,12 @@ impl EslConnection for FsConnection {
                 e => from_fs(e, target.connect_timeout),
             })?;
         client.set_command_timeout(target.command_timeout);
+        for (header, value) in FILTERS {
+            client
+                .filter_raw(header, value)
+                .await
+                .map_err(|e| from_fs(e, target.command_timeout))?;
+        }
         client
             .subscribe_events_raw(fs::EventFormat::Json, SUBSCRIPTION)
             .await
@@ -242,6 +283,7 @@ impl EslConnection for FsConnection {
             client,
             events: Mutex::new(events),
             command_timeout: target.command_timeout,
+            dropped: AtomicU64::new(0),
         })
     }
 
@@ -261,11 +303,37 @@ impl EslConnection for FsConnection {
 
     async fn next_event(&self) -> Result<SwitchEvent, EslError> {
         let mut events = self.events.lock().await;
-        match events.recv().await {
-            None => Err(EslError::Disconnected(format!("{:?}", events.status()))),
-            Some(Err(fs::EslError::QueueFull)) => Ok(SwitchEvent::Lost),
-            Some(Err(e)) => Err(from_fs(e, self.command_timeout)),
-            Some(Ok(event)) => Ok(SwitchEvent::from_headers(|name| event.header_str(name))),
+        loop {
+            match events.recv().await {
+                None => return Err(EslError::Disconnected(format!("{:?}", events.status()))),
+                Some(Err(fs::EslError::QueueFull)) => {
+                    // A notice stands for every event dropped since the last one; the client
+                    // counts them, and a notice whose drops were already counted adds none.
+                    let dropped = self.client.dropped_event_count();
+                    let before = self.dropped.swap(dropped, Ordering::Relaxed);
+                    if dropped > before {
+                        return Ok(SwitchEvent::Lost {
+                            events: dropped - before,
+                        });
+                    }
+                }
+                // One event that does not parse (bad JSON, a body that is not an object) is
+                // counted and skipped: the connection's framing is intact, and reconnecting
+                // would lose every event sent meanwhile. The library calls a body that is not
+                // a JSON object a protocol error but keeps the session: its status says which.
+                // Should it end the session after all, the next read says so.
+                Some(Err(e))
+                    if !e.is_connection_error()
+                        || events.status() == fs::ConnectionStatus::Connected =>
+                {
+                    tracing::debug!(error = %e, "an event that does not parse, skipped");
+                    metrics::counter!("trunkline_events_malformed_total").increment(1);
+                }
+                Some(Err(e)) => return Err(from_fs(e, self.command_timeout)),
+                Some(Ok(event)) => {
+                    return Ok(SwitchEvent::from_headers(|name| event.header_str(name)));
+                }
+            }
         }
     }
 

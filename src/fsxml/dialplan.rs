@@ -145,6 +145,25 @@ const OUTCOME_VARIABLES: [Action; 2] = [
     ("unset", Cow::Borrowed("originate_disposition")),
 ];
 
+/// What a leg whose failure may come back to trunkline records on the A-leg before its
+/// bridge: its attempt number, and the carriers tried so far in order, this one included
+/// (`trunkline_tried`, our own UUIDs). The follow-up fetch puts those carriers first in that
+/// order ([`crate::routing::Decision::keep_tried_first`]), so a carrier whose health changed
+/// between the two fetches is neither tried twice nor skipped.
+fn attempt_variables(legs: &[Leg], i: usize) -> [Action; 2] {
+    let mut tried = String::with_capacity(33 * (i + 1));
+    for (n, leg) in legs[..=i].iter().enumerate() {
+        if n > 0 {
+            tried.push(',');
+        }
+        tried.push_str(&leg.carrier_id.simple().to_string());
+    }
+    [
+        set("trunkline_attempt", i + 1),
+        set("trunkline_tried", tried),
+    ]
+}
+
 /// `<destination> XML <context>`: where a leg's failure goes back to trunkline.
 fn back_to_trunkline(context: &ContextName, destination: &Destination) -> String {
     format!("{} XML {}", destination.as_str(), context.as_str())
@@ -195,7 +214,7 @@ pub fn bridge_document(
                     back.get_or_insert_with(|| back_to_trunkline(context, destination))
                 ),
             ));
-            actions.push(set("trunkline_attempt", i + 1));
+            actions.extend(attempt_variables(legs, i));
             actions.extend(OUTCOME_VARIABLES);
             transfer_set = true;
         } else if transfer_set {
@@ -203,7 +222,7 @@ pub fn bridge_document(
             actions.push(("unset", Cow::Borrowed("transfer_on_fail")));
             transfer_set = false;
         }
-        actions.push(("bridge", bridge_data(leg).into()));
+        actions.push(("bridge", bridge_data(leg, i + 1).into()));
     }
     document(context, &destination_expression(destination), &actions)
 }
@@ -314,12 +333,10 @@ pub fn exact_document(
         ExactStep::Bridge { leg } => {
             let this = legs.get(leg).ok_or(RenderError::LegOutOfRange(leg))?;
             let mut actions: Vec<Action> = A_LEG_DEFAULTS.into();
-            actions.extend([
-                ("set", "continue_on_fail=true".into()),
-                set("trunkline_attempt", leg + 1),
-            ]);
+            actions.extend([("set", "continue_on_fail=true".into())]);
+            actions.extend(attempt_variables(legs, leg));
             actions.extend(OUTCOME_VARIABLES);
-            actions.push(("bridge", bridge_data(this).into()));
+            actions.push(("bridge", bridge_data(this, leg + 1).into()));
             if leg + 1 < legs.len() {
                 actions.push(("transfer", back_to_trunkline(context, destination).into()));
             }
@@ -395,9 +412,7 @@ pub fn refuse_document(context: &ContextName, reason: RefuseReason) -> Result<St
 mod tests {
     use super::*;
     use crate::fsxml::testdata::assert_document_is_safe;
-    use crate::model::{
-        DialNumber, FailoverCode, FailoverCodes, GatewayName, HeaderName, HeaderValue,
-    };
+    use crate::model::{FailoverCode, FailoverCodes, HeaderName, HeaderValue};
     use uuid::Uuid;
 
     fn ctx() -> ContextName {
@@ -408,19 +423,12 @@ mod tests {
         Destination::parse("+15551234567").unwrap()
     }
 
+    /// A leg of carrier `0000…00<first letter>` on route `…0f`, for tenant `…7e`.
     fn leg(gw: &str, number: &str) -> Leg {
-        Leg {
-            carrier_id: Uuid::nil(),
-            gateway_name: GatewayName::parse(gw).unwrap(),
-            number: DialNumber::parse(number).unwrap(),
-            headers: vec![],
-            progress_timeout_seconds: None,
-            failover_codes: FailoverCodes::platform_default(),
-            route_id: None,
-            caller_id: None,
-            asserted_identity: false,
-            privacy: false,
-        }
+        let mut leg = Leg::plain(Uuid::from_u128(u128::from(gw.as_bytes()[0])), gw, number);
+        leg.route_id = Some(Uuid::from_u128(0x0f));
+        leg.tenant_id = Some(Uuid::from_u128(0x7e));
+        leg
     }
 
     fn three_legs() -> Vec<Leg> {
@@ -485,11 +493,12 @@ mod tests {
                     "transfer_on_fail=NORMAL_TEMPORARY_FAILURE,SERVICE_NOT_IMPLEMENTED,INTERWORKING,NORMAL_UNSPECIFIED,NO_ROUTE_DESTINATION,INCOMPATIBLE_DESTINATION,CALL_REJECTED +15551234567 XML trunkline"
                 ),
                 owned("set", "trunkline_attempt=1"),
+                owned("set", "trunkline_tried=00000000000000000000000000000061"),
                 owned("unset", "last_bridge_proto_specific_hangup_cause"),
                 owned("unset", "originate_disposition"),
                 owned(
                     "bridge",
-                    "[ignore_q850_reason=true,sip_h_X-Account=42,leg_progress_timeout=8]sofia/gateway/alpha/9915551234567"
+                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000061,trunkline_leg_attempt=1,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e,sip_h_X-Account=42,leg_progress_timeout=8]sofia/gateway/alpha/9915551234567"
                 ),
                 // bravo: 404 and 503; 503 shares its cause with 400 and 481.
                 owned(
@@ -501,11 +510,15 @@ mod tests {
                     "transfer_on_fail=NORMAL_TEMPORARY_FAILURE +15551234567 XML trunkline"
                 ),
                 owned("set", "trunkline_attempt=2"),
+                owned(
+                    "set",
+                    "trunkline_tried=00000000000000000000000000000061,00000000000000000000000000000062"
+                ),
                 owned("unset", "last_bridge_proto_specific_hangup_cause"),
                 owned("unset", "originate_disposition"),
                 owned(
                     "bridge",
-                    "[ignore_q850_reason=true]sofia/gateway/bravo/15551234567"
+                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000062,trunkline_leg_attempt=2,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e]sofia/gateway/bravo/15551234567"
                 ),
                 // charlie, the last: nothing follows, so nothing comes back either.
                 owned(
@@ -515,7 +528,7 @@ mod tests {
                 owned("unset", "transfer_on_fail"),
                 owned(
                     "bridge",
-                    "[ignore_q850_reason=true,sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
+                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000063,trunkline_leg_attempt=3,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e,sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
                 ),
             ]
         );

@@ -16,6 +16,9 @@ use std::borrow::Cow;
 
 /// What FreeSWITCH asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// One per request, built on the stack and matched at once: boxing the dialplan variant would
+// cost the hot path an allocation to save bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
 pub enum FetchRequest {
     Dialplan(DialplanFetch),
     Configuration(ConfigFetch),
@@ -64,6 +67,10 @@ pub struct DialplanFetch {
     pub last_sip_cause: Option<String>,
     /// `variable_originate_disposition`, e.g. `GATEWAY_DOWN`.
     pub originate_disposition: Option<String>,
+    /// `variable_trunkline_tried`: the carriers this call tried so far, as our document set it.
+    pub tried: Option<String>,
+    /// `Core-UUID`: which node asked (its gateways' health is its own).
+    pub core_uuid: Option<String>,
 }
 
 /// The raw slices of the fields we use. Indexes into `Raw::slots`.
@@ -88,9 +95,11 @@ enum Field {
     Attempt,
     LastSipCause,
     OriginateDisposition,
+    Tried,
+    CoreUuid,
 }
 
-const FIELD_COUNT: usize = Field::OriginateDisposition as usize + 1;
+const FIELD_COUNT: usize = Field::CoreUuid as usize + 1;
 
 /// Our fields by name. Names are matched byte for byte and never decoded: FreeSWITCH does not
 /// encode header names (§1.2), and decoding them would let a caller-chosen name (an inbound
@@ -122,6 +131,8 @@ const NAMES: [(&[u8], Field); FIELD_COUNT] = [
         b"variable_originate_disposition",
         Field::OriginateDisposition,
     ),
+    (b"variable_trunkline_tried", Field::Tried),
+    (b"Core-UUID", Field::CoreUuid),
 ];
 
 /// Every form field trunkline reads, by the name FreeSWITCH posts it under: what the
@@ -217,6 +228,8 @@ pub fn parse(body: &[u8]) -> FetchRequest {
             attempt: raw.get(Field::Attempt),
             last_sip_cause: raw.get(Field::LastSipCause),
             originate_disposition: raw.get(Field::OriginateDisposition),
+            tried: raw.get(Field::Tried),
+            core_uuid: raw.get(Field::CoreUuid),
         }),
         "configuration" => FetchRequest::Configuration(ConfigFetch {
             file: raw.get(Field::KeyValue).unwrap_or_default(),
@@ -373,6 +386,8 @@ mod tests {
                 attempt: None,
                 last_sip_cause: None,
                 originate_disposition: None,
+                tried: None,
+                core_uuid: Some("d2c6a4f0-9b1e-4e3d-8c7b-6a5f4e3d2c1b".into()),
             }
         );
     }

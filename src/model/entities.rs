@@ -328,6 +328,7 @@ wire_enum!(
         OutboundRoutesWrite = "outbound_routes:write",
         PhoneNumbersRead = "phone_numbers:read",
         PhoneNumbersWrite = "phone_numbers:write",
+        AttemptsRead = "attempts:read",
     }
 );
 

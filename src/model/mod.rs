@@ -6,6 +6,7 @@
 //! This module does no I/O. Errors are plain [`Invalid`] values carrying a human message; the
 //! caller (API, store, config) attaches the field name.
 
+mod attempt;
 mod caller_id;
 mod criteria;
 mod entities;
@@ -14,6 +15,7 @@ pub mod fixtures;
 mod switch;
 mod values;
 
+pub use attempt::*;
 pub use caller_id::*;
 pub use criteria::*;
 pub use entities::*;

@@ -72,6 +72,8 @@ pub struct Leg {
     pub failover_codes: FailoverCodes,
     /// The route that produced this leg; `None` for a forced carrier.
     pub route_id: Option<Uuid>,
+    /// The call's tenant (`None` = platform scope), tagged on the leg for its attempt record.
+    pub tenant_id: Option<Uuid>,
     /// The caller ID this leg sends (`origination_caller_id_number`), in the carrier's format;
     /// `None`: the caller's own, passed on by FreeSWITCH unchanged.
     pub caller_id: Option<CallerNumber>,
@@ -79,6 +81,27 @@ pub struct Leg {
     /// id` when `privacy`, else `Privacy: none`.
     pub asserted_identity: bool,
     pub privacy: bool,
+}
+
+impl Leg {
+    /// A leg of `gateway` dialling `number` with nothing else set: what the pure modules'
+    /// tests build on.
+    #[cfg(test)]
+    pub(crate) fn plain(carrier_id: Uuid, gateway: &str, number: &str) -> Leg {
+        Leg {
+            carrier_id,
+            gateway_name: GatewayName::parse(gateway).unwrap(),
+            number: DialNumber::parse(number).unwrap(),
+            headers: Vec::new(),
+            progress_timeout_seconds: None,
+            failover_codes: FailoverCodes::platform_default(),
+            route_id: None,
+            tenant_id: None,
+            caller_id: None,
+            asserted_identity: false,
+            privacy: false,
+        }
+    }
 }
 
 /// The inputs of one routing decision, all validated.

@@ -282,6 +282,7 @@ impl LegList<'_> {
                 .clone()
                 .unwrap_or_else(|| self.snapshot.settings.default_failover_codes.clone()),
             route_id: route.map(|r| r.id),
+            tenant_id: self.request.tenant_id,
             caller_id: self.caller_id.for_carrier(carrier),
             asserted_identity: carrier.caller_id.asserted_identity,
             privacy: carrier.caller_id.privacy,

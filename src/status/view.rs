@@ -298,6 +298,7 @@ impl ExplainForm {
             at,
             call_id: None,
             max_cost: None,
+            switch_id: None,
         }))
     }
 }

@@ -15,6 +15,7 @@
 //! - queries are written once with `$n` placeholders and run on either pool through
 //!   `exec.rs`'s dispatch; there is no `AnyPool` and no compile-time checked query macro.
 
+mod attempts;
 mod carriers;
 mod error;
 mod exec;
@@ -37,6 +38,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use self::attempts::{AttemptFilter, AttemptView};
 pub use self::error::StoreError;
 use self::exec::{Db, Tx, args};
 use self::feed::Feed;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{AttemptView, StoreError};
 use crate::model::*;
 
 pub fn ts(t: DateTime<Utc>) -> String {
@@ -432,6 +432,79 @@ impl TokenRow {
             scopes: from_json("api_tokens.scopes", &self.scopes)?,
             created_at: parse_ts("api_tokens.created_at", &self.created_at)?,
             revoked_at: parse_opt_ts("api_tokens.revoked_at", self.revoked_at.as_deref())?,
+        })
+    }
+}
+
+/// An attempt record with its computed `failed_over` (`store/attempts.rs`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub id: String,
+    pub call_id: String,
+    pub leg_id: String,
+    pub switch_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub route_id: Option<String>,
+    pub carrier_id: String,
+    pub gateway: String,
+    pub number: String,
+    pub attempt: i64,
+    pub sip_status: Option<i64>,
+    pub cause: String,
+    pub q850: Option<i64>,
+    pub started_at: String,
+    pub progress_at: Option<String>,
+    pub answered_at: Option<String>,
+    pub ended_at: String,
+    pub billable_seconds: i64,
+    pub hangup_by: Option<String>,
+    pub failed_over: bool,
+}
+
+fn code(what: &str, n: Option<i64>) -> Result<Option<u16>, StoreError> {
+    n.map(|n| u16::try_from(n).map_err(|e| corrupt(what, e)))
+        .transpose()
+}
+
+impl AttemptRow {
+    pub fn into_model(self) -> Result<AttemptView, StoreError> {
+        let count = |what: &str, n: i64| u32::try_from(n).map_err(|e| corrupt(what, e));
+        let hangup_by = match self.hangup_by.as_deref() {
+            None => None,
+            Some(s) => Some(
+                HangupBy::parse(s)
+                    .ok_or_else(|| corrupt("call_attempts.hangup_by", "not carrier or switch"))?,
+            ),
+        };
+        Ok(AttemptView {
+            attempt: Attempt {
+                id: parse_id("call_attempts.id", &self.id)?,
+                call_id: parse_id("call_attempts.call_id", &self.call_id)?,
+                leg_id: parse_id("call_attempts.leg_id", &self.leg_id)?,
+                switch_id: parse_opt_id("call_attempts.switch_id", self.switch_id.as_deref())?,
+                tenant_id: parse_opt_id("call_attempts.tenant_id", self.tenant_id.as_deref())?,
+                route_id: parse_opt_id("call_attempts.route_id", self.route_id.as_deref())?,
+                carrier_id: parse_id("call_attempts.carrier_id", &self.carrier_id)?,
+                gateway: self.gateway,
+                number: self.number,
+                attempt: count("call_attempts.attempt", self.attempt)?,
+                sip_status: code("call_attempts.sip_status", self.sip_status)?,
+                cause: self.cause,
+                q850: code("call_attempts.q850", self.q850)?,
+                started_at: parse_ts("call_attempts.started_at", &self.started_at)?,
+                progress_at: parse_opt_ts(
+                    "call_attempts.progress_at",
+                    self.progress_at.as_deref(),
+                )?,
+                answered_at: parse_opt_ts(
+                    "call_attempts.answered_at",
+                    self.answered_at.as_deref(),
+                )?,
+                ended_at: parse_ts("call_attempts.ended_at", &self.ended_at)?,
+                billable_seconds: count("call_attempts.billable_seconds", self.billable_seconds)?,
+                hangup_by,
+            },
+            failed_over: self.failed_over,
         })
     }
 }

@@ -21,6 +21,7 @@ use crate::fsxml::dialplan::{
 use crate::fsxml::request::{self, ConfigFetch, DialplanFetch, FetchRequest};
 use crate::model::{Attestation, CallerNumber, ContextName, Destination, FailoverMode, Rate};
 use crate::publish::Published;
+use crate::quality::health::{HealthView, LegHealth, parse_tried};
 use crate::routing::{CallerIdOutcome, Decision, RouteRequest};
 
 /// The caller ID number of a call that withholds its number (sofia's `anonymous` From user).
@@ -84,6 +85,8 @@ pub struct Answer {
     /// Why, for the log line (never caller data beyond validated values). Mostly a fixed
     /// text, which then costs no allocation.
     pub reason: Option<Cow<'static, str>>,
+    /// Carrier health moved at least one leg of this call later (counted on `/metrics`).
+    pub health_moved: bool,
 }
 
 impl Answer {
@@ -93,14 +96,22 @@ impl Answer {
             section,
             outcome: Outcome::NotFound,
             reason: Some(reason.into()),
+            health_moved: false,
         }
     }
 }
 
-/// Answers one mod_xml_curl POST body.
-pub fn answer(published: &Published, body: &[u8], now: DateTime<Utc>) -> Answer {
+/// Answers one mod_xml_curl POST body; `health` is the carriers' health as last published.
+pub fn answer(
+    published: &Published,
+    health: &HealthView,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Answer {
     match request::parse(body) {
-        FetchRequest::Dialplan(fetch) => dialplan_answer(published, &fetch, now).answer,
+        FetchRequest::Dialplan(fetch) => {
+            dialplan_answer(published, health, &fetch, now, false).answer
+        }
         FetchRequest::Configuration(fetch) => configuration(published, &fetch),
         FetchRequest::Other { .. } => {
             Answer::not_found(Section::Other, "section not served by trunkline")
@@ -115,6 +126,7 @@ fn configuration(published: &Published, fetch: &ConfigFetch) -> Answer {
             section,
             outcome: Outcome::Document,
             reason: None,
+            health_moved: false,
         },
         None => Answer::not_found(section, "no template for the profile asked for"),
     };
@@ -134,18 +146,26 @@ pub struct DialplanAnswer<'s> {
     pub decision: Option<Decision<'s>>,
     pub tenant_id: Option<Uuid>,
     pub mode: FailoverMode,
+    /// Each leg's health and configured place, in the decision's (health-ordered) order; only
+    /// when asked for (`explain`).
+    pub health: Vec<LegHealth>,
 }
 
+/// The dialplan answer: the routing decision, its legs ordered by health (a sick carrier goes
+/// after the healthy ones, never out), then the document.
 pub fn dialplan_answer<'s>(
     published: &'s Published,
+    health: &HealthView,
     fetch: &DialplanFetch,
     now: DateTime<Utc>,
+    explain: bool,
 ) -> DialplanAnswer<'s> {
     let mut out = DialplanAnswer {
         answer: Answer::not_found(Section::Dialplan, "no context in the request"),
         decision: None,
         tenant_id: None,
         mode: published.failover_mode,
+        health: Vec::new(),
     };
     let Some(context) = fetch
         .context
@@ -198,7 +218,7 @@ pub fn dialplan_answer<'s>(
         .caller_number
         .as_deref()
         .is_some_and(|c| c.trim().eq_ignore_ascii_case(WITHHELD));
-    let decision = snapshot.resolve(&RouteRequest {
+    let mut decision = snapshot.resolve(&RouteRequest {
         tenant_id: out.tenant_id,
         destination: &destination,
         forced_carrier: fetch
@@ -219,6 +239,17 @@ pub fn dialplan_answer<'s>(
             .and_then(|u| Uuid::try_parse(u.trim()).ok()),
         max_cost: fetch.max_cost.as_deref().map(|m| Rate::parse(m.trim())),
     });
+    // A follow-up fetch keeps the carriers this call already tried first, in that order, so
+    // its attempt number still names the leg that failed.
+    let tried = parse_tried(fetch.tried.as_deref(), fetch.attempt.as_deref());
+    let ordered = health.order(
+        &mut decision.legs,
+        fetch.core_uuid.as_deref(),
+        &tried,
+        now,
+        explain,
+    );
+    out.health = ordered.notes;
     let legs = &decision.legs;
     out.answer = if decision.caller_id.outcome == CallerIdOutcome::Refused {
         refuse(
@@ -260,6 +291,7 @@ pub fn dialplan_answer<'s>(
                 section: Section::Dialplan,
                 outcome,
                 reason: None,
+                health_moved: ordered.moved,
             },
             Err(e) => refuse(
                 RefuseReason::NoUsableCarrier,
@@ -278,6 +310,7 @@ fn refused(context: &ContextName, reason: RefuseReason, why: Cow<'static, str>) 
             section: Section::Dialplan,
             outcome: Outcome::Refused,
             reason: Some(why),
+            health_moved: false,
         },
         Err(e) => Answer::not_found(
             Section::Dialplan,
@@ -390,7 +423,12 @@ mod tests {
                 (1, Some(context.to_string())),
                 (8, Some(tenant.to_string())),
             ]);
-            let reply = answer(fuzzing::published(), body.as_bytes(), now());
+            let reply = answer(
+                fuzzing::published(),
+                &HealthView::default(),
+                body.as_bytes(),
+                now(),
+            );
             assert_eq!(reply.outcome, outcome, "{:?}", reply.reason);
             fuzzing::xmlcurl_request(body.as_bytes());
         }

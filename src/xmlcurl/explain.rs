@@ -16,6 +16,7 @@ use crate::fsxml::dialplan::continue_on_fail_causes;
 use crate::fsxml::request::DialplanFetch;
 use crate::model::{Attestation, CallerNumber, Destination, FailoverMode};
 use crate::publish::Published;
+use crate::quality::health::{Health, HealthView};
 use crate::routing::{
     CallerIdDecision, Considered, CostCeiling, Criterion, Decision, Excluded, ForcedOutcome, Leg,
     Outcome, RouteScope,
@@ -35,6 +36,8 @@ pub struct ExplainRequest {
     pub call_id: Option<Uuid>,
     /// A per-call cost ceiling (`trunkline_max_cost`), as posted.
     pub max_cost: Option<String>,
+    /// The Core-UUID of the node whose gateway states apply (`None`: no node's).
+    pub core_uuid: Option<String>,
 }
 
 /// An input explain refuses, naming it.
@@ -54,10 +57,16 @@ pub struct LegExplanation {
     pub leg: Leg,
     /// The bridge data FreeSWITCH receives for this leg.
     pub dial_string: String,
-    /// What put this leg at this position: `forced`, `only`, `priority`, `cost`, `weight`,
-    /// `specificity` or `age`.
+    /// What put this leg at its configured position: `forced`, `only`, `priority`, `cost`,
+    /// `weight`, `specificity` or `age`.
     #[schema(value_type = String)]
     pub decided_by: Criterion,
+    /// Its place before health moved anything; differs from `position` when a sick carrier
+    /// went later (`health` says why).
+    pub configured_position: usize,
+    /// `healthy`, or why the carrier moved: its gateway is DOWN on the node, its breaker is
+    /// open, or half-open and this call is not its trial.
+    pub health: Health,
     /// The cause names on which FreeSWITCH moves on to the next leg by itself after this one
     /// fails (`true` in the exact form, where every failure comes back to trunkline).
     pub continue_on_fail: Vec<&'static str>,
@@ -159,6 +168,7 @@ pub struct Explanation<'s> {
 
 pub fn explain<'s>(
     published: &'s Published,
+    health: &HealthView,
     request: &ExplainRequest,
     now: DateTime<Utc>,
 ) -> Result<Explanation<'s>, ExplainError> {
@@ -177,7 +187,8 @@ pub fn explain<'s>(
         return Err(refuse("tenant_id", "no such tenant".into()));
     }
     let fetch = synthetic_fetch(published, request, &destination);
-    let answered = dialplan_answer(published, &fetch, now);
+    let answered = dialplan_answer(published, health, &fetch, now, true);
+    let healths = answered.health;
     // dialplan_answer decides for every valid destination of a known tenant in a context
     // trunkline owns, which is all synthetic_fetch builds; anything else is refused by name.
     let Some(Decision {
@@ -202,14 +213,17 @@ pub fn explain<'s>(
     let count = legs.len();
     let legs = legs
         .into_iter()
+        .zip(healths)
         .enumerate()
-        .map(|(i, leg)| {
+        .map(|(i, (leg, health))| {
             let (continue_on_fail, transfer_on_fail, collisions, failover_handling) =
                 leg_failover(&leg, i + 1 == count, answered.mode);
             LegExplanation {
                 position: i + 1,
-                decided_by: decided_by(i + 1, forced.as_ref(), &considered),
-                dial_string: bridge_data(&leg),
+                decided_by: decided_by(health.configured_position, forced.as_ref(), &considered),
+                configured_position: health.configured_position,
+                health: health.health,
+                dial_string: bridge_data(&leg, i + 1),
                 continue_on_fail,
                 transfer_on_fail,
                 collisions,
@@ -260,6 +274,7 @@ pub fn synthetic_fetch(
         forced_carrier: request.forced_carrier.map(|c| c.to_string()),
         attestation: request.attestation.clone(),
         max_cost: request.max_cost.clone(),
+        core_uuid: request.core_uuid.clone(),
         ..DialplanFetch::default()
     }
 }

@@ -72,8 +72,9 @@ pub async fn handle_fetch(State(state): State<AppState>, request: Request) -> Re
         }
     };
     let published = state.published.load();
-    let answer = answer::answer(&published, &body, chrono::Utc::now());
-    drop(published);
+    let health = state.quality.view();
+    let answer = answer::answer(&published, &health, &body, chrono::Utc::now());
+    drop((published, health));
     let (section, outcome) = (answer.section.as_str(), answer.outcome.as_str());
     match &answer.reason {
         // What trunkline does not serve (another module's configuration, a context it does not
@@ -88,6 +89,9 @@ pub async fn handle_fetch(State(state): State<AppState>, request: Request) -> Re
     }
     metrics::counter!("trunkline_xmlcurl_requests_total", "section" => section, "outcome" => outcome)
         .increment(1);
+    if answer.health_moved {
+        metrics::counter!("trunkline_xmlcurl_health_moved_total").increment(1);
+    }
     metrics::histogram!("trunkline_xmlcurl_duration_seconds", "section" => section)
         .record(started.elapsed().as_secs_f64());
     (

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -79,6 +81,20 @@ impl Reply {
 pub fn test_settings() -> Settings {
     let mut settings = Settings::defaults();
     settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings
+}
+
+/// [`test_settings`] with the Event Socket timings short enough for a test against the fake
+/// switch: quick debounce, reconnects and liveness, a short lease.
+pub fn quick_esl_settings() -> Settings {
+    let mut settings = test_settings();
+    settings.esl.debounce = Duration::from_millis(100);
+    settings.esl.backoff_min = Duration::from_millis(50);
+    settings.esl.backoff_max = Duration::from_millis(400);
+    settings.esl.liveness_every = Duration::from_secs(1);
+    settings.esl.connect_timeout = Duration::from_secs(2);
+    settings.esl.command_timeout = Duration::from_secs(5);
+    settings.esl.lease_ttl = Duration::from_secs(3);
     settings
 }
 
@@ -350,11 +366,14 @@ pub fn switch_synced(switch: &Value) -> bool {
 }
 
 /// The value of a Prometheus series in `/metrics` text: the sum of the series of `name` whose
-/// labels include every one of `labels` (0 when there is none).
+/// labels include every one of `labels` (0 when there is none). An unlabelled series
+/// (`name value`) counts when no label is asked for.
 pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
-        .filter(|l| {
-            l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label))
+        .filter(|l| match l.strip_prefix(name) {
+            Some(rest) if rest.starts_with('{') => labels.iter().all(|label| rest.contains(label)),
+            Some(rest) => rest.starts_with(' ') && labels.is_empty(),
+            None => false,
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

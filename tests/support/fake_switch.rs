@@ -10,9 +10,15 @@
 //! [`MemoryConnection`] is the same switch without the socket: an [`EslConnection`] that calls
 //! the model directly, so that a test can run one reconcile pass and read the commands it sent,
 //! in order, with nothing to wait for. The TCP peer stays the test of the protocol.
+//!
+//! Leg hangups ([`LegHangup`], [`FakeSwitch::emit_leg_hangup`]) are built from
+//! `CHANNEL_HANGUP_COMPLETE` events captured on FreeSWITCH 1.10.12 (`testdata/`, every header as
+//! the node sent it, duplicates included; IPs made loopback, ids replaced by `{{…}}` slots), so
+//! a test or bench sends what a node sends, at its size (~7 KB failed, ~11 KB answered).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -24,6 +30,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use trunkline::esl::client::{ApiCommand, EslConnection, EslError, EslTarget, SwitchEvent};
 use trunkline::model::{Host, NewSwitch, Password, ProfileName, SwitchName};
 use trunkline::publish::Published;
+use uuid::Uuid;
 
 /// How long a killed gateway stays listed before it is reaped (sofia: 1–2 s).
 const REAP_AFTER: Duration = Duration::from_millis(300);
@@ -69,10 +76,59 @@ pub struct FakeSwitch {
     /// When set, configuration is read from this snapshot in process instead of over HTTP.
     in_process: Arc<OnceLock<Arc<ArcSwap<Published>>>>,
     http: reqwest::Client,
+    /// What became of the events emitted: written, lagged, unheard (see [`EventCounts`]).
+    counts: Arc<Counts>,
 }
+
+/// The event channel's capacity [`FakeSwitch::start`] gives: a connection that falls further
+/// behind than this loses the oldest (counted in [`EventCounts::lagged`]).
+pub const EVENT_CAPACITY: usize = 1024;
+
+#[derive(Debug, Default)]
+struct Counts {
+    emitted: AtomicU64,
+    unheard: AtomicU64,
+    lagged: AtomicU64,
+    unsubscribed: AtomicU64,
+    written: AtomicU64,
+    raw_written: AtomicU64,
+    subscriptions: AtomicU64,
+}
+
+/// What became of the events emitted through [`FakeSwitch::emit_raw`] (and the helpers built
+/// on it) and of the switch's own gateway events, over every connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventCounts {
+    /// Event bodies handed to the switch by `emit_raw`.
+    pub emitted: u64,
+    /// Emitted while no connection was open: nobody heard them (FreeSWITCH queues events for
+    /// its open listeners only).
+    pub unheard: u64,
+    /// Dropped by the fake itself: a connection fell more than the channel's capacity behind
+    /// (`broadcast` lag), before trunkline could read them.
+    pub lagged: u64,
+    /// Reached a connection that had not subscribed yet (`event json` not received).
+    pub unsubscribed: u64,
+    /// Event frames written whole to a socket.
+    pub written: u64,
+    /// Raw frames ([`FakeSwitch::emit_frame`]) written to a socket.
+    pub raw_written: u64,
+    /// `event json …` commands received: one per (re)subscribed connection.
+    pub subscriptions: u64,
+}
+
+/// Marks a broadcast item that is a whole wire frame rather than an event body (the channel
+/// stays one `String` channel, so frames and events keep their order).
+const RAW_FRAME: &str = "\u{0}raw-frame\u{0}";
 
 impl FakeSwitch {
     pub async fn start(password: &str) -> FakeSwitch {
+        Self::start_with_event_capacity(password, EVENT_CAPACITY).await
+    }
+
+    /// [`FakeSwitch::start`] with an event channel of `capacity` events: what a flood test
+    /// needs so that the fake itself does not lag before trunkline sees the events.
+    pub async fn start_with_event_capacity(password: &str, capacity: usize) -> FakeSwitch {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let fake = FakeSwitch {
             addr: listener.local_addr().unwrap(),
@@ -89,11 +145,12 @@ impl FakeSwitch {
                 acl_fetches: 0,
                 drop_after: None,
             })),
-            events: broadcast::channel(1024).0,
+            events: broadcast::channel(capacity).0,
             generation: Arc::new(watch::channel(0).0),
             trunkline: Arc::new(watch::channel(None).0),
             in_process: Arc::new(OnceLock::new()),
             http: reqwest::Client::new(),
+            counts: Arc::default(),
         };
         registry()
             .lock()
@@ -281,24 +338,44 @@ impl FakeSwitch {
             tokio::select! {
                 _ = generation.changed() => return,
                 event = events.recv() => {
-                    if let (true, Ok(json)) = (subscribed, event) {
-                        let frame = format!("Content-Length: {}\nContent-Type: text/event-json\n\n{json}", json.len());
-                        if write.write_all(frame.as_bytes()).await.is_err() {
-                            return;
+                    match (subscribed, event) {
+                        (true, Ok(json)) => {
+                            let (frame, counter) = match json.strip_prefix(RAW_FRAME) {
+                                Some(raw) => (raw.to_string(), &self.counts.raw_written),
+                                None => (
+                                    format!("Content-Length: {}\nContent-Type: text/event-json\n\n{json}", json.len()),
+                                    &self.counts.written,
+                                ),
+                            };
+                            if write.write_all(frame.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            counter.fetch_add(1, Ordering::Relaxed);
                         }
+                        (false, Ok(_)) => {
+                            self.counts.unsubscribed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        (_, Err(broadcast::error::RecvError::Lagged(n))) => {
+                            self.counts.lagged.fetch_add(n, Ordering::Relaxed);
+                        }
+                        (_, Err(broadcast::error::RecvError::Closed)) => {}
                     }
                 }
                 command = commands.recv() => {
                     let Some(command) = command else { return };
                     self.with(|s| s.commands.push(command.clone()));
                     let reply = if let Some(rest) = command.strip_prefix("event json ") {
-                        subscribed = rest.starts_with("CUSTOM");
+                        subscribed = rest.contains("CUSTOM");
+                        self.counts.subscriptions.fetch_add(1, Ordering::Relaxed);
                         "Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n".to_string()
                     } else if let Some(api) = command.strip_prefix("api ") {
                         let Some(body) = self.api_or_drop(api).await else {
                             return;
                         };
                         format!("Content-Type: api/response\nContent-Length: {}\n\n{body}", body.len())
+                    } else if command.starts_with("filter ") {
+                        // Accepted and recorded; the fake sends only what trunkline filters in.
+                        "Content-Type: command/reply\nReply-Text: +OK filter added.\n\n".to_string()
                     } else if command == "exit" {
                         let _ = write.write_all(b"Content-Type: command/reply\nReply-Text: +OK bye\n\n").await;
                         return;
@@ -338,6 +415,66 @@ impl FakeSwitch {
         let _ = self.events.send(json.to_string());
     }
 
+    /// Sends any event body as `text/event-json` to every subscribed connection (the framing
+    /// is the fake's: `Content-Length` is the body's true length).
+    pub fn emit_raw(&self, json: String) {
+        self.counts.emitted.fetch_add(1, Ordering::Relaxed);
+        if self.events.send(json).is_err() {
+            self.counts.unheard.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes `frame` to every subscribed connection byte for byte, in order with the events:
+    /// for frames no FreeSWITCH writes (a lying `Content-Length`, a missing `Content-Type`).
+    pub fn emit_frame(&self, frame: &str) {
+        let _ = self.events.send(format!("{RAW_FRAME}{frame}"));
+    }
+
+    /// An event-json frame whose body is `body` as it is, bad JSON included.
+    pub fn emit_bad_json(&self, body: &str) {
+        self.emit_frame(&format!(
+            "Content-Length: {}\nContent-Type: text/event-json\n\n{body}",
+            body.len()
+        ));
+    }
+
+    /// One leg's `CHANNEL_HANGUP_COMPLETE` as this node (its Core-UUID) sends it.
+    pub fn emit_leg_hangup(&self, leg: &LegHangup) {
+        self.emit_raw(leg.render(&self.core_uuid()));
+    }
+
+    /// The A-leg's `CHANNEL_HANGUP_COMPLETE` of call `call_id` whose last leg went to
+    /// `carrier_id`: it names the carrier only inside the dial string it ran
+    /// (`variable_last_arg`), never as `variable_trunkline_leg_carrier`.
+    pub fn emit_a_leg_hangup(&self, call_id: Uuid, carrier_id: Uuid) {
+        self.emit_raw(render_a_leg(call_id, carrier_id, &self.core_uuid()));
+    }
+
+    /// How many events were emitted, written, and lost on the way (see [`EventCounts`]).
+    pub fn event_counts(&self) -> EventCounts {
+        let c = &self.counts;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        EventCounts {
+            emitted: load(&c.emitted),
+            unheard: load(&c.unheard),
+            lagged: load(&c.lagged),
+            unsubscribed: load(&c.unsubscribed),
+            written: load(&c.written),
+            raw_written: load(&c.raw_written),
+            subscriptions: load(&c.subscriptions),
+        }
+    }
+
+    /// Connections open to this switch (each holds one receiver of the event channel).
+    pub fn open_connections(&self) -> usize {
+        self.events.receiver_count()
+    }
+
+    /// Events emitted and not yet taken by every connection: the fake's own backlog.
+    pub fn queued_events(&self) -> usize {
+        self.events.len()
+    }
+
     async fn fetch(&self, file: &str, profile: Option<&str>) -> Option<String> {
         let mut body = format!(
             "hostname=fake&section=configuration&tag_name=configuration&key_name=name&key_value={file}&Event-Name=REQUEST_PARAMS"
@@ -348,6 +485,7 @@ impl FakeSwitch {
         if let Some(published) = self.in_process.get() {
             let answer = trunkline::xmlcurl::answer::answer(
                 &published.load(),
+                &trunkline::quality::health::HealthView::default(),
                 body.as_bytes(),
                 chrono::Utc::now(),
             );
@@ -548,7 +686,7 @@ impl EslConnection for MemoryConnection {
                         .map_err(|e| EslError::Protocol(e.to_string()))?;
                     Ok(SwitchEvent::from_headers(|name| event.get(name).and_then(|v| v.as_str())))
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => Ok(SwitchEvent::Lost),
+                Err(broadcast::error::RecvError::Lagged(n)) => Ok(SwitchEvent::Lost { events: n }),
                 Err(broadcast::error::RecvError::Closed) => Err(dropped()),
             },
         }
@@ -604,4 +742,188 @@ fn parse_sofia(doc: &str) -> Vec<(String, String, BTreeMap<String, String>)> {
         }
     }
     out
+}
+
+/// The captured failed leg (a 503 from gateway `alpha`, refused at once: `recv_refuse`).
+pub const LEG_HANGUP_FAILED: &str = include_str!("testdata/leg_hangup_failed.json");
+/// The captured answered leg (gateway `beta`: 180, 200, the caller hung up after a second).
+pub const LEG_HANGUP_ANSWERED: &str = include_str!("testdata/leg_hangup_answered.json");
+/// The captured A-leg of the same call (no `trunkline_*` variables; two JSON arrays).
+pub const A_LEG_HANGUP: &str = include_str!("testdata/a_leg_hangup.json");
+
+/// How a leg ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegOutcome {
+    /// The carrier refused the INVITE with this final status.
+    Failed(u16),
+    /// 180 after 20 ms, 200 after 40 ms, the caller hung up a second later.
+    Answered,
+}
+
+/// One outbound leg's hangup, to render from the captured events. Every field is what
+/// trunkline reads; the strings stay strings so that a test can damage them.
+#[derive(Debug, Clone)]
+pub struct LegHangup {
+    /// `variable_trunkline_leg_carrier`.
+    pub carrier_id: String,
+    /// The A-leg: `variable_originating_leg_uuid` and every other header naming it.
+    pub call_id: String,
+    /// `Unique-ID`.
+    pub leg_id: Uuid,
+    /// `variable_trunkline_leg_attempt`.
+    pub attempt: u32,
+    pub outcome: LegOutcome,
+    /// `variable_start_uepoch`, in microseconds.
+    pub started_us: i64,
+}
+
+impl LegHangup {
+    /// A fresh leg (new Unique-ID) of `call_id` to `carrier_id`, started now.
+    pub fn new(carrier_id: Uuid, call_id: Uuid, attempt: u32, outcome: LegOutcome) -> LegHangup {
+        LegHangup {
+            carrier_id: carrier_id.to_string(),
+            call_id: call_id.to_string(),
+            leg_id: Uuid::new_v4(),
+            attempt,
+            outcome,
+            started_us: chrono::Utc::now().timestamp_micros(),
+        }
+    }
+
+    /// The event body as the node would send it.
+    pub fn render(&self, core_uuid: &str) -> String {
+        let (template, end_after_us) = match self.outcome {
+            LegOutcome::Failed(_) => (&templates().failed, 100_000),
+            LegOutcome::Answered => (&templates().answered, 1_040_000),
+        };
+        let (cause, q850, phrase) = match self.outcome {
+            LegOutcome::Failed(status) => sip_failure(status),
+            LegOutcome::Answered => ("NORMAL_CLEARING", 16, "OK"),
+        };
+        let status = match self.outcome {
+            LegOutcome::Failed(status) => status,
+            LegOutcome::Answered => 200,
+        };
+        let leg_id = self.leg_id.to_string();
+        template.render(|slot| match slot {
+            Slot::CarrierId => self.carrier_id.clone(),
+            Slot::CallId => self.call_id.clone(),
+            Slot::LegId => leg_id.clone(),
+            Slot::CoreUuid => core_uuid.to_string(),
+            Slot::Attempt => self.attempt.to_string(),
+            Slot::StartUs => self.started_us.to_string(),
+            Slot::ProgressUs => (self.started_us + 20_000).to_string(),
+            Slot::AnswerUs => (self.started_us + 40_000).to_string(),
+            Slot::EndUs => (self.started_us + end_after_us).to_string(),
+            Slot::Status => status.to_string(),
+            Slot::Phrase => phrase.to_string(),
+            Slot::Cause => cause.to_string(),
+            Slot::Q850 => q850.to_string(),
+        })
+    }
+}
+
+/// The A-leg hangup of `call_id`, as `node` sends it.
+pub fn render_a_leg(call_id: Uuid, carrier_id: Uuid, core_uuid: &str) -> String {
+    let (call, carrier) = (call_id.to_string(), carrier_id.to_string());
+    templates().a_leg.render(|slot| match slot {
+        Slot::CallId => call.clone(),
+        Slot::CarrierId => carrier.clone(),
+        Slot::CoreUuid => core_uuid.to_string(),
+        other => panic!("{other:?} in the A-leg template"),
+    })
+}
+
+/// Hangup cause, Q.850 code and reason phrase for a carrier's final failure status, as
+/// sofia maps them (`sofia_glue_sip_cause_to_freeswitch`); 503 as captured.
+fn sip_failure(status: u16) -> (&'static str, u16, &'static str) {
+    match status {
+        404 => ("UNALLOCATED_NUMBER", 1, "Not Found"),
+        403 => ("CALL_REJECTED", 21, "Forbidden"),
+        408 => ("RECOVERY_ON_TIMER_EXPIRE", 102, "Request Timeout"),
+        480 => ("NO_USER_RESPONSE", 18, "Temporarily Unavailable"),
+        486 => ("USER_BUSY", 17, "Busy Here"),
+        503 => ("NORMAL_TEMPORARY_FAILURE", 41, "Service Unavailable"),
+        _ => ("NORMAL_UNSPECIFIED", 31, "Error"),
+    }
+}
+
+/// A `{{…}}` slot of a captured event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    CarrierId,
+    CallId,
+    LegId,
+    CoreUuid,
+    Attempt,
+    StartUs,
+    ProgressUs,
+    AnswerUs,
+    EndUs,
+    Status,
+    Phrase,
+    Cause,
+    Q850,
+}
+
+/// A captured event cut at its slots once, so that rendering one is a single pass (a bench
+/// renders thousands a second in the process it measures).
+struct Template {
+    parts: Vec<(&'static str, Option<Slot>)>,
+}
+
+impl Template {
+    fn parse(text: &'static str) -> Template {
+        let mut parts = Vec::new();
+        let mut rest = text.trim_end();
+        while let Some(start) = rest.find("{{") {
+            let end = start + rest[start..].find("}}").expect("a closed slot");
+            let slot = match &rest[start + 2..end] {
+                "CARRIER_ID" => Slot::CarrierId,
+                "CALL_ID" => Slot::CallId,
+                "LEG_ID" => Slot::LegId,
+                "CORE_UUID" => Slot::CoreUuid,
+                "ATTEMPT" => Slot::Attempt,
+                "START_US" => Slot::StartUs,
+                "PROGRESS_US" => Slot::ProgressUs,
+                "ANSWER_US" => Slot::AnswerUs,
+                "END_US" => Slot::EndUs,
+                "STATUS" => Slot::Status,
+                "PHRASE" => Slot::Phrase,
+                "CAUSE" => Slot::Cause,
+                "Q850" => Slot::Q850,
+                other => panic!("unknown slot {other}"),
+            };
+            parts.push((&rest[..start], Some(slot)));
+            rest = &rest[end + 2..];
+        }
+        parts.push((rest, None));
+        Template { parts }
+    }
+
+    fn render(&self, value: impl Fn(Slot) -> String) -> String {
+        let mut out = String::with_capacity(self.parts.iter().map(|(t, _)| t.len() + 40).sum());
+        for (text, slot) in &self.parts {
+            out.push_str(text);
+            if let Some(slot) = slot {
+                out.push_str(&value(*slot));
+            }
+        }
+        out
+    }
+}
+
+struct Templates {
+    failed: Template,
+    answered: Template,
+    a_leg: Template,
+}
+
+fn templates() -> &'static Templates {
+    static TEMPLATES: OnceLock<Templates> = OnceLock::new();
+    TEMPLATES.get_or_init(|| Templates {
+        failed: Template::parse(LEG_HANGUP_FAILED),
+        answered: Template::parse(LEG_HANGUP_ANSWERED),
+        a_leg: Template::parse(A_LEG_HANGUP),
+    })
 }

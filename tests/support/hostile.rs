@@ -273,6 +273,10 @@ fn set_is_ours(data: &str) -> bool {
             .split_once(' ')
             .is_some_and(|(causes, target)| upper(causes) && is_transfer_back(target)),
         "trunkline_attempt" => !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()),
+        // The carriers tried so far: our own simple UUIDs, comma-separated.
+        "trunkline_tried" => value
+            .split(',')
+            .all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())),
         _ => false,
     }
 }

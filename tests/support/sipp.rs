@@ -133,7 +133,12 @@ pub struct Carrier {
 
 impl Carrier {
     pub fn start(dir: &Path, name: &str, answer: Answer) -> Carrier {
-        let port = free_port();
+        Carrier::start_on(dir, name, answer, free_port())
+    }
+
+    /// A carrier on a given port: another answer where a stopped carrier listened. `name`
+    /// names its scenario and trace files.
+    pub fn start_on(dir: &Path, name: &str, answer: Answer, port: u16) -> Carrier {
         let scenario = dir.join(format!("carrier-{name}.xml"));
         std::fs::write(&scenario, carrier_scenario(answer)).unwrap();
         let trace = dir.join(format!("carrier-{name}.messages"));

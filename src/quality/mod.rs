@@ -1,0 +1,385 @@
+//! Learning from the calls trunkline routed: the nodes' leg hangup events ([`event`]) become
+//! attempt records (stored in batches by [`recorder`]), quality figures over rolling windows
+//! ([`stats`]) and the health table the xml_curl path reads to move sick carriers later
+//! ([`health`]); breakers opening and closing and gateways going down and up are signalled
+//! ([`signals`]: log, counter, optional webhook).
+//!
+//! [`Quality`] holds the live state behind one short mutex that no await ever holds; the fetch
+//! path never takes it: it reads the last published [`HealthView`] from an `ArcSwap`, which
+//! changes only when a breaker or a gateway does.
+
+pub mod event;
+pub mod health;
+pub mod recorder;
+pub mod signals;
+pub mod stats;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use serde::Serialize;
+use uuid::Uuid;
+
+use self::health::{BreakerSettings, Demotion, HealthView, OpenReason, Transition, Verdict};
+use self::signals::{Signal, SignalKind, Signals};
+use self::stats::{Rolling, WindowStats};
+use crate::model::{Attempt, FailoverCodes};
+
+/// The breaker thresholds: one default, and overrides per carrier (by gateway name, from the
+/// configuration file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QualitySettings {
+    pub breaker: BreakerSettings,
+    pub per_gateway: HashMap<String, BreakerSettings>,
+}
+
+impl QualitySettings {
+    pub fn breaker_for(&self, gateway: &str) -> &BreakerSettings {
+        self.per_gateway.get(gateway).unwrap_or(&self.breaker)
+    }
+}
+
+/// A carrier's breaker as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct BreakerStatus {
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+    pub reason: Option<OpenReason>,
+    /// Seconds until an open breaker turns half-open.
+    pub seconds_left: Option<u64>,
+    pub consecutive_failures: u32,
+}
+
+/// One carrier's quality.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct CarrierQuality {
+    pub carrier_id: Uuid,
+    pub breaker: BreakerStatus,
+    /// By window: `5m`, `1h`, `24h`.
+    pub windows: BTreeMap<&'static str, WindowStats>,
+    /// The same per route that sent calls to this carrier (its prefix is the destination
+    /// prefix; `None`: a forced carrier).
+    pub by_route: Vec<RouteQuality>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RouteQuality {
+    pub route_id: Option<Uuid>,
+    pub windows: BTreeMap<&'static str, WindowStats>,
+}
+
+/// What one node last reported of its gateways.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct NodeGateways {
+    /// The node's Core-UUID, which its fetches carry.
+    core_uuid: Option<String>,
+    down: HashSet<String>,
+    /// Connected: the report is current. A node whose connection is down counts as having
+    /// no gateway down, but its last report is kept to judge the next against.
+    known: bool,
+}
+
+#[derive(Default)]
+struct State {
+    breakers: HashMap<Uuid, (health::Breaker, u32)>,
+    /// Gateways each node last reported DOWN, by switch id.
+    down: HashMap<Uuid, NodeGateways>,
+    /// By carrier, the call's tenant and the route.
+    rolling: Rolling<(Uuid, Option<Uuid>, Option<Uuid>)>,
+    last_prune_minute: i64,
+    /// The legs observed lately, so a repeated hangup counts once.
+    recent_legs: RecentLegs,
+}
+
+/// The last [`RecentLegs::KEPT`] leg ids, oldest first: bounded, and far more than the legs
+/// whose hangup could be delivered twice (a repeat follows its first within a connection).
+#[derive(Default)]
+struct RecentLegs {
+    order: std::collections::VecDeque<Uuid>,
+    seen: HashSet<Uuid>,
+}
+
+impl RecentLegs {
+    const KEPT: usize = 65_536;
+
+    /// `false` when `leg` was seen already.
+    fn insert(&mut self, leg: Uuid) -> bool {
+        if !self.seen.insert(leg) {
+            return false;
+        }
+        self.order.push_back(leg);
+        if self.order.len() > Self::KEPT
+            && let Some(old) = self.order.pop_front()
+        {
+            self.seen.remove(&old);
+        }
+        true
+    }
+}
+
+/// The live quality and health of every carrier.
+pub struct Quality {
+    settings: QualitySettings,
+    state: Mutex<State>,
+    view: ArcSwap<HealthView>,
+    signals: Signals,
+}
+
+fn minute_now() -> i64 {
+    Utc::now().timestamp().div_euclid(60)
+}
+
+impl Quality {
+    pub fn new(settings: QualitySettings, signals: Signals) -> Quality {
+        Quality {
+            settings,
+            state: Mutex::new(State::default()),
+            view: ArcSwap::from_pointee(HealthView::default()),
+            signals,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the fetch path reads.
+    pub fn view(&self) -> arc_swap::Guard<Arc<HealthView>> {
+        self.view.load()
+    }
+
+    /// Counts one attempt and judges its carrier by the leg's failover codes; `false` (and
+    /// nothing counted) for a leg already observed, should its hangup arrive twice.
+    pub fn observe(&self, attempt: &Attempt, failover: &FailoverCodes, carrier_name: &str) -> bool {
+        let verdict = health::verdict(attempt, failover);
+        let settings = self.settings.breaker_for(&attempt.gateway);
+        let minute = minute_now();
+        let mut state = self.lock();
+        if !state.recent_legs.insert(attempt.leg_id) {
+            return false;
+        }
+        state.rolling.add(
+            (attempt.carrier_id, attempt.tenant_id, attempt.route_id),
+            minute,
+            attempt,
+        );
+        if minute - state.last_prune_minute >= 60 {
+            state.rolling.prune(minute);
+            state.last_prune_minute = minute;
+        }
+        let (breaker, one_in) = state.breakers.entry(attempt.carrier_id).or_default();
+        *one_in = settings.half_open_one_in;
+        let was_demoted = breaker.demotion().is_some();
+        let transition = breaker.observe(verdict, Utc::now(), settings);
+        let is_demoted = breaker.demotion().is_some();
+        if was_demoted != is_demoted || transition.is_some() {
+            self.publish(&state);
+        }
+        drop(state);
+        if let Some(t) = transition {
+            let (kind, detail) = match t {
+                Transition::Opened(reason) => (SignalKind::BreakerOpened, Some(reason.to_string())),
+                Transition::Closed => (SignalKind::BreakerClosed, None),
+            };
+            self.signals.send(Signal {
+                kind,
+                carrier_id: Some(attempt.carrier_id),
+                carrier: Some(carrier_name.to_string()),
+                gateway: attempt.gateway.clone(),
+                switch: None,
+                detail,
+                at: Utc::now(),
+            });
+        }
+        if verdict == Verdict::CarrierFailed {
+            metrics::counter!("trunkline_carrier_failures_total").increment(1);
+        }
+        true
+    }
+
+    /// The gateways one node reports DOWN right now (after a gateway list or a gateway event);
+    /// `None` when the node's state is unknown (disconnected): its gateways then count as up
+    /// until it reports again, and the change is judged against what it last reported, so a
+    /// gateway that came back while the connection was down is signalled up then.
+    pub fn node_gateways(
+        &self,
+        switch_id: Uuid,
+        switch_name: &str,
+        core_uuid: Option<&str>,
+        down: Option<HashSet<String>>,
+    ) {
+        let mut state = self.lock();
+        let node = state.down.entry(switch_id).or_default();
+        let before = node.clone();
+        match down {
+            Some(d) => {
+                *node = NodeGateways {
+                    core_uuid: core_uuid.map(str::to_string),
+                    down: d,
+                    known: true,
+                };
+            }
+            None => node.known = false,
+        }
+        let after = node.clone();
+        if before == after {
+            return;
+        }
+        self.publish(&state);
+        drop(state);
+        if !after.known {
+            return;
+        }
+        let went_down = after
+            .down
+            .difference(&before.down)
+            .map(|g| (g, SignalKind::GatewayDown));
+        let came_up = before
+            .down
+            .difference(&after.down)
+            .map(|g| (g, SignalKind::GatewayUp));
+        for (gateway, kind) in went_down.chain(came_up) {
+            self.signals.send(Signal {
+                kind,
+                carrier_id: None,
+                carrier: None,
+                gateway: gateway.clone(),
+                switch: Some(switch_name.to_string()),
+                detail: None,
+                at: Utc::now(),
+            });
+        }
+    }
+
+    /// Rebuilds the view the fetch path reads. Called with the state locked, on a change.
+    fn publish(&self, state: &State) {
+        let breakers = state
+            .breakers
+            .iter()
+            .filter_map(|(id, (b, one_in))| Some((*id, (b.demotion()?, *one_in))))
+            .collect();
+        let down = state
+            .down
+            .values()
+            .filter(|n| n.known && !n.down.is_empty())
+            .filter_map(|n| Some((n.core_uuid.clone()?, n.down.clone())))
+            .collect();
+        self.view.store(Arc::new(HealthView::new(breakers, down)));
+    }
+
+    fn breaker_status(&self, state: &State, carrier_id: Uuid) -> BreakerStatus {
+        let Some((breaker, _)) = state.breakers.get(&carrier_id) else {
+            return BreakerStatus {
+                state: "closed",
+                reason: None,
+                seconds_left: None,
+                consecutive_failures: 0,
+            };
+        };
+        let now = Utc::now();
+        let (name, reason, seconds_left) = match breaker.demotion() {
+            None => ("closed", None, None),
+            Some(Demotion::Open { until, reason }) if now < until => (
+                "open",
+                Some(reason),
+                Some(health::seconds_until(until, now)),
+            ),
+            Some(Demotion::Open { reason, .. } | Demotion::HalfOpen { reason }) => {
+                ("half_open", Some(reason), None)
+            }
+        };
+        BreakerStatus {
+            state: name,
+            reason,
+            seconds_left,
+            consecutive_failures: breaker.consecutive_failures(),
+        }
+    }
+
+    /// One carrier's quality (all zero for a carrier that carried nothing): all its traffic, or
+    /// only the calls of `tenant` (what a tenant admin may see of a shared carrier).
+    pub fn carrier(&self, carrier_id: Uuid, tenant: Option<Uuid>) -> CarrierQuality {
+        let minute = minute_now();
+        let state = self.lock();
+        let visible = |(c, t, _): &(Uuid, Option<Uuid>, Option<Uuid>)| {
+            *c == carrier_id && tenant.is_none_or(|only| *t == Some(only))
+        };
+        let mut routes: Vec<Option<Uuid>> = state
+            .rolling
+            .keys()
+            .filter(|k| visible(k))
+            .map(|(_, _, r)| *r)
+            .collect();
+        routes.sort();
+        routes.dedup();
+        let by_route = routes
+            .into_iter()
+            .map(|route_id| RouteQuality {
+                route_id,
+                windows: state
+                    .rolling
+                    .windows(|k| visible(k) && k.2 == route_id, minute),
+            })
+            .collect();
+        CarrierQuality {
+            carrier_id,
+            breaker: self.breaker_status(&state, carrier_id),
+            windows: state.rolling.windows(visible, minute),
+            by_route,
+        }
+    }
+
+    /// Every carrier that carried something in the last day, or whose breaker is not closed.
+    pub fn carriers(&self) -> Vec<Uuid> {
+        let state = self.lock();
+        let mut ids: Vec<Uuid> = state
+            .rolling
+            .keys()
+            .map(|(c, _, _)| *c)
+            .chain(
+                state
+                    .breakers
+                    .iter()
+                    .filter(|(_, (b, _))| b.demotion().is_some())
+                    .map(|(id, _)| *id),
+            )
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Sets the per-carrier gauges `/metrics` shows, just before a scrape renders them:
+    /// `trunkline_carrier_{attempts,answered,asr,pdd_p95_seconds}{carrier,window}` and
+    /// `trunkline_carrier_breaker_state{carrier}` (0 closed, 1 open, 2 half-open). Labels are
+    /// gateway names and the three window names: bounded by the carriers configured. Per route
+    /// is left to the API (routes can number in the hundreds of thousands).
+    pub fn export_gauges(&self, snapshot: &crate::routing::Snapshot) {
+        for id in self.carriers() {
+            let Some(carrier) = snapshot.carrier(id) else {
+                continue;
+            };
+            let label = carrier.gateway_name.to_string();
+            let q = self.carrier(id, None);
+            for (window, w) in &q.windows {
+                let labels = [
+                    ("carrier", label.clone()),
+                    ("window", (*window).to_string()),
+                ];
+                metrics::gauge!("trunkline_carrier_attempts", &labels).set(f64::from(w.attempts));
+                metrics::gauge!("trunkline_carrier_answered", &labels).set(f64::from(w.answered));
+                metrics::gauge!("trunkline_carrier_asr", &labels).set(w.asr.unwrap_or(0.0));
+                metrics::gauge!("trunkline_carrier_pdd_p95_seconds", &labels)
+                    .set(w.pdd_p95_ms.map_or(0.0, |ms| f64::from(ms) / 1000.0));
+            }
+            let state = match q.breaker.state {
+                "open" => 1.0,
+                "half_open" => 2.0,
+                _ => 0.0,
+            };
+            metrics::gauge!("trunkline_carrier_breaker_state", "carrier" => label).set(state);
+        }
+    }
+}
