@@ -171,10 +171,11 @@ impl Quality {
         }
         let (breaker, one_in) = state.breakers.entry(attempt.carrier_id).or_default();
         *one_in = settings.half_open_one_in;
-        let was_demoted = breaker.demotion().is_some();
+        let before = breaker.demotion();
         let transition = breaker.observe(verdict, Utc::now(), settings);
-        let is_demoted = breaker.demotion().is_some();
-        if was_demoted != is_demoted || transition.is_some() {
+        // Also when only the wait changed: a failure while open restarts it, and the fetch
+        // path must not start trials before the breaker would.
+        if breaker.demotion() != before {
             self.publish(&state);
         }
         drop(state);
