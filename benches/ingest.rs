@@ -28,9 +28,8 @@
 
 #[allow(dead_code)]
 mod common;
-#[allow(dead_code)]
-#[path = "../tests/support/fake_switch.rs"]
-mod fake_switch;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,7 +37,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fake_switch::{EventCounts, FakeSwitch, LegHangup, LegOutcome};
+use support::app::{metric_value, metrics_text};
+use support::fake_switch::{EventCounts, FakeSwitch, LegHangup, LegOutcome};
 use trunkline::app::Application;
 use trunkline::config::Settings;
 use trunkline::store::Store;
@@ -102,14 +102,9 @@ struct Counters {
     written: u64,
 }
 
-fn series(text: &str, name: &str, label: Option<&str>) -> u64 {
-    text.lines()
-        .filter(|l| match label {
-            Some(label) => l.starts_with(&format!("{name}{{")) && l.contains(label),
-            None => l.starts_with(&format!("{name} ")),
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+/// The sum of the series of `name` carrying every label of `labels`, as a count.
+fn series(text: &str, name: &str, labels: &[&str]) -> u64 {
+    metric_value(text, name, labels) as u64
 }
 
 struct Bench {
@@ -173,27 +168,19 @@ impl Bench {
     }
 
     async fn counters(&self) -> Counters {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("/metrics")
-            .text()
-            .await
-            .expect("/metrics body");
+        let text = metrics_text(&self.client, &self.base).await;
         let legs = |outcome: &str| {
             series(
                 &text,
                 "trunkline_leg_events_total",
-                Some(&format!("outcome=\"{outcome}\"")),
+                &[&format!("outcome=\"{outcome}\"")],
             )
         };
         Counters {
             attempt: legs("attempt"),
             other: legs("not_ours") + legs("unattributable"),
-            lost: series(&text, "trunkline_events_lost_total", None),
-            written: series(&text, "trunkline_attempts_written_total", None),
+            lost: series(&text, "trunkline_events_lost_total", &[]),
+            written: series(&text, "trunkline_attempts_written_total", &[]),
         }
     }
 
@@ -229,16 +216,9 @@ impl Bench {
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
                     let out = fake.event_counts();
-                    let text = client
-                        .get(format!("{base}/metrics"))
-                        .send()
-                        .await
-                        .expect("/metrics")
-                        .text()
-                        .await
-                        .unwrap_or_default();
+                    let text = metrics_text(&client, &base).await;
                     let ingested =
-                        series(&text, "trunkline_leg_events_total", Some("outcome=")) as i64;
+                        series(&text, "trunkline_leg_events_total", &["outcome="]) as i64;
                     let before = (before.attempt + before.other) as i64;
                     backlog.push(emitted(out) as i64 - (ingested - before));
                 }

@@ -535,15 +535,7 @@ profiles = ["external"]
     /// trunkline's counters so far: dialplan fetches answered (every outcome), leg hangups
     /// read into attempts, events dropped.
     async fn counts(&self) -> Counts {
-        let metrics = self
-            .client
-            .get(format!("{}/metrics", self.server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = support::app::metrics_text(&self.client, &self.server.base).await;
         let value =
             |name: &str, labels: &[&str]| support::app::metric_value(&metrics, name, labels) as u64;
         Counts {

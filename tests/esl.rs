@@ -135,13 +135,7 @@ impl Env {
     }
 
     async fn switch_view(&self) -> Value {
-        self.app
-            .get(
-                &format!("/api/v1/switches/{}", self.switch),
-                &self.app.admin,
-            )
-            .await
-            .body
+        self.app.switch_view(self.switch).await
     }
 
     async fn carrier(&self, gateway: &str, extra: Value) -> Uuid {
@@ -553,16 +547,7 @@ async fn metrics_count_every_command_the_node_received() {
     assert_eq!(renamed.status, reqwest::StatusCode::OK, "{}", renamed.text);
     env.synced().await;
     let metrics = || async {
-        let text = env
-            .app
-            .client
-            .get(format!("{}/metrics", env.app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = env.app.metrics().await;
         let of = |name: &str, labels: &[&str]| {
             support::app::metric_value(&text, name, &[&["switch=\"fs-metrics\""], labels].concat())
         };

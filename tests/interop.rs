@@ -404,14 +404,7 @@ operator_context = "operator_in"
 
     /// trunkline's `/metrics` text.
     async fn metrics(&self) -> String {
-        self.client
-            .get(format!("http://{}/metrics", self.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        support::app::metrics_text(&self.client, &format!("http://{}", self.addr)).await
     }
 
     /// Waits until trunkline says the node is converged on the current configuration.

@@ -133,17 +133,7 @@ impl Env {
     }
 
     async fn counters(&self) -> Counters {
-        let text = self
-            .app
-            .client
-            .get(format!("{}/metrics", self.app.base))
-            .send()
-            .await
-            .expect("/metrics")
-            .text()
-            .await
-            .expect("/metrics body");
-        Counters::parse(&text)
+        Counters::parse(&self.app.metrics().await)
     }
 
     /// The counters' change since the test began.
@@ -166,13 +156,7 @@ impl Env {
     }
 
     async fn switch_view(&self) -> Value {
-        self.app
-            .get(
-                &format!("/api/v1/switches/{}", self.switch),
-                &self.app.admin,
-            )
-            .await
-            .body
+        self.app.switch_view(self.switch).await
     }
 
     /// Waits until trunkline has taken `n` more leg hangups than at the start, split as given.

@@ -231,6 +231,18 @@ impl TestApp {
     }
 
     /// A tenant admin token with the given scopes.
+    /// `GET /api/v1/switches/<id>` as a platform admin sees it.
+    pub async fn switch_view(&self, id: Uuid) -> Value {
+        self.get(&format!("/api/v1/switches/{id}"), &self.admin)
+            .await
+            .body
+    }
+
+    /// This app's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        metrics_text(&self.client, &self.base).await
+    }
+
     pub async fn tenant_token(&self, tenant: Uuid, scopes: &[Scope]) -> String {
         create_token(&self.store, Role::Admin, Some(tenant), scopes).await
     }
@@ -363,6 +375,18 @@ pub fn switch_synced(switch: &Value) -> bool {
     switch["connection"] == "connected"
         && switch["pending_operations"] == 0
         && switch["synced_version"].is_u64()
+}
+
+/// The `/metrics` text of the trunkline at `base` (`http://host:port`; no token needed).
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("/metrics body")
 }
 
 /// The value of a Prometheus series in `/metrics` text: the sum of the series of `name` whose
