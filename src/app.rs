@@ -1,6 +1,9 @@
 //! Wiring: application state, the router, the snapshot publisher and its background task, and
 //! graceful shutdown. [`Application::build`] binds the listener first, so tests can ask for
 //! port 0 and read the port back.
+//!
+//! Only this file knows [`AppState`]: each HTTP room takes the narrow state it needs
+//! ([`ApiState`], [`StatusState`], [`FetchState`]), made from it here through axum's `FromRef`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -9,23 +12,27 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::post;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::api::ApiState;
 use crate::config::Settings;
 use crate::esl::EslRuntime;
 use crate::esl::live::LiveState;
 use crate::esl::supervisor::SyncContext;
+use crate::model::AllowList;
 use crate::publish::{Published, Publisher};
 use crate::quality::Quality;
 use crate::quality::recorder::{self, Recorder};
 use crate::quality::signals::{self, Signals};
 use crate::serve::{self, ConnectionLimits, Listener};
+use crate::status::StatusState;
 use crate::store::Store;
-use crate::xmlcurl;
+use crate::xmlcurl::{self, FetchState};
 
 /// Shared by every handler. Cheap to clone.
 #[derive(Clone)]
@@ -39,8 +46,10 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Prometheus exposition of the process-wide metrics recorder.
     pub metrics: PrometheusHandle,
-    /// The Event Socket supervisors (one per enabled switch) and their live view.
+    /// The Event Socket supervisors (one per enabled switch).
     pub esl: Arc<EslRuntime>,
+    /// What the nodes' Event Socket sessions last saw (connections, gateways).
+    pub live: Arc<LiveState>,
     /// Takes attempt records without waiting on the database; its writer stores them in
     /// batches and prunes old ones.
     pub recorder: Recorder,
@@ -49,13 +58,46 @@ pub struct AppState {
     pub quality: Arc<Quality>,
 }
 
-impl AppState {
-    /// Called by API handlers after a committed write: returns once the new configuration is
-    /// what FreeSWITCH gets, so a client that wrote and then fetches sees its own write.
-    pub async fn after_write(&self) {
-        let committed = *self.store.subscribe().borrow();
-        if let Err(e) = self.publisher.refresh_to(committed).await {
-            tracing::error!(error = %e, "snapshot rebuild after a write failed; the timer retries");
+impl FromRef<AppState> for ApiState {
+    fn from_ref(app: &AppState) -> ApiState {
+        ApiState {
+            store: app.store.clone(),
+            published: app.published.clone(),
+            publisher: app.publisher.clone(),
+            settings: app.settings.clone(),
+            metrics: app.metrics.clone(),
+            esl: app.esl.clone(),
+            quality: app.quality.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for StatusState {
+    fn from_ref(app: &AppState) -> StatusState {
+        StatusState {
+            store: app.store.clone(),
+            published: app.published.clone(),
+            live: app.live.clone(),
+            quality: app.quality.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for FetchState {
+    /// The endpoint on the main listener checks `xmlcurl_allow` per request; on a listener of
+    /// its own the listener refuses other addresses at accept ([`Application::run`]), and the
+    /// endpoint checks nothing more.
+    fn from_ref(app: &AppState) -> FetchState {
+        let allow = if app.settings.xmlcurl_listen.is_some() {
+            AllowList::default()
+        } else {
+            app.settings.xmlcurl_allow.clone()
+        };
+        FetchState {
+            published: app.published.clone(),
+            quality: app.quality.clone(),
+            allow,
+            credentials: app.settings.xmlcurl_credentials.clone(),
         }
     }
 }
@@ -93,8 +135,8 @@ pub fn api_router(state: AppState) -> Router {
     // connection's body deadline, `serve`) from a client that already passed the allow-list
     // and credentials; a per-request timer there cost a tenth of the fetch throughput
     // (BENCHMARKS.md, HTTP).
-    crate::api::router(state.clone())
-        .merge(crate::status::router(state))
+    crate::api::router(ApiState::from_ref(&state))
+        .merge(crate::status::router(StatusState::from_ref(&state)))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -116,7 +158,7 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
 pub fn xmlcurl_router(state: AppState) -> Router {
     Router::new()
         .route("/freeswitch/xml", post(xmlcurl::handle_fetch))
-        .with_state(state)
+        .with_state(FetchState::from_ref(&state))
 }
 
 /// A built, bound, not yet serving application.
@@ -184,13 +226,14 @@ impl Application {
         };
         let quality = Arc::new(Quality::new(settings.quality.clone(), signals));
         let (recorder, recorder_task) = recorder::spawn(store.clone(), settings.recorder(), stop);
+        let live = Arc::new(LiveState::default());
         let esl = Arc::new(EslRuntime::new(SyncContext {
             store: store.clone(),
             published: published.clone(),
             publisher: publisher.clone(),
             settings: settings.esl.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
-            live: Arc::new(LiveState::default()),
+            live: live.clone(),
             recorder: recorder.clone(),
             quality: quality.clone(),
         }));
@@ -201,6 +244,7 @@ impl Application {
             settings: Arc::new(settings),
             metrics: metrics_handle(),
             esl,
+            live,
             recorder,
             quality,
         };
@@ -252,7 +296,7 @@ impl Application {
                 name: "http",
                 tcp: self.listener,
                 router: router(self.state),
-                allow: Vec::new(),
+                allow: AllowList::default(),
                 limits: settings.http.clone(),
             }],
             // The endpoint's own listener serves FreeSWITCH alone, so it can refuse other
@@ -262,7 +306,7 @@ impl Application {
                     name: "http",
                     tcp: self.listener,
                     router: api_router(self.state.clone()),
-                    allow: Vec::new(),
+                    allow: AllowList::default(),
                     limits: settings.http.clone(),
                 },
                 Listener {

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
-use crate::api::auth::generate_token;
+use crate::access::generate_token;
 use crate::app::{Application, shutdown_signal};
 use crate::causes;
 use crate::config::{

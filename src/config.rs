@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use crate::esl::supervisor::EslSettings;
 use crate::model::{
-    Cidr, ContextName, Currency, FailoverCode, FailoverCodes, FailoverMode, Host, Invalid,
-    Password, ProfileName,
+    AllowList, Cidr, ContextName, Currency, FailoverCode, FailoverCodes, FailoverMode, Host,
+    Invalid, Password, ProfileName,
 };
 use crate::model::{DEFAULT_ESL_PORT, NewSwitch, SwitchName, normalise_profiles};
 use crate::publish::{PublishSettings, TemplateSource};
@@ -255,7 +255,7 @@ pub struct Settings {
     pub template_vars: BTreeMap<String, String>,
     pub xmlcurl_credentials: Option<BasicCredentials>,
     /// Empty means every client may fetch.
-    pub xmlcurl_allow: Vec<Cidr>,
+    pub xmlcurl_allow: AllowList,
     /// A listener of its own for the xml_curl endpoint, which then leaves the main one.
     pub xmlcurl_listen: Option<SocketAddr>,
     /// Deadlines and connection bound of every listener.
@@ -539,7 +539,7 @@ impl Settings {
                 .map_or(TemplateSource::BuiltIn, TemplateSource::Directory),
             template_vars: with_default_template_vars(file.template_vars),
             xmlcurl_credentials,
-            xmlcurl_allow,
+            xmlcurl_allow: AllowList::new(xmlcurl_allow),
             log_format,
             snapshot_refresh: Duration::from_secs(refresh),
             switches,

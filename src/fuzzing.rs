@@ -20,6 +20,7 @@ use crate::fsxml::acl::AclTemplate;
 use crate::fsxml::sofia::ProfileTemplates;
 use crate::fsxml::testdata::assert_document_is_safe;
 use crate::fsxml::writer::{RenderError, XmlWriter, line_triggers_preprocessor};
+use crate::model::Dataset;
 use crate::model::fixtures::{carrier, prefix_route, regex_route, tenant};
 use crate::model::{Applied, AppliedGateway, CallerNumber};
 use crate::model::{
@@ -29,7 +30,6 @@ use crate::model::{
 use crate::publish::{PublishSettings, Published, Templates};
 use crate::quality::health::HealthView;
 use crate::routing::{Leg, RoutingSettings};
-use crate::store::Dataset;
 use crate::xmlcurl::answer::answer;
 
 /// The tenant of [`published`] whose calls bridge (context `acme`, default failover).

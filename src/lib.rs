@@ -8,6 +8,7 @@
 //! Event Socket read. [`app`] wires them; [`cli`] is the command line; [`config`] reads the
 //! settings; [`memory`] is how the process holds memory.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod causes;

@@ -42,7 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tower::ServiceExt;
 
-use crate::model::Cidr;
+use crate::model::AllowList;
 
 /// Deadlines and the connection bound of every listener (configuration: `http_*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +112,8 @@ pub struct Listener {
     pub name: &'static str,
     pub tcp: TcpListener,
     pub router: Router,
-    /// Refused at accept; only for a listener that serves xml_curl alone.
-    pub allow: Vec<Cidr>,
+    /// Who may connect, applied at accept; only for a listener that serves xml_curl alone.
+    pub allow: AllowList,
     pub limits: ConnectionLimits,
 }
 
@@ -154,9 +154,7 @@ async fn serve_listener(listener: Listener, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        if !listener.allow.is_empty()
-            && !listener.allow.iter().any(|n| n.net().contains(&peer.ip()))
-        {
+        if !listener.allow.permits(peer.ip()) {
             metrics::counter!("trunkline_xmlcurl_rejected_total", "why" => "ip").increment(1);
             table.refused.warn(|n| tracing::warn!(%peer, refused = n, "connections from outside xmlcurl_allow refused"));
             continue;

@@ -552,7 +552,7 @@ async fn missing_bad_or_revoked_tokens_answer_401_and_missing_scopes_403() {
         );
         let found = app
             .store
-            .find_token_by_hash(&trunkline::api::auth::hash_token(&token))
+            .find_token_by_hash(&trunkline::access::hash_token(&token))
             .await
             .unwrap()
             .unwrap();

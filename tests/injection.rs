@@ -22,9 +22,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::app::{Reply, TestApp, config_body, dialplan_body, fs_encode};
 use support::hostile::{Hostile, check_acl, check_dialplan, check_sofia, corpus, names_field};
+use trunkline::model::Dataset;
 use trunkline::model::Switch;
 use trunkline::model::{PhoneNumber, Scope};
-use trunkline::store::{Dataset, PageRequest, PhoneNumberFilter, TenantScope};
+use trunkline::store::{PageRequest, PhoneNumberFilter, TenantScope};
 use uuid::Uuid;
 
 /// The resources the API writes.

@@ -20,7 +20,7 @@ mod support;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::app::TestApp;
-use trunkline::api::auth::hash_token;
+use trunkline::access::hash_token;
 use trunkline::model::Scope;
 use uuid::Uuid;
 

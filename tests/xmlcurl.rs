@@ -684,7 +684,8 @@ async fn the_endpoint_checks_credentials_and_the_client_allow_list() {
         ("127.0.0.0/8", StatusCode::OK),
     ] {
         let mut settings = test_settings();
-        settings.xmlcurl_allow = vec![trunkline::model::Cidr::parse(allowed).unwrap()];
+        settings.xmlcurl_allow =
+            trunkline::model::AllowList::new(vec![trunkline::model::Cidr::parse(allowed).unwrap()]);
         let (_, store) = support::db::backends().await.into_iter().next().unwrap();
         let app = TestApp::start_with("sqlite", store, settings).await;
         let (status, xml) = app.fetch(body.clone()).await;

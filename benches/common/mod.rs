@@ -17,13 +17,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use trunkline::config::Settings;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;
+use trunkline::model::Dataset;
 use trunkline::model::fixtures::platform;
 use trunkline::model::{Destination, Route, RouteMatch};
 use trunkline::publish::load_templates;
 use trunkline::publish::{PublishSettings, Published};
 use trunkline::quality::health::{Demotion, HealthView, OpenReason};
 use trunkline::routing::{RouteRequest, RoutingSettings, Snapshot};
-use trunkline::store::Dataset;
 use uuid::Uuid;
 
 /// As in the `trunkline` binary: the snapshot's large arrays on huge pages.
@@ -343,7 +343,7 @@ pub fn quantile(values: &[f64], q: f64) -> f64 {
 
 /// A platform admin token stored in `store`; returns its secret.
 pub async fn platform_admin_token(store: &trunkline::store::Store) -> String {
-    let token = trunkline::api::auth::generate_token();
+    let token = trunkline::access::generate_token();
     store
         .create_token(&trunkline::model::NewApiToken {
             token_hash: token.hash,

@@ -16,15 +16,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, FieldError};
 use super::extract::ValidQuery;
 use super::page::{ListResponse, page_request};
-use crate::app::AppState;
+use crate::access::Principal;
+use crate::api::ApiState;
 use crate::model::{HangupBy, Scope, StatusClass};
 use crate::store::{self, AttemptFilter, TenantScope};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_attempts))
         .routes(routes!(call_attempts))
@@ -207,7 +207,7 @@ fn scope_of(principal: &Principal, requested: Option<Uuid>) -> Result<TenantScop
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_attempts(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidQuery(q): ValidQuery<AttemptListQuery>,
 ) -> Result<Json<ListResponse<AttemptView>>, ApiError> {
@@ -231,7 +231,7 @@ pub struct CallAttempts {
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn call_attempts(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(call_id): Path<String>,
 ) -> Result<Json<CallAttempts>, ApiError> {

@@ -16,13 +16,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
 use super::criteria::{CostBody, parse_cost};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
 use super::write::{merge_patch, owner_for_write};
-use crate::app::AppState;
+use crate::access::{Principal, visible_carrier};
+use crate::api::ApiState;
 use crate::model::{
     CallerIdFormat, Carrier, CarrierStatus, CarrierType, Cidr, Currency, Detail, Digits, Direction,
     DisplayName, FailoverCode, FailoverCodes, GatewayName, HeaderName, HeaderValue, Host,
@@ -30,7 +30,7 @@ use crate::model::{
 };
 use crate::store::{CarrierFilter, TenantScope};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_carriers, create_carrier))
         .routes(routes!(get_carrier, update_carrier, archive_carrier))
@@ -444,7 +444,7 @@ pub struct CarrierListQuery {
     responses((status = 200, body = ListResponse<CarrierView>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_carriers(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidQuery(q): ValidQuery<CarrierListQuery>,
 ) -> Result<Json<ListResponse<CarrierView>>, ApiError> {
@@ -466,7 +466,7 @@ pub async fn list_carriers(
 /// A TLS carrier needs a profile whose template turns TLS on: sofia skips the gateway otherwise
 /// ("unsupported transport", sofia.c parse_gateways), so it is refused here rather than left
 /// out of sofia.conf without a word.
-fn check_transport(state: &AppState, new: &NewCarrier) -> Result<(), ApiError> {
+fn check_transport(state: &ApiState, new: &NewCarrier) -> Result<(), ApiError> {
     if new.transport == Transport::Tls
         && !state.publisher.templates().profiles.has_tls(&new.profile)
     {
@@ -485,7 +485,7 @@ fn check_transport(state: &AppState, new: &NewCarrier) -> Result<(), ApiError> {
     responses((status = 201, body = CarrierView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_carrier(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidJson(body): ValidJson<CarrierBody>,
 ) -> Result<(StatusCode, Json<CarrierView>), ApiError> {
@@ -497,12 +497,12 @@ pub async fn create_carrier(
 /// self-service gate, the owner, every field's rules and the profile's TLS; then waits for the
 /// published snapshot.
 pub(super) async fn create(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     mut body: CarrierBody,
 ) -> Result<Carrier, ApiError> {
     principal.require(Scope::CarriersWrite)?;
-    principal.require_self_service(state).await?;
+    principal.require_self_service(&state.store).await?;
     body.tenant_id = owner_for_write(state, principal, body.tenant_id).await?;
     let new = body.parse(&state.settings.currency)?;
     check_transport(state, &new)?;
@@ -516,12 +516,14 @@ pub(super) async fn create(
     responses((status = 200, body = CarrierView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_carrier(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CarrierView>, ApiError> {
     principal.require(Scope::CarriersRead)?;
-    Ok(Json(visible_carrier(&state, &principal, id).await?.into()))
+    Ok(Json(
+        visible_carrier(&state.store, &principal, id).await?.into(),
+    ))
 }
 
 #[utoipa::path(patch, path = "/carriers/{id}", tag = "carriers", request_body = Object,
@@ -529,7 +531,7 @@ pub async fn get_carrier(
     responses((status = 200, body = CarrierView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_carrier(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,
@@ -545,14 +547,14 @@ pub async fn update_carrier(
 /// the body that would recreate the carrier into the new one, and the new body passes the
 /// same rules as a POST. An archived carrier no longer changes; the owner never does.
 pub(super) async fn update(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
     edit: impl FnOnce(CarrierBody) -> Result<CarrierBody, ApiError>,
 ) -> Result<Carrier, ApiError> {
     principal.require(Scope::CarriersWrite)?;
     let existing = writable_carrier(state, principal, id).await?;
-    principal.require_self_service(state).await?;
+    principal.require_self_service(&state.store).await?;
     if existing.status == CarrierStatus::Archived {
         return Err(ApiError::Conflict(vec![super::error::FieldError {
             field: Some("status".into()),
@@ -576,7 +578,7 @@ pub(super) async fn update(
     responses((status = 200, body = CarrierView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn archive_carrier(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CarrierView>, ApiError> {
@@ -585,45 +587,27 @@ pub async fn archive_carrier(
 
 /// Archives carrier `id` as the caller may (both APIs' DELETE).
 pub(super) async fn archive(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
 ) -> Result<Carrier, ApiError> {
     principal.require(Scope::CarriersWrite)?;
     writable_carrier(state, principal, id).await?;
-    principal.require_self_service(state).await?;
+    principal.require_self_service(&state.store).await?;
     let carrier = state.store.archive_carrier(id).await?;
     tracing::info!(token = %principal.token_id, carrier = %carrier.id, "carrier archived");
     state.after_write().await;
     Ok(carrier)
 }
 
-/// The carrier if the caller may read it (own or platform), else 404.
-pub async fn visible_carrier(
-    state: &AppState,
-    principal: &Principal,
-    id: Uuid,
-) -> Result<Carrier, ApiError> {
-    let carrier = state
-        .store
-        .get_carrier(id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if principal.can_read(carrier.tenant_id, true) {
-        Ok(carrier)
-    } else {
-        Err(ApiError::NotFound)
-    }
-}
-
 /// The carrier if the caller may change it: 404 for another tenant's, 403 for a platform
 /// carrier seen by a tenant admin.
 async fn writable_carrier(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
 ) -> Result<Carrier, ApiError> {
-    let carrier = visible_carrier(state, principal, id).await?;
+    let carrier = visible_carrier(&state.store, principal, id).await?;
     if carrier.tenant_id.is_none() && !principal.is_platform_admin() {
         return Err(ApiError::Forbidden(
             "platform carriers are managed by the platform".into(),

@@ -19,6 +19,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::access::AccessError;
 use crate::store::StoreError;
 
 /// One refused field.
@@ -194,6 +195,18 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid { field, detail } => ApiError::field(field, detail),
             StoreError::Unavailable(_) => ApiError::Unavailable,
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::Unauthorized => ApiError::Unauthorized,
+            AccessError::Forbidden(why) => ApiError::Forbidden(why),
+            AccessError::NotFound => ApiError::NotFound,
+            AccessError::Field { field, detail } => ApiError::field(&field, detail),
+            AccessError::Store(e) => ApiError::from(e),
         }
     }
 }

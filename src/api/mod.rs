@@ -1,20 +1,25 @@
 //! The admin REST API under `/api/v1` and VoIPBIN's under `/v1.0` (`voipbin`), plus `/healthz`, `/readyz`, `/metrics` and the OpenAPI
 //! document at `/api/openapi.json`. Handlers parse bodies into the model's validated types,
-//! authorise with [`auth::Principal`], call the store, and after a committed write wait for the
-//! published snapshot to catch up ([`AppState::after_write`]). Errors of every layer become
-//! HTTP in one place: [`error::ApiError`].
+//! authorise with [`Principal`](crate::access::Principal), call the store, and after a committed
+//! write wait for the published snapshot to catch up ([`ApiState::after_write`]). Errors of every
+//! layer become HTTP in one place: [`error::ApiError`].
+//!
+//! Handlers take [`ApiState`], which the wiring builds; no file here knows the application's
+//! whole state, and no handler file imports another (what two share lives in a file that is not
+//! a handler, or below, in [`crate::access`]).
 
 pub mod attempts;
 pub mod auth;
-pub mod carrier_stats;
-pub mod carrier_status;
 pub mod carriers;
 pub mod criteria;
 pub mod error;
 pub mod extract;
+pub mod gateway_state;
 pub mod numbers;
 pub mod page;
 pub mod preview;
+pub mod probes;
+pub mod quality;
 pub mod routes;
 pub mod switches;
 pub mod tenants;
@@ -23,15 +28,51 @@ pub mod write;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::config::Settings;
+use crate::esl::EslRuntime;
+use crate::publish::{Published, Publisher};
+use crate::quality::Quality;
+use crate::store::Store;
+
+/// What the API's handlers work with. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The database (SQLite or PostgreSQL).
+    pub store: Store,
+    /// What xml_curl fetches are answered from: explain and the lists of carriers' figures read
+    /// it too.
+    pub published: Arc<ArcSwap<Published>>,
+    /// Rebuilds [`ApiState::published`]; a write waits for it ([`ApiState::after_write`]).
+    pub publisher: Arc<Publisher>,
+    pub settings: Arc<Settings>,
+    /// Prometheus exposition of the process-wide metrics recorder.
+    pub metrics: PrometheusHandle,
+    /// The Event Socket supervisors, started and stopped by switch writes, and their live view.
+    pub esl: Arc<EslRuntime>,
+    /// Carrier quality and breakers, for the figures endpoints and `/metrics`.
+    pub quality: Arc<Quality>,
+}
+
+impl ApiState {
+    /// Called by handlers after a committed write: returns once the new configuration is what
+    /// FreeSWITCH gets, so a client that wrote and then fetches sees its own write.
+    pub async fn after_write(&self) {
+        let committed = *self.store.subscribe().borrow();
+        if let Err(e) = self.publisher.refresh_to(committed).await {
+            tracing::error!(error = %e, "snapshot rebuild after a write failed; the timer retries");
+        }
+    }
+}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -59,7 +100,7 @@ impl Modify for BearerScheme {
 }
 
 /// Every API route, with the OpenAPI document built from the same handler annotations.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: ApiState) -> Router {
     let (v1, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest(
             "/api/v1",
@@ -70,8 +111,8 @@ pub fn router(state: AppState) -> Router {
                 .merge(numbers::router())
                 .merge(preview::router())
                 .merge(switches::router())
-                .merge(carrier_status::router())
-                .merge(carrier_stats::router())
+                .merge(gateway_state::router())
+                .merge(quality::router())
                 .merge(attempts::router()),
         )
         .nest("/v1.0", voipbin::router())
@@ -84,43 +125,9 @@ pub fn router(state: AppState) -> Router {
             async move { Json(doc.as_ref().clone()) }
         }),
     )
-    .route("/healthz", get(healthz))
-    .route("/readyz", get(readyz))
-    .route("/metrics", get(metrics))
+    .merge(probes::router())
     .fallback(not_found)
     .with_state(state)
-}
-
-/// The process is up and serving.
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-/// Ready to serve: the database answers and the published snapshot is current. While the
-/// database is unreachable the xml_curl endpoint keeps answering from the last good snapshot,
-/// but a load balancer should prefer an instance that is ready.
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if let Err(e) = state.store.ping().await {
-        tracing::warn!(error = %e, "readiness: database unreachable");
-        return (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n");
-    }
-    if state.publisher.is_stale() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "configuration snapshot is stale\n",
-        );
-    }
-    (StatusCode::OK, "ready\n")
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state
-        .quality
-        .export_gauges(&state.published.load().snapshot);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
 }
 
 /// Unknown paths answer the API's JSON error shape, not an empty body.

@@ -12,16 +12,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
 use super::write::{merge_patch, owner_for_write};
-use crate::app::AppState;
+use crate::access::Principal;
+use crate::api::ApiState;
 use crate::model::{Capability, E164, NewPhoneNumber, PhoneNumber, Scope};
 use crate::store::{PhoneNumberFilter, TenantScope};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_phone_numbers, create_phone_number))
         .routes(routes!(
@@ -125,7 +125,7 @@ pub struct PhoneNumberListQuery {
     responses((status = 200, body = ListResponse<PhoneNumberView>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_phone_numbers(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidQuery(q): ValidQuery<PhoneNumberListQuery>,
 ) -> Result<Json<ListResponse<PhoneNumberView>>, ApiError> {
@@ -147,7 +147,7 @@ pub async fn list_phone_numbers(
     responses((status = 201, body = PhoneNumberView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_phone_number(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidJson(mut body): ValidJson<PhoneNumberBody>,
 ) -> Result<(StatusCode, Json<PhoneNumberView>), ApiError> {
@@ -166,7 +166,7 @@ pub async fn create_phone_number(
     responses((status = 200, body = PhoneNumberView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_phone_number(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<PhoneNumberView>, ApiError> {
@@ -179,7 +179,7 @@ pub async fn get_phone_number(
     responses((status = 200, body = PhoneNumberView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_phone_number(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,
@@ -203,7 +203,7 @@ pub async fn update_phone_number(
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_phone_number(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
@@ -217,7 +217,7 @@ pub async fn delete_phone_number(
 }
 
 async fn owned_number(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
 ) -> Result<PhoneNumber, ApiError> {
@@ -234,7 +234,7 @@ async fn owned_number(
 }
 
 /// A number's carrier must be one its tenant can use: its own or a platform carrier.
-async fn check_carrier(state: &AppState, n: &NewPhoneNumber) -> Result<(), ApiError> {
+async fn check_carrier(state: &ApiState, n: &NewPhoneNumber) -> Result<(), ApiError> {
     let Some(carrier_id) = n.carrier_id else {
         return Ok(());
     };

@@ -12,20 +12,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
 use super::criteria::{CostBody, parse_cost, parse_schedule};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
 use super::write::{merge_patch, owner_for_write};
-use crate::app::AppState;
+use crate::access::Principal;
+use crate::api::ApiState;
 use crate::model::{
     CallerPrefix, CarrierStatus, Currency, Detail, Digits, DisplayName, MatchType, NewRoute, Route,
     RouteCriteria, RouteMatch, RoutePrefix, RouteRegex, Schedule, ScheduleSpec, Scope, Weight,
 };
 use crate::store::{RouteFilter, TenantScope};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_routes, create_route))
         .routes(routes!(get_route, update_route, delete_route))
@@ -264,7 +264,7 @@ pub struct RouteListQuery {
     responses((status = 200, body = ListResponse<RouteView>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_routes(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidQuery(q): ValidQuery<RouteListQuery>,
 ) -> Result<Json<ListResponse<RouteView>>, ApiError> {
@@ -287,7 +287,7 @@ pub async fn list_routes(
     responses((status = 201, body = RouteView), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidJson(body): ValidJson<RouteBody>,
 ) -> Result<(StatusCode, Json<RouteView>), ApiError> {
@@ -297,12 +297,12 @@ pub async fn create_route(
 
 /// Creates a route from `body` as the caller may (both APIs' POST).
 pub(super) async fn create(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     mut body: RouteBody,
 ) -> Result<Route, ApiError> {
     principal.require(Scope::OutboundRoutesWrite)?;
-    principal.require_self_service(state).await?;
+    principal.require_self_service(&state.store).await?;
     body.tenant_id = owner_for_write(state, principal, body.tenant_id).await?;
     let new = body.parse(&state.settings.currency)?;
     check_carrier(state, &new).await?;
@@ -316,7 +316,7 @@ pub(super) async fn create(
     responses((status = 200, body = RouteView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<RouteView>, ApiError> {
@@ -329,7 +329,7 @@ pub async fn get_route(
     responses((status = 200, body = RouteView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,
@@ -345,14 +345,14 @@ pub async fn update_route(
 /// body that would recreate the route into the new one, which passes the rules of a POST. The
 /// owner never changes.
 pub(super) async fn update(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
     edit: impl FnOnce(RouteBody) -> Result<RouteBody, ApiError>,
 ) -> Result<Route, ApiError> {
     principal.require(Scope::OutboundRoutesWrite)?;
     let existing = owned_route(state, principal, id).await?;
-    principal.require_self_service(state).await?;
+    principal.require_self_service(&state.store).await?;
     let body = edit(RouteBody::from_route(&existing))?;
     if body.tenant_id != existing.tenant_id {
         return Err(ApiError::field("tenant_id", "cannot be changed"));
@@ -369,7 +369,7 @@ pub(super) async fn update(
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
@@ -379,13 +379,13 @@ pub async fn delete_route(
 
 /// Deletes route `id` as the caller may (both APIs' DELETE), answering the route as it was.
 pub(super) async fn delete(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
 ) -> Result<Route, ApiError> {
     principal.require(Scope::OutboundRoutesWrite)?;
     let route = owned_route(state, principal, id).await?;
-    principal.require_self_service(state).await?;
+    principal.require_self_service(&state.store).await?;
     state.store.delete_route(id).await?;
     tracing::info!(token = %principal.token_id, route = %id, "outbound route deleted");
     state.after_write().await;
@@ -394,7 +394,7 @@ pub(super) async fn delete(
 
 /// The route if it is the caller's (tenant admins never see platform or other tenants' routes).
 pub(super) async fn owned_route(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
 ) -> Result<Route, ApiError> {
@@ -408,7 +408,7 @@ pub(super) async fn owned_route(
 
 /// A route's carrier must be visible to the route's owner (its own or a platform carrier) and,
 /// for an enabled route, active: the same rule that refuses disabling a carrier in use.
-async fn check_carrier(state: &AppState, route: &NewRoute) -> Result<(), ApiError> {
+async fn check_carrier(state: &ApiState, route: &NewRoute) -> Result<(), ApiError> {
     let carrier = state.store.get_carrier(route.carrier_id).await?;
     let Some(carrier) = carrier.filter(|c| c.tenant_id.is_none() || c.tenant_id == route.tenant_id)
     else {

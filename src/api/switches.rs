@@ -12,16 +12,16 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::ValidJson;
 use super::write::merge_patch;
-use crate::app::AppState;
-use crate::esl::live::{ConnectionState, SwitchLive};
+use crate::access::Principal;
+use crate::api::ApiState;
+use crate::esl::live::ConnectionState;
 use crate::model::{DEFAULT_ESL_PORT, NewSwitch, Switch, SwitchName, normalise_profiles};
 use crate::model::{Host, Password, ProfileName};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_switches, create_switch))
         .routes(routes!(get_switch, update_switch, delete_switch))
@@ -123,7 +123,7 @@ pub struct SwitchView {
     pub updated_at: DateTime<Utc>,
 }
 
-async fn view(state: &AppState, s: Switch) -> Result<SwitchView, ApiError> {
+async fn view(state: &ApiState, s: Switch) -> Result<SwitchView, ApiError> {
     let live = state.esl.live().get(s.id).unwrap_or_default();
     let stored = state.store.switch_sync_state(s.id).await?;
     Ok(SwitchView {
@@ -135,7 +135,7 @@ async fn view(state: &AppState, s: Switch) -> Result<SwitchView, ApiError> {
         enabled: s.enabled,
         profiles: s.profiles.iter().map(ToString::to_string).collect(),
         from_config: s.from_config,
-        connection: connection_state(&s, &live),
+        connection: live.connection_of(&s),
         // A standby instance shows what the holder stored; the holder its own live state.
         last_error: live.last_error.or(stored.last_error),
         core_uuid: live.core_uuid.or(stored.core_uuid),
@@ -151,16 +151,8 @@ async fn view(state: &AppState, s: Switch) -> Result<SwitchView, ApiError> {
 
 /// A switch's connection as this instance sees it: `disabled` whatever the live state says
 /// when the switch is.
-pub fn connection_state(switch: &Switch, live: &SwitchLive) -> ConnectionState {
-    if switch.enabled {
-        live.connection
-    } else {
-        ConnectionState::Disabled
-    }
-}
-
 /// Starts, restarts or stops supervisors after a switch write; a failure is retried by the timer.
-async fn resync(state: &AppState) {
+async fn resync(state: &ApiState) {
     if let Err(e) = state.esl.sync().await {
         tracing::warn!(error = %e, "switch supervisors not updated; the timer retries");
     }
@@ -170,7 +162,7 @@ async fn resync(state: &AppState) {
     responses((status = 200, body = Vec<SwitchView>), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_switches(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
 ) -> Result<Json<Vec<SwitchView>>, ApiError> {
     principal.require_platform_admin()?;
@@ -185,7 +177,7 @@ pub async fn list_switches(
     responses((status = 201, body = SwitchView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_switch(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidJson(body): ValidJson<SwitchBody>,
 ) -> Result<(StatusCode, Json<SwitchView>), ApiError> {
@@ -200,7 +192,7 @@ pub async fn create_switch(
     responses((status = 200, body = SwitchView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_switch(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<SwitchView>, ApiError> {
@@ -223,7 +215,7 @@ fn api_owned(s: &Switch) -> Result<(), ApiError> {
     responses((status = 200, body = SwitchView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_switch(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,
@@ -242,7 +234,7 @@ pub async fn update_switch(
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete_switch(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {

@@ -12,19 +12,19 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
 use super::criteria::{CostBody, parse_cost};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
 use super::write::merge_patch;
-use crate::app::AppState;
+use crate::access::Principal;
+use crate::api::ApiState;
 use crate::model::{
     CallerIdPolicy, ContextName, DisplayName, FailoverMode, Feature, NewTenant, Tenant,
 };
 use crate::store::TenantFilter;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, update_tenant))
@@ -67,7 +67,7 @@ impl TenantBody {
         }
     }
 
-    fn parse(self, state: &AppState) -> Result<NewTenant, ApiError> {
+    fn parse(self, state: &ApiState) -> Result<NewTenant, ApiError> {
         let mut e = FieldErrors::default();
         let name = e.parse("name", &self.name, DisplayName::parse);
         let context = e.parse_opt("context", self.context.as_deref(), ContextName::parse);
@@ -143,7 +143,7 @@ pub struct TenantListQuery {
     responses((status = 200, body = ListResponse<TenantView>), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_tenants(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidQuery(q): ValidQuery<TenantListQuery>,
 ) -> Result<Json<ListResponse<TenantView>>, ApiError> {
@@ -163,7 +163,7 @@ pub async fn list_tenants(
     responses((status = 201, body = TenantView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_tenant(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidJson(body): ValidJson<TenantBody>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
@@ -179,7 +179,7 @@ pub async fn create_tenant(
     responses((status = 200, body = TenantView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_tenant(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<TenantView>, ApiError> {
@@ -199,7 +199,7 @@ pub async fn get_tenant(
     responses((status = 200, body = TenantView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update_tenant(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,

@@ -7,15 +7,15 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::auth::Principal;
 use super::error::{ApiError, FieldError};
 use super::extract::from_json;
-use crate::app::AppState;
+use crate::access::Principal;
+use crate::api::ApiState;
 
 /// The owner a write may set: a tenant admin always writes its own tenant; a platform admin
 /// names an existing tenant or none (platform).
 pub async fn owner_for_write(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     requested: Option<Uuid>,
 ) -> Result<Option<Uuid>, ApiError> {

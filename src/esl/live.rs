@@ -11,6 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::gateway_status::GatewayStatus;
+use crate::model::Switch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +107,18 @@ impl Default for SwitchLive {
             gateways: HashMap::new(),
             down_since: HashMap::new(),
             results: HashMap::new(),
+        }
+    }
+}
+
+impl SwitchLive {
+    /// The node's connection as the API and the status page show it: a switch disabled in the
+    /// configuration is `disabled`, whatever its last session was.
+    pub fn connection_of(&self, switch: &Switch) -> ConnectionState {
+        if switch.enabled {
+            self.connection
+        } else {
+            ConnectionState::Disabled
         }
     }
 }

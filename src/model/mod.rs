@@ -9,16 +9,20 @@
 mod attempt;
 mod caller_id;
 mod criteria;
+mod dataset;
 mod entities;
 #[doc(hidden)]
 pub mod fixtures;
+mod network;
 mod switch;
 mod values;
 
 pub use attempt::*;
 pub use caller_id::*;
 pub use criteria::*;
+pub use dataset::*;
 pub use entities::*;
+pub use network::*;
 pub use switch::*;
 pub use values::*;
 

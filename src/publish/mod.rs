@@ -26,7 +26,8 @@ pub use published::{PublishSettings, Published, Templates};
 use crate::fsxml::acl::AclTemplate;
 use crate::fsxml::sofia::ProfileTemplates;
 use crate::memory::release_freed_memory;
-use crate::store::{Dataset, Store};
+use crate::model::Dataset;
+use crate::store::Store;
 
 /// Builds what a dataset publishes and reports it: every carrier left out of sofia.conf is
 /// logged (at start-up as after a write) and the version gauge is set.

@@ -10,9 +10,9 @@ use axum::body::Bytes;
 use crate::fsxml::acl::{AclTemplate, acl_document};
 use crate::fsxml::sofia::{ProfileTemplates, SkippedGateway, sofia_document};
 use crate::fsxml::writer::RenderError;
+use crate::model::Dataset;
 use crate::model::{ContextName, FailoverMode};
 use crate::routing::{RoutingSettings, Snapshot};
-use crate::store::Dataset;
 
 /// The operator's templates, read once at start-up.
 pub struct Templates {

@@ -18,11 +18,17 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::api::auth::Principal;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::access::{ExplainSources, Principal, explain_for};
 use crate::api::error::ApiError;
-use crate::api::preview::explain_for;
-use crate::app::AppState;
+use crate::esl::live::LiveState;
 use crate::model::Scope;
+use crate::publish::Published;
+use crate::quality::Quality;
+use crate::store::Store;
 
 pub use view::PAGE_SIZE;
 
@@ -31,7 +37,20 @@ const COOKIE: &str = "trunkline_session";
 /// How long a login lasts in the browser.
 const SESSION_SECONDS: u32 = 12 * 3600;
 
-pub fn router(state: AppState) -> Router {
+/// What the status page shows, and the store it checks logins against. Cheap to clone.
+#[derive(Clone)]
+pub struct StatusState {
+    /// Tokens (the login) and the switch list.
+    pub store: Store,
+    /// Carriers and routes as FreeSWITCH gets them; explain answers from it.
+    pub published: Arc<ArcSwap<Published>>,
+    /// Every node's connection and gateways, as the Event Socket sessions last saw them.
+    pub live: Arc<LiveState>,
+    /// The carriers' breakers, which explain's order depends on.
+    pub quality: Arc<Quality>,
+}
+
+pub fn router(state: StatusState) -> Router {
     Router::new()
         .route("/status", get(overview))
         .route("/status/login", get(login_form).post(log_in))
@@ -63,7 +82,7 @@ async fn security_headers(request: Request, next: Next) -> Response {
 }
 
 /// The session's principal, or the way to the login form.
-async fn session(state: &AppState, headers: &HeaderMap) -> Result<Principal, Response> {
+async fn session(state: &StatusState, headers: &HeaderMap) -> Result<Principal, Response> {
     let token = headers
         .get_all(header::COOKIE)
         .iter()
@@ -71,7 +90,7 @@ async fn session(state: &AppState, headers: &HeaderMap) -> Result<Principal, Res
         .flat_map(|v| v.split(';'))
         .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='));
     match token {
-        Some(token) => Principal::from_secret(state, token)
+        Some(token) => Principal::from_secret(&state.store, token)
             .await
             .map_err(|_| Redirect::to("/status/login").into_response()),
         None => Err(Redirect::to("/status/login").into_response()),
@@ -122,7 +141,7 @@ struct OverviewQuery {
 }
 
 async fn overview(
-    State(state): State<AppState>,
+    State(state): State<StatusState>,
     headers: HeaderMap,
     Query(query): Query<OverviewQuery>,
 ) -> Response {
@@ -133,7 +152,7 @@ async fn overview(
     if let Err(e) = principal.require(Scope::CarriersRead) {
         return page(
             StatusCode::FORBIDDEN,
-            view::message(&principal, &e.describe()),
+            view::message(&principal, &ApiError::from(e).describe()),
         );
     }
     // Every principal sees its carriers' gateways on every node; only a platform admin gets
@@ -152,14 +171,14 @@ async fn overview(
             &principal,
             &published,
             &nodes,
-            state.esl.live(),
+            &state.live,
             &query.q,
             query.page.unwrap_or(1),
         ),
     )
 }
 
-async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn login_form(State(state): State<StatusState>, headers: HeaderMap) -> Response {
     if session(&state, &headers).await.is_ok() {
         return Redirect::to("/status").into_response();
     }
@@ -172,7 +191,7 @@ struct LoginForm {
 }
 
 async fn log_in(
-    State(state): State<AppState>,
+    State(state): State<StatusState>,
     headers: HeaderMap,
     uri: Uri,
     Form(form): Form<LoginForm>,
@@ -181,7 +200,7 @@ async fn log_in(
         return (StatusCode::FORBIDDEN, "cross-site login refused\n").into_response();
     }
     let token = form.token.trim();
-    if Principal::from_secret(&state, token).await.is_err() {
+    if Principal::from_secret(&state.store, token).await.is_err() {
         return page(
             StatusCode::UNAUTHORIZED,
             view::login(Some("That token is not valid (or was revoked).")),
@@ -212,7 +231,7 @@ async fn log_out(headers: HeaderMap, uri: Uri) -> Response {
 }
 
 async fn explain_page(
-    State(state): State<AppState>,
+    State(state): State<StatusState>,
     headers: HeaderMap,
     Query(form): Query<view::ExplainForm>,
 ) -> Response {
@@ -232,10 +251,19 @@ async fn explain_page(
             );
         }
     };
-    let rendered = explain_for(&state, &principal, query, |explanation| {
+    let published = state.published.load();
+    let health = state.quality.view();
+    let sources = ExplainSources {
+        store: &state.store,
+        live: &state.live,
+        published: &published,
+        health: &health,
+    };
+    let rendered = explain_for(sources, &principal, query, |explanation| {
         view::explain(&principal, &form, Some(explanation), None)
     })
-    .await;
+    .await
+    .map_err(ApiError::from);
     match rendered {
         Ok(html) => page(StatusCode::OK, html),
         Err(e) => page(

@@ -10,9 +10,7 @@ use minijinja::{Environment, Value, context};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::auth::Principal;
-use crate::api::preview::PreviewQuery;
-use crate::api::switches::connection_state;
+use crate::access::{PreviewQuery, Principal};
 use crate::esl::live::{ConnectionState, LiveState};
 use crate::model::{Carrier, CarrierStatus, Switch};
 use crate::publish::Published;
@@ -125,7 +123,7 @@ pub fn overview(
             .map(|(s, l)| NodeRow {
                 name: s.name.to_string(),
                 esl: format!("{}:{}", s.esl_host, s.esl_port),
-                connection: connection_state(s, l),
+                connection: l.connection_of(s),
                 core_uuid: l.core_uuid.clone(),
                 last_sync_at: l.last_sync_at.map(timestamp),
                 pending: l.pending_operations,

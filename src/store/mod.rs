@@ -44,7 +44,7 @@ use self::exec::{Db, Tx, args};
 use self::feed::Feed;
 use self::rows::{CarrierRow, NumberOwnerRow, RouteRow, TenantRow};
 pub use self::switches::SyncState;
-use crate::model::{Carrier, CarrierStatus, E164, MatchType, Route, Tenant};
+use crate::model::{CarrierStatus, Dataset, MatchType};
 
 /// How long a request waits for a pooled connection (or SQLite for its write lock) before the
 /// store answers [`StoreError::Unavailable`].
@@ -103,19 +103,6 @@ fn parse_url(url: &str) -> Result<Options, StoreError> {
             "must start with sqlite:// or postgres:// (or postgresql://)".into(),
         ))
     }
-}
-
-/// Everything routing and the documents need, read in one transaction so the version matches
-/// the rows. Carriers include disabled and archived ones; every list is ordered by id.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dataset {
-    pub version: u64,
-    pub tenants: Vec<Tenant>,
-    pub carriers: Vec<Carrier>,
-    pub routes: Vec<Route>,
-    /// Every phone number with voice capability, and its tenant: what caller-ID policies and
-    /// attestation check a caller ID against.
-    pub voice_numbers: Vec<(Uuid, E164)>,
 }
 
 /// A keyset page request: at most `limit` rows with an id greater than `after`.

@@ -11,8 +11,10 @@ pub mod answer;
 pub mod explain;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -21,33 +23,43 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use self::answer::Outcome;
-use crate::app::AppState;
 use crate::config::BasicCredentials;
+use crate::model::AllowList;
+use crate::publish::Published;
+use crate::quality::Quality;
 
 /// Largest fetch body read. A real dialplan POST is ~6 KB (every channel variable, FREESWITCH.md
 /// header), tens of KB with many variables.
 pub const MAX_FETCH_BODY: usize = 512 * 1024;
 
-pub async fn handle_fetch(State(state): State<AppState>, request: Request) -> Response {
+/// What a fetch is answered from: nothing here reaches the database or the Event Socket.
+#[derive(Clone)]
+pub struct FetchState {
+    /// The last published snapshot and documents.
+    pub published: Arc<ArcSwap<Published>>,
+    /// Whose health view (breakers, gateways the nodes report DOWN) orders the legs.
+    pub quality: Arc<Quality>,
+    /// Applied per request only where the endpoint shares the main listener: its own listener
+    /// refuses other addresses as it accepts them (`serve`), so this is then empty.
+    pub allow: AllowList,
+    /// mod_xml_curl's basic auth, when configured.
+    pub credentials: Option<BasicCredentials>,
+}
+
+pub async fn handle_fetch(State(state): State<FetchState>, request: Request) -> Response {
     let started = Instant::now();
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    if !state.settings.xmlcurl_allow.is_empty()
-        && !peer.is_some_and(|ip| {
-            state
-                .settings
-                .xmlcurl_allow
-                .iter()
-                .any(|n| n.net().contains(&ip))
-        })
-    {
+    // A request without a peer address (an in-process test) passes only an empty list.
+    let admitted = state.allow.is_empty() || peer.is_some_and(|ip| state.allow.permits(ip));
+    if !admitted {
         metrics::counter!("trunkline_xmlcurl_rejected_total", "why" => "ip").increment(1);
         tracing::warn!(?peer, "xml_curl fetch from a client outside xmlcurl_allow");
         return StatusCode::FORBIDDEN.into_response();
     }
-    if let Some(expected) = &state.settings.xmlcurl_credentials
+    if let Some(expected) = &state.credentials
         && !basic_auth_matches(request.headers(), expected)
     {
         metrics::counter!("trunkline_xmlcurl_rejected_total", "why" => "auth").increment(1);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
-use trunkline::api::auth::generate_token;
+use trunkline::access::generate_token;
 use trunkline::app::Application;
 use trunkline::config::Settings;
 use trunkline::fsxml::testdata::SAMPLE_DIALPLAN_FETCH;

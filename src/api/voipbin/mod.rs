@@ -28,10 +28,10 @@ use utoipa_axum::router::OpenApiRouter;
 
 use super::error::ApiError;
 use super::page::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::app::AppState;
+use crate::api::ApiState;
 use crate::store::NewestFirst;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .merge(providers::router())
         .merge(routes::router())

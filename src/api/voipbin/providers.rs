@@ -22,15 +22,15 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Paging, ResultList, time, time_or_not_yet, updated};
-use crate::api::auth::Principal;
+use crate::access::{Principal, visible_carrier};
+use crate::api::ApiState;
 use crate::api::carriers::{self, CarrierBody};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ValidJson, ValidQuery};
-use crate::app::AppState;
 use crate::model::{Carrier, Scope};
 use crate::store::{CarrierFilter, TenantScope};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_providers, create_provider))
         .routes(routes!(get_provider, update_provider, delete_provider))
@@ -172,7 +172,7 @@ impl From<Carrier> for ProviderView {
     responses((status = 200, body = ResultList<ProviderView>), (status = 401, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn list_providers(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidQuery(paging): ValidQuery<Paging>,
 ) -> Result<Json<ResultList<ProviderView>>, ApiError> {
@@ -197,7 +197,7 @@ pub async fn list_providers(
     responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn create_provider(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidJson(body): ValidJson<ProviderBody>,
 ) -> Result<Json<ProviderView>, ApiError> {
@@ -218,7 +218,7 @@ pub async fn create_provider(
     responses((status = 200, body = ProviderView), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn get_provider(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ProviderView>, ApiError> {
@@ -231,7 +231,7 @@ pub async fn get_provider(
     responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn update_provider(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
     ValidJson(body): ValidJson<ProviderBody>,
@@ -248,7 +248,7 @@ pub async fn update_provider(
     responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn delete_provider(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ProviderView>, ApiError> {
@@ -259,8 +259,8 @@ pub async fn delete_provider(
 }
 
 /// The platform carrier `id`, else 404 (a tenant's carrier is not a provider).
-async fn provider(state: &AppState, principal: &Principal, id: Uuid) -> Result<Carrier, ApiError> {
-    let carrier = carriers::visible_carrier(state, principal, id).await?;
+async fn provider(state: &ApiState, principal: &Principal, id: Uuid) -> Result<Carrier, ApiError> {
+    let carrier = visible_carrier(&state.store, principal, id).await?;
     if carrier.tenant_id.is_some() {
         return Err(ApiError::NotFound);
     }

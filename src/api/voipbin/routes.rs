@@ -19,15 +19,15 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Paging, ResultList, time, updated};
-use crate::api::auth::Principal;
+use crate::access::Principal;
+use crate::api::ApiState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ValidJson, ValidQuery};
 use crate::api::routes::{self as outbound, RouteBody};
-use crate::app::AppState;
 use crate::model::{MatchType, Route, RouteMatch, Scope};
 use crate::store::{RouteFilter, TenantScope};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_routes, create_route))
         .routes(routes!(get_route, update_route, delete_route))
@@ -156,7 +156,7 @@ pub struct RouteListQuery {
     responses((status = 200, body = ResultList<VoipbinRouteView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn list_routes(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidQuery(q): ValidQuery<RouteListQuery>,
 ) -> Result<Json<ResultList<VoipbinRouteView>>, ApiError> {
@@ -193,7 +193,7 @@ pub async fn list_routes(
     responses((status = 200, body = VoipbinRouteView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn create_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     ValidJson(body): ValidJson<VoipbinRouteBody>,
 ) -> Result<Json<VoipbinRouteView>, ApiError> {
@@ -228,7 +228,7 @@ pub async fn create_route(
     responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn get_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<VoipbinRouteView>, ApiError> {
@@ -241,7 +241,7 @@ pub async fn get_route(
     responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn update_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
     ValidJson(body): ValidJson<VoipbinRouteBody>,
@@ -259,7 +259,7 @@ pub async fn update_route(
     responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn delete_route(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<VoipbinRouteView>, ApiError> {
@@ -270,7 +270,7 @@ pub async fn delete_route(
 
 /// The caller's prefix route `id`, else 404.
 async fn prefix_route(
-    state: &AppState,
+    state: &ApiState,
     principal: &Principal,
     id: Uuid,
 ) -> Result<Route, ApiError> {

@@ -12,14 +12,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
-use super::carriers::visible_carrier;
 use super::error::{ApiError, ErrorBody};
-use crate::app::AppState;
+use crate::access::{Principal, visible_carrier};
+use crate::api::ApiState;
 use crate::model::Scope;
 use crate::quality::CarrierQuality;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(carrier_stats))
         .routes(routes!(all_carrier_stats))
@@ -58,12 +57,12 @@ fn counted_for(principal: &Principal, carrier_tenant: Option<Uuid>) -> Option<Uu
     responses((status = 200, body = CarrierStatsView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn carrier_stats(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CarrierStatsView>, ApiError> {
     principal.require(Scope::CarriersRead)?;
-    let carrier = visible_carrier(&state, &principal, id).await?;
+    let carrier = visible_carrier(&state.store, &principal, id).await?;
     let tenant = counted_for(&principal, carrier.tenant_id);
     Ok(Json(CarrierStatsView {
         name: carrier.name.to_string(),
@@ -78,7 +77,7 @@ pub async fn carrier_stats(
     responses((status = 200, body = CarrierStatsList)),
     security(("bearer" = [])))]
 pub async fn all_carrier_stats(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
 ) -> Result<Json<CarrierStatsList>, ApiError> {
     principal.require(Scope::CarriersRead)?;

@@ -10,15 +10,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::auth::Principal;
-use super::carriers::visible_carrier;
 use super::error::{ApiError, ErrorBody};
-use super::switches::connection_state;
-use crate::app::AppState;
+use crate::access::{Principal, visible_carrier};
+use crate::api::ApiState;
 use crate::esl::live::{ConnectionState, GatewayResult};
 use crate::model::Scope;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub fn router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(carrier_status))
 }
 
@@ -52,12 +50,12 @@ pub struct CarrierStatusView {
     responses((status = 200, body = CarrierStatusView), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn carrier_status(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CarrierStatusView>, ApiError> {
     principal.require(Scope::CarriersRead)?;
-    let carrier = visible_carrier(&state, &principal, id).await?;
+    let carrier = visible_carrier(&state.store, &principal, id).await?;
     let gateway = carrier.gateway_name.to_string();
     let mut switches = Vec::new();
     for s in state.store.list_switches().await? {
@@ -66,7 +64,7 @@ pub async fn carrier_status(
         switches.push(GatewayOnSwitch {
             switch_id: s.id,
             switch: s.name.to_string(),
-            connection: connection_state(&s, &live),
+            connection: live.connection_of(&s),
             exists: g.is_some(),
             state: g.map(|g| g.state.clone()),
             status: g.map(|g| g.status.clone()),
