@@ -214,3 +214,55 @@ async fn a_webhook_that_never_answers_never_holds_up_the_observer() {
         .unwrap();
     assert_eq!(carriers, 2000);
 }
+
+#[tokio::test]
+async fn a_receiver_that_redirects_is_a_failed_try_and_the_redirect_target_hears_nothing() {
+    // Arrange: the configured receiver answers every POST with 307 to a second receiver.
+    let (elsewhere, elsewhere_url) = receiver(0).await;
+    let redirects = Arc::new(Mutex::new(0usize));
+    let counted = redirects.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move || {
+            let counted = counted.clone();
+            let to = elsewhere_url.clone();
+            async move {
+                *counted.lock().unwrap() += 1;
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, to)],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_stop_tx, stop) = watch::channel(false);
+    let settings = WebhookSettings {
+        tries: 3,
+        backoff: Duration::from_millis(10),
+        ..WebhookSettings::new(url)
+    };
+    let (signals, task) = spawn_webhook(settings, stop);
+
+    // Act: one signal; then close the queue, so the sender ends once it has given up on it.
+    signals.send(trunkline::quality::signals::Signal {
+        kind: trunkline::quality::signals::SignalKind::GatewayDown,
+        carrier_id: None,
+        carrier: None,
+        gateway: "bravo".into(),
+        switch: Some("fs1".into()),
+        detail: None,
+        at: Utc::now(),
+    });
+    drop(signals);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the sender gives up after its tries")
+        .unwrap();
+
+    // Assert: every try reached the redirecting receiver, none went where it pointed.
+    assert_eq!(*redirects.lock().unwrap(), 3);
+    assert!(elsewhere.seen.lock().unwrap().is_empty());
+}

@@ -110,8 +110,11 @@ pub fn spawn_webhook(
     mut stop: watch::Receiver<bool>,
 ) -> (Signals, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Signal>(QUEUE);
+    // A receiver that redirects gets no second request anywhere: following it would send the
+    // signal, and whatever it carries, to wherever the redirect points. A 3xx is a failed try.
     let client = reqwest::Client::builder()
         .timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a client without TLS always builds");
     let task = tokio::spawn(async move {
