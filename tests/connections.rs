@@ -361,3 +361,81 @@ async fn xml_curl_on_its_own_listener_refuses_outsiders_before_reading_and_serve
     );
     assert_eq!(rejected, 1.0);
 }
+
+/// A free port on every address of both families: a dual-stack listener's address.
+fn free_dual_stack_addr() -> SocketAddr {
+    std::net::TcpListener::bind("[::]:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free dual-stack port")
+}
+
+/// One fetch from `from` to `to`: the whole response, or nothing when the server closed the
+/// connection without answering.
+async fn fetch_from(from: std::net::IpAddr, to: SocketAddr) -> Vec<u8> {
+    let socket = match from {
+        std::net::IpAddr::V4(_) => TcpSocket::new_v4(),
+        std::net::IpAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut stream = socket.connect(to).await.expect("connect");
+    let (head, body) = raw_fetch(to, "");
+    // A listener that refuses at accept may close before the request is written.
+    let _ = stream.write_all(&head).await;
+    let _ = stream.write_all(&body).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response))
+        .await
+        .expect("answered or closed");
+    response
+}
+
+#[tokio::test]
+async fn an_ipv4_node_on_a_dual_stack_listener_is_matched_as_ipv4_on_either_listener() {
+    let v4: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let v6: std::net::IpAddr = "::1".parse().unwrap();
+    for own_listener in [false, true] {
+        // Arrange: every listener on `[::]`, where an IPv4 node arrives as ::ffff:127.0.0.1.
+        let dir = tempfile::tempdir().unwrap();
+        let main = free_dual_stack_addr();
+        let xmlcurl = own_listener.then(free_dual_stack_addr);
+        let extra = xmlcurl.map_or(String::new(), |x| format!("xmlcurl_listen = \"{x}\"\n"));
+        let server = Server::start_on(
+            dir.path(),
+            &config(
+                dir.path(),
+                &format!("xmlcurl_allow = [\"127.0.0.1/32\"]\n{extra}"),
+            ),
+            main,
+        )
+        .await;
+        let port = xmlcurl.unwrap_or(main).port();
+
+        // Act: the IPv4 node inside the list, an IPv6 client outside it.
+        let inside = fetch_from(v4, SocketAddr::new(v4, port)).await;
+        let outside = fetch_from(v6, SocketAddr::new(v6, port)).await;
+
+        // Assert: the IPv4 node is served; the outsider is refused at accept on the endpoint's
+        // own listener (closed, nothing answered) and with 403 on the shared one.
+        assert!(
+            is_complete_200(&inside),
+            "own listener {own_listener}: {}",
+            String::from_utf8_lossy(&inside)
+        );
+        if own_listener {
+            assert!(outside.is_empty(), "{}", String::from_utf8_lossy(&outside));
+        } else {
+            assert!(
+                outside.starts_with(b"HTTP/1.1 403"),
+                "{}",
+                String::from_utf8_lossy(&outside)
+            );
+        }
+        let rejected = metric_value(
+            &metrics(&server).await,
+            "trunkline_xmlcurl_rejected_total",
+            &["why=\"ip\""],
+        );
+        assert_eq!(rejected, 1.0, "own listener {own_listener}");
+    }
+}

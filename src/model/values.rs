@@ -644,6 +644,7 @@ impl Cidr {
                 .map_err(|_| Invalid::new("must be an IPv4 or IPv6 CIDR such as 203.0.113.0/24"))?;
             ipnet::IpNet::from(ip)
         };
+        let net = ipv4_as_ipv4(net)?;
         // An allow-list entry this broad admits (nearly) the whole Internet: for a carrier ACL
         // or the xml_curl allow-list that is always a mistake.
         let too_broad = match net {
@@ -661,6 +662,34 @@ impl Cidr {
     pub fn net(&self) -> ipnet::IpNet {
         self.0
     }
+}
+
+/// The IPv4-mapped IPv6 range (`::ffff:0:0/96`): how an IPv4 peer appears on a dual-stack
+/// listener.
+const IPV4_MAPPED: ipnet::Ipv6Net =
+    match ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0), 96) {
+        Ok(net) => net,
+        Err(_) => panic!("a valid prefix length"),
+    };
+
+/// An IPv6 network inside the IPv4-mapped range is the IPv4 network it maps (`::ffff:10.0.0.0/104`
+/// is `10.0.0.0/8`); one that covers the whole range would admit every IPv4 address through its
+/// mapped form, whatever its prefix length says, and is refused.
+fn ipv4_as_ipv4(net: ipnet::IpNet) -> Result<ipnet::IpNet, Invalid> {
+    let ipnet::IpNet::V6(v6) = net else {
+        return Ok(net);
+    };
+    if IPV4_MAPPED.contains(&v6) {
+        let ip = v6.network().to_ipv4_mapped().expect("inside ::ffff:0:0/96");
+        let v4 = ipnet::Ipv4Net::new(ip, v6.prefix_len() - 96).expect("at most /32");
+        return Ok(ipnet::IpNet::V4(v4));
+    }
+    if v6.contains(&IPV4_MAPPED) {
+        return Err(Invalid::new(
+            "covers the IPv4-mapped range ::ffff:0:0/96, so every IPv4 address: write IPv4 networks as IPv4",
+        ));
+    }
+    Ok(net)
 }
 
 impl fmt::Display for Cidr {

@@ -63,6 +63,11 @@ impl Server {
         .await
     }
 
+    /// [`Server::start`] on a given address (`[::]:port` for a dual-stack listener).
+    pub async fn start_on(dir: &Path, config: &str, addr: std::net::SocketAddr) -> Server {
+        Self::spawn(dir, &shipped_templates(), config, addr, None).await
+    }
+
     /// [`Server::start`] with its own templates directory, on a given address (a restarted
     /// instance keeps the address FreeSWITCH's bindings point at).
     pub async fn start_at(
