@@ -69,6 +69,12 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// The most of a request head a connection buffers (hyper's own default is about 400 KB, on
+/// every one of up to `http_max_connections` connections per listener). A FreeSWITCH fetch's
+/// head is a few hundred bytes, an API request's about one KB; a larger head is answered 431.
+/// hyper takes no less than 8 KB here.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
 /// File descriptors kept for everything that is not an HTTP connection: the database pool,
 /// the Event Socket connections, the log, the templates.
 const RESERVED_FDS: u64 = 256;
@@ -242,7 +248,9 @@ async fn serve_connection(
             }))
         }
     });
-    let served = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    let served = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(io, service);
     tokio::pin!(served);
     let mut stopping = false;
     loop {

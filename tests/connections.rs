@@ -439,3 +439,57 @@ async fn an_ipv4_node_on_a_dual_stack_listener_is_matched_as_ipv4_on_either_list
         assert_eq!(rejected, 1.0, "own listener {own_listener}");
     }
 }
+
+#[tokio::test]
+async fn bodies_and_heads_over_the_documented_limits_are_refused_before_they_are_held() {
+    // Arrange
+    let (_, store) = support::db::backends().await.into_iter().next().unwrap();
+    let app = support::app::TestApp::start("sqlite", store).await;
+    let client = reqwest::Client::new();
+
+    // Act + Assert: an API body over MAX_API_BODY (64 KiB) is 413 with the API's JSON error;
+    // one just under it is read and judged (422: the name is too long).
+    let api = format!("{}/api/v1/carriers", app.base);
+    for (size, expected) in [(64 * 1024 + 1, 413), (60 * 1024, 422)] {
+        let body = format!("{{\"name\":\"{}\"}}", "x".repeat(size - 11));
+        assert_eq!(body.len(), size);
+        let response = client
+            .post(&api)
+            .bearer_auth(&app.admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "a {size}-byte body");
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert!(json["errors"][0]["detail"].is_string(), "{json}");
+    }
+
+    // The login form is read before anyone is authenticated: more than 4 KiB of it is refused.
+    let login = format!("{}/status/login", app.base);
+    for (size, expected) in [(4 * 1024 + 1, 413), (1024, 401)] {
+        let form = format!("token={}", "x".repeat(size - 6));
+        let response = client
+            .post(&login)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "a {size}-byte login form");
+    }
+
+    // A request head past the 16 KiB buffer is answered 431 and never reaches a handler (hyper
+    // checks the bound between reads, so a head that completes in the read that crosses it
+    // still parses: the buffer holds at most one read more).
+    for (size, expected) in [(64 * 1024, 431), (33 * 1024, 431), (4 * 1024, 200)] {
+        let response = client
+            .get(format!("{}/healthz", app.base))
+            .header("x-padding", "x".repeat(size))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "a {size}-byte header");
+    }
+}

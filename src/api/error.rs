@@ -3,6 +3,7 @@
 //! | error | status | body |
 //! |---|---|---|
 //! | `BadRequest` (malformed JSON or query) | 400 | the parser's message, and the field when known |
+//! | `TooLarge` (a body over `MAX_API_BODY`) | 413 | the limit |
 //! | `Unauthorized` (missing, malformed, unknown or revoked token) | 401 | fixed text, `WWW-Authenticate: Bearer` |
 //! | `Forbidden` (missing scope, missing tenant feature, platform-managed resource) | 403 | why |
 //! | `NotFound` (absent, or another tenant's: existence is never revealed) | 404 | fixed text |
@@ -40,6 +41,8 @@ pub struct ErrorBody {
 pub enum ApiError {
     #[error("bad request")]
     BadRequest(FieldError),
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
     #[error("unauthorized")]
     Unauthorized,
     #[error("forbidden: {0}")]
@@ -119,6 +122,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -138,6 +142,7 @@ impl ApiError {
         };
         match self {
             ApiError::BadRequest(e) => vec![e],
+            ApiError::TooLarge(limit) => general(&format!("the body is larger than {limit} bytes")),
             ApiError::Unauthorized => general("missing, invalid or revoked bearer token"),
             ApiError::Forbidden(why) => general(&why),
             ApiError::NotFound => general("not found"),

@@ -12,7 +12,8 @@ use super::error::{ApiError, FieldError};
 /// A JSON body deserialised with the failing field's path reported.
 pub struct ValidJson<T>(pub T);
 
-/// The largest API body accepted (carriers are the largest resource, well under this).
+/// The largest API body accepted (carriers are the largest resource, well under this). The API
+/// router reads no more than this of any body (`DefaultBodyLimit` in [`super::router`]).
 pub const MAX_API_BODY: usize = 64 * 1024;
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
@@ -30,11 +31,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ValidJson<T> {
                 detail: "expected Content-Type: application/json".into(),
             }));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
-            ApiError::BadRequest(FieldError {
-                field: None,
-                detail: format!("body unreadable or larger than {MAX_API_BODY} bytes"),
-            })
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(MAX_API_BODY)
+            } else {
+                ApiError::BadRequest(FieldError {
+                    field: None,
+                    detail: "body unreadable".into(),
+                })
+            }
         })?;
         from_json(&bytes).map(ValidJson)
     }

@@ -28,6 +28,7 @@ pub mod write;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -127,6 +128,8 @@ pub fn router(state: ApiState) -> Router {
     )
     .merge(probes::router())
     .fallback(not_found)
+    // axum's default would read 2 MiB of any body before a handler could refuse it.
+    .layer(DefaultBodyLimit::max(extract::MAX_API_BODY))
     .with_state(state)
 }
 

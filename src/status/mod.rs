@@ -10,7 +10,7 @@
 mod view;
 
 use axum::Router;
-use axum::extract::{Form, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Form, Query, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::middleware::{self, Next};
@@ -31,6 +31,11 @@ use crate::quality::Quality;
 use crate::store::Store;
 
 pub use view::PAGE_SIZE;
+
+/// The most of a form the page reads: a login form is a token of 67 characters. The form is read
+/// before anyone is authenticated, so an anonymous client can make the server hold this much
+/// per connection until the body deadline, and no more.
+const MAX_FORM_BODY: usize = 4 * 1024;
 
 /// The cookie holding the token.
 const COOKIE: &str = "trunkline_session";
@@ -59,6 +64,7 @@ pub fn router(state: StatusState) -> Router {
         .route("/status/status.js", get(script))
         .route("/status/status.css", get(style))
         .layer(middleware::from_fn(security_headers))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
         .with_state(state)
 }
 
