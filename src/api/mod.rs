@@ -9,7 +9,6 @@ pub mod auth;
 pub mod carrier_stats;
 pub mod carrier_status;
 pub mod carriers;
-pub mod criteria;
 pub mod error;
 pub mod extract;
 pub mod numbers;
