@@ -866,6 +866,77 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
     .await;
 }
 
+/// The property names an OpenAPI schema describes, through `allOf` and `$ref`.
+fn documented(doc: &Value, schema: &Value) -> Vec<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap();
+        return documented(doc, &doc["components"]["schemas"][name]);
+    }
+    let mut names: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        names.extend(documented(doc, part));
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_field_a_carrier_or_a_route_is_written_and_shown_with()
+{
+    on_every_backend(|app| async move {
+        let carrier = app
+            .create(
+                "/api/v1/carriers",
+                &app.admin,
+                carrier_body("Doc", "doc-gw"),
+            )
+            .await;
+        let route = app
+            .create(
+                "/api/v1/outbound-routes",
+                &app.admin,
+                json!({"name": "UK", "prefix": "+44", "carrier_id": carrier["id"]}),
+            )
+            .await;
+        let doc = app
+            .send(reqwest::Method::GET, "/api/openapi.json", None, None)
+            .await
+            .body;
+        let schema = |name: &str| documented(&doc, &doc["components"]["schemas"][name]);
+        for (written, shown, body, view) in [
+            (
+                carrier_body("Doc", "doc-gw"),
+                &carrier,
+                "CarrierBody",
+                "CarrierView",
+            ),
+            (
+                json!({"name": "UK", "prefix": "+44"}),
+                &route,
+                "RouteBody",
+                "RouteView",
+            ),
+        ] {
+            let (body, view) = (schema(body), schema(view));
+            for field in written.as_object().unwrap().keys() {
+                assert!(
+                    body.contains(field),
+                    "the request schema lacks {field}: {body:?}"
+                );
+            }
+            for field in shown.as_object().unwrap().keys() {
+                assert!(
+                    view.contains(field),
+                    "the response schema lacks {field}: {view:?}"
+                );
+            }
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn routing_criteria_round_trip_and_impossible_ones_are_refused_naming_the_field() {
     on_every_backend(|app| async move {

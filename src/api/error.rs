@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::access::AccessError;
+pub use crate::model::FieldErrors;
 use crate::store::StoreError;
 
 /// One refused field.
@@ -216,80 +217,22 @@ impl From<AccessError> for ApiError {
     }
 }
 
-/// Collects field errors while a request body is parsed, so one response names every bad
-/// field at once.
-#[derive(Debug, Default)]
-pub struct FieldErrors(Vec<FieldError>);
-
-impl FieldErrors {
-    /// Parses `raw` with `parse`, recording a failure under `field`.
-    pub fn parse<T, E: std::fmt::Display>(
-        &mut self,
-        field: &str,
-        raw: &str,
-        parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<T> {
-        match parse(raw) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.add(field, e.to_string());
-                None
-            }
+/// Every refused field of a parsed form, as one 422. An empty list means a form lost a part
+/// without naming it: a bug, answered as a 500.
+impl From<FieldErrors> for ApiError {
+    fn from(errors: FieldErrors) -> Self {
+        if errors.is_empty() {
+            return ApiError::Internal("parsed field missing without an error".into());
         }
-    }
-
-    /// Like [`FieldErrors::parse`] for an optional value (`None` stays `None`).
-    pub fn parse_opt<T, E: std::fmt::Display>(
-        &mut self,
-        field: &str,
-        raw: Option<&str>,
-        parse: impl FnOnce(&str) -> Result<T, E>,
-    ) -> Option<Option<T>> {
-        match raw {
-            None => Some(None),
-            Some(raw) => self.parse(field, raw, parse).map(Some),
-        }
-    }
-
-    /// Parses every item of a list, naming the failing index (`inbound_ips[2]`).
-    pub fn parse_list<T, E: std::fmt::Display>(
-        &mut self,
-        field: &str,
-        raw: &[String],
-        parse: impl Fn(&str) -> Result<T, E>,
-    ) -> Option<Vec<T>> {
-        let mut ok = true;
-        let mut out = Vec::with_capacity(raw.len());
-        for (i, item) in raw.iter().enumerate() {
-            match parse(item) {
-                Ok(v) => out.push(v),
-                Err(e) => {
-                    ok = false;
-                    self.add(&format!("{field}[{i}]"), e.to_string());
-                }
-            }
-        }
-        ok.then_some(out)
-    }
-
-    pub fn add(&mut self, field: &str, detail: impl Into<String>) {
-        self.0.push(FieldError {
-            field: Some(field.to_string()),
-            detail: detail.into(),
-        });
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// `Err(422)` naming every recorded field, or `Ok(())` when there were none.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self.0))
-        }
+        ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|(field, detail)| FieldError {
+                    field: Some(field),
+                    detail,
+                })
+                .collect(),
+        )
     }
 }
 

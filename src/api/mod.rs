@@ -11,7 +11,6 @@
 pub mod attempts;
 pub mod auth;
 pub mod carriers;
-pub mod criteria;
 pub mod error;
 pub mod extract;
 pub mod gateway_state;

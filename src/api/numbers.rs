@@ -66,7 +66,7 @@ impl PhoneNumberBody {
         let number = e.parse("number", &self.number, E164::parse);
         let Some(tenant_id) = self.tenant_id else {
             e.add("tenant_id", "required: a phone number belongs to a tenant");
-            return Err(e.finish().expect_err("an error was recorded"));
+            return Err(e.finish().expect_err("an error was recorded").into());
         };
         e.finish()?;
         // A set, kept in the order written so that it round-trips; repeats are dropped.

@@ -12,7 +12,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::criteria::{CostBody, parse_cost};
 use super::error::{ApiError, ErrorBody, FieldErrors};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
@@ -20,7 +19,8 @@ use super::write::merge_patch;
 use crate::access::Principal;
 use crate::api::ApiState;
 use crate::model::{
-    CallerIdPolicy, ContextName, DisplayName, FailoverMode, Feature, NewTenant, Tenant,
+    CallerIdPolicy, ContextName, CostInput, DisplayName, FailoverMode, Feature, NewTenant, Tenant,
+    parse_cost,
 };
 use crate::store::TenantFilter;
 
@@ -46,7 +46,7 @@ pub struct TenantBody {
     /// The most a leg of this tenant's calls may cost per minute; dearer legs are dropped,
     /// legs of unknown cost kept.
     #[serde(default)]
-    pub max_cost: Option<CostBody>,
+    pub max_cost: Option<CostInput>,
     /// Which caller IDs this tenant's calls may present: `allow` `any` (default) or
     /// `own_numbers` (its phone numbers with voice capability); `foreign` `refuse` (default) or
     /// `replace` by `default_number`. A call with no valid caller ID is refused or replaced
@@ -62,7 +62,7 @@ impl TenantBody {
             context: t.context.as_ref().map(ToString::to_string),
             features: t.features.clone(),
             failover_mode: t.failover_mode,
-            max_cost: t.max_cost.as_ref().map(CostBody::from_cost),
+            max_cost: t.max_cost.as_ref().map(CostInput::from),
             caller_id_policy: t.caller_id_policy.clone(),
         }
     }
@@ -109,7 +109,7 @@ pub struct TenantView {
     pub context: Option<String>,
     pub features: Vec<Feature>,
     pub failover_mode: Option<FailoverMode>,
-    pub max_cost: Option<CostBody>,
+    pub max_cost: Option<CostInput>,
     pub caller_id_policy: CallerIdPolicy,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -1,15 +1,14 @@
 //! The stored entities as the rest of the crate sees them: fully validated, plain data.
 //! The store builds them from rows (parsing every field again), routing and the document
-//! renderers read them, the API serialises views of them.
-
-use std::collections::BTreeMap;
+//! renderers read them, the API serialises views of them. Carriers and routes, with their
+//! written forms and rules, have modules of their own (`carrier.rs`, `route.rs`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::caller_id::{CallerIdFormat, CallerIdPolicy};
-use super::criteria::{Cost, RouteCriteria};
+use super::caller_id::CallerIdPolicy;
+use super::criteria::Cost;
 use super::values::*;
 
 /// Declares a string enum with its wire names, `as_str`, `parse` and serde.
@@ -134,104 +133,6 @@ impl Tenant {
     }
 }
 
-/// A SIP trunk (or a stored non-SIP trunk).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Carrier {
-    pub id: Uuid,
-    /// `None` for a carrier the platform provides to every tenant.
-    pub tenant_id: Option<Uuid>,
-    pub name: DisplayName,
-    pub gateway_name: GatewayName,
-    pub carrier_type: CarrierType,
-    pub direction: Direction,
-    pub status: CarrierStatus,
-    pub remote_host: Host,
-    pub remote_port: u16,
-    pub transport: Transport,
-    pub profile: ProfileName,
-    pub register: bool,
-    pub auth_username: Option<SipUser>,
-    pub auth_password: Option<Password>,
-    pub realm: Option<Host>,
-    pub from_user: Option<SipUser>,
-    pub from_domain: Option<Host>,
-    pub caller_id_in_from: bool,
-    pub ping_seconds: Option<u32>,
-    pub inbound_ips: Vec<Cidr>,
-    pub strip_prefix: Digits,
-    pub add_prefix: Digits,
-    pub add_suffix: Digits,
-    pub tech_headers: BTreeMap<HeaderName, HeaderValue>,
-    pub attestation_header: Option<HeaderName>,
-    pub failover_codes: Option<FailoverCodes>,
-    pub leg_progress_timeout_seconds: Option<u32>,
-    /// The per-minute cost of routes to this carrier that name none of their own.
-    pub cost: Option<Cost>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub archived_at: Option<DateTime<Utc>>,
-    /// Free notes (VoIPBIN's `detail`).
-    pub detail: Detail,
-    /// How this carrier receives the caller ID.
-    pub caller_id: CallerIdFormat,
-}
-
-impl Carrier {
-    /// Whether this carrier should exist as a sofia gateway: active, SIP, able to carry outbound
-    /// calls.
-    pub fn is_gateway(&self) -> bool {
-        self.status == CarrierStatus::Active
-            && self.carrier_type.is_sip()
-            && self.direction.is_outbound()
-    }
-}
-
-/// How a route matches destinations.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RouteMatch {
-    Prefix(RoutePrefix),
-    Regex(RouteRegex),
-}
-
-impl RouteMatch {
-    pub fn match_type(&self) -> MatchType {
-        match self {
-            Self::Prefix(_) => MatchType::Prefix,
-            Self::Regex(_) => MatchType::Regex,
-        }
-    }
-
-    /// The prefix digits (never `+`; `""` = every destination) or the regex, as written.
-    pub fn pattern(&self) -> &str {
-        match self {
-            Self::Prefix(p) => p.digits(),
-            Self::Regex(r) => r.as_str(),
-        }
-    }
-}
-
-/// An outbound route: destinations matching it go to `carrier_id`, tried in `priority` order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Route {
-    pub id: Uuid,
-    /// `None` for a platform default route, used for tenants with no matching route of their own.
-    pub tenant_id: Option<Uuid>,
-    pub name: DisplayName,
-    pub matcher: RouteMatch,
-    pub carrier_id: Uuid,
-    /// Lower is tried first.
-    pub priority: i64,
-    pub strip_prefix: Digits,
-    pub add_prefix: Digits,
-    pub enabled: bool,
-    /// Schedule, cost, weight and caller rules (all optional).
-    pub criteria: RouteCriteria,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Free notes (VoIPBIN's `detail`).
-    pub detail: Detail,
-}
-
 /// A DID in the inventory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhoneNumber {
@@ -253,56 +154,6 @@ pub struct NewTenant {
     pub failover_mode: Option<FailoverMode>,
     pub max_cost: Option<Cost>,
     pub caller_id_policy: CallerIdPolicy,
-}
-
-/// The writable fields of a carrier (create, and update after merging a PATCH). The store
-/// assigns `id`, timestamps and `archived_at`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewCarrier {
-    pub tenant_id: Option<Uuid>,
-    pub name: DisplayName,
-    pub gateway_name: GatewayName,
-    pub carrier_type: CarrierType,
-    pub direction: Direction,
-    pub status: CarrierStatus,
-    pub remote_host: Host,
-    pub remote_port: u16,
-    pub transport: Transport,
-    pub profile: ProfileName,
-    pub register: bool,
-    pub auth_username: Option<SipUser>,
-    pub auth_password: Option<Password>,
-    pub realm: Option<Host>,
-    pub from_user: Option<SipUser>,
-    pub from_domain: Option<Host>,
-    pub caller_id_in_from: bool,
-    pub ping_seconds: Option<u32>,
-    pub inbound_ips: Vec<Cidr>,
-    pub strip_prefix: Digits,
-    pub add_prefix: Digits,
-    pub add_suffix: Digits,
-    pub tech_headers: BTreeMap<HeaderName, HeaderValue>,
-    pub attestation_header: Option<HeaderName>,
-    pub failover_codes: Option<FailoverCodes>,
-    pub leg_progress_timeout_seconds: Option<u32>,
-    pub cost: Option<Cost>,
-    pub detail: Detail,
-    pub caller_id: CallerIdFormat,
-}
-
-/// The writable fields of an outbound route.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewRoute {
-    pub tenant_id: Option<Uuid>,
-    pub name: DisplayName,
-    pub matcher: RouteMatch,
-    pub carrier_id: Uuid,
-    pub priority: i64,
-    pub strip_prefix: Digits,
-    pub add_prefix: Digits,
-    pub enabled: bool,
-    pub criteria: RouteCriteria,
-    pub detail: Detail,
 }
 
 /// The writable fields of a phone number.

@@ -1,8 +1,6 @@
 //! Plain, valid entities for unit tests and benchmarks: a carrier, a tenant and routes with
 //! fixed timestamps and ids from small integers, changed field by field by the test. Not API.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
@@ -13,42 +11,21 @@ pub fn created() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 14, 0, 0).unwrap()
 }
 
-/// An active, outbound, IP-authenticated platform SIP trunk to `sip.example.net`.
+/// An active, outbound, IP-authenticated platform SIP trunk to `sip.example.net`: the written
+/// form's defaults, so that a new carrier field needs nothing here.
 pub fn carrier(gateway: &str, id: u128) -> Carrier {
+    let input = CarrierInput {
+        name: gateway.into(),
+        gateway_name: Some(gateway.into()),
+        remote_host: "sip.example.net".into(),
+        ..CarrierInput::defaults()
+    };
     Carrier {
         id: Uuid::from_u128(id),
-        tenant_id: None,
-        name: DisplayName::parse(gateway).unwrap(),
-        gateway_name: GatewayName::parse(gateway).unwrap(),
-        carrier_type: CarrierType::SipTrunk,
-        direction: Direction::Outbound,
-        status: CarrierStatus::Active,
-        remote_host: Host::parse("sip.example.net").unwrap(),
-        remote_port: 5060,
-        transport: Transport::Udp,
-        profile: ProfileName::external(),
-        register: false,
-        auth_username: None,
-        auth_password: None,
-        realm: None,
-        from_user: None,
-        from_domain: None,
-        caller_id_in_from: false,
-        ping_seconds: None,
-        inbound_ips: vec![],
-        strip_prefix: Digits::empty(),
-        add_prefix: Digits::empty(),
-        add_suffix: Digits::empty(),
-        tech_headers: BTreeMap::new(),
-        attestation_header: None,
-        failover_codes: None,
-        leg_progress_timeout_seconds: None,
-        cost: None,
         created_at: created(),
         updated_at: created(),
         archived_at: None,
-        detail: Detail::default(),
-        caller_id: CallerIdFormat::default(),
+        fields: NewCarrier::parse(input, &Currency::usd()).expect("a valid fixture"),
     }
 }
 
@@ -67,27 +44,17 @@ pub fn tenant(name: &str, id: u128) -> Tenant {
     }
 }
 
-fn route(
-    id: u128,
-    tenant: Option<u128>,
-    matcher: RouteMatch,
-    priority: i64,
-    carrier: u128,
-) -> Route {
+fn route(id: u128, tenant: Option<u128>, input: RouteInput) -> Route {
+    let input = RouteInput {
+        tenant_id: tenant.map(Uuid::from_u128),
+        name: format!("route {id}"),
+        ..input
+    };
     Route {
         id: Uuid::from_u128(id),
-        tenant_id: tenant.map(Uuid::from_u128),
-        name: DisplayName::parse(&format!("route {id}")).unwrap(),
-        matcher,
-        carrier_id: Uuid::from_u128(carrier),
-        priority,
-        strip_prefix: Digits::empty(),
-        add_prefix: Digits::empty(),
-        enabled: true,
-        criteria: RouteCriteria::default(),
         created_at: created(),
         updated_at: created(),
-        detail: Detail::default(),
+        fields: NewRoute::parse(input, &Currency::usd()).expect("a valid fixture"),
     }
 }
 
@@ -99,8 +66,13 @@ pub fn prefix_route(
     priority: i64,
     carrier: u128,
 ) -> Route {
-    let matcher = RouteMatch::Prefix(RoutePrefix::parse(prefix).unwrap());
-    route(id, tenant, matcher, priority, carrier)
+    let input = RouteInput {
+        prefix: Some(prefix.into()),
+        carrier_id: Uuid::from_u128(carrier),
+        priority,
+        ..RouteInput::defaults()
+    };
+    route(id, tenant, input)
 }
 
 /// An enabled regex route to `carrier`.
@@ -111,8 +83,14 @@ pub fn regex_route(
     priority: i64,
     carrier: u128,
 ) -> Route {
-    let matcher = RouteMatch::Regex(RouteRegex::parse(regex).unwrap());
-    route(id, tenant, matcher, priority, carrier)
+    let input = RouteInput {
+        match_type: MatchType::Regex,
+        regex: Some(regex.into()),
+        carrier_id: Uuid::from_u128(carrier),
+        priority,
+        ..RouteInput::defaults()
+    };
+    route(id, tenant, input)
 }
 
 /// A deterministic platform of `tenants` tenants, `carriers` platform carriers and `routes`

@@ -4,25 +4,34 @@
 //! an ESL command and in XML.
 //!
 //! This module does no I/O. Errors are plain [`Invalid`] values carrying a human message; the
-//! caller (API, store, config) attaches the field name.
+//! caller (API, store, config) attaches the field name. The written forms of carriers and
+//! routes ([`CarrierInput`], [`RouteInput`]) live here too, with the rules that turn them into
+//! entities, so that every API and every rule between fields use one definition; a refused
+//! form is a [`FieldErrors`].
 
 mod attempt;
 mod caller_id;
+mod carrier;
 mod criteria;
 mod dataset;
 mod entities;
 #[doc(hidden)]
 pub mod fixtures;
+mod input;
 mod network;
+mod route;
 mod switch;
 mod values;
 
 pub use attempt::*;
 pub use caller_id::*;
+pub use carrier::*;
 pub use criteria::*;
 pub use dataset::*;
 pub use entities::*;
+pub use input::*;
 pub use network::*;
+pub use route::*;
 pub use switch::*;
 pub use values::*;
 

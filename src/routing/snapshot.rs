@@ -188,7 +188,8 @@ impl Snapshot {
                 .sum(),
         );
         let mut entries: Vec<RouteEntry> = Vec::with_capacity(routes.len());
-        entries.extend(routes.into_iter().map(|r| {
+        entries.extend(routes.into_iter().map(|route| {
+            let (id, r) = (route.id, route.fields);
             let carrier_cost = carriers
                 .get(&r.carrier_id)
                 .and_then(|c| c.cost.as_ref())
@@ -204,7 +205,7 @@ impl Snapshot {
                 && !criteria.has_caller_rule()
                 && criteria.schedule.is_none();
             RouteEntry {
-                id: r.id,
+                id,
                 owner: r.tenant_id,
                 carrier_id: r.carrier_id,
                 priority: r.priority,

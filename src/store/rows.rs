@@ -181,83 +181,89 @@ pub struct CarrierRow {
 }
 
 impl CarrierRow {
+    /// Each column parses on its own rather than through [`NewCarrier::parse`]: the rules
+    /// between fields judge a write, and one tightened later must not turn a stored carrier
+    /// into a corrupt row that keeps the snapshot from loading. The columns are not the written
+    /// form either (a cost in micro-units, lists as JSON, archived carriers).
     pub fn into_model(self) -> Result<Carrier, StoreError> {
         let tech_headers: BTreeMap<HeaderName, HeaderValue> =
             from_json("carriers.tech_headers", &self.tech_headers)?;
         Ok(Carrier {
             id: parse_id("carriers.id", &self.id)?,
-            tenant_id: parse_opt_id("carriers.tenant_id", self.tenant_id.as_deref())?,
-            name: value("carriers.name", &self.name, DisplayName::parse)?,
-            gateway_name: value(
-                "carriers.gateway_name",
-                &self.gateway_name,
-                GatewayName::parse,
-            )?,
-            carrier_type: value(
-                "carriers.carrier_type",
-                &self.carrier_type,
-                CarrierType::parse,
-            )?,
-            direction: value("carriers.direction", &self.direction, Direction::parse)?,
-            status: value("carriers.status", &self.status, CarrierStatus::parse)?,
-            remote_host: value("carriers.remote_host", &self.remote_host, Host::parse)?,
-            remote_port: u16::try_from(self.remote_port)
-                .map_err(|e| corrupt("carriers.remote_port", e))?,
-            transport: value("carriers.transport", &self.transport, Transport::parse)?,
-            profile: value("carriers.profile", &self.profile, ProfileName::parse)?,
-            register: self.register,
-            auth_username: opt_value(
-                "carriers.auth_username",
-                self.auth_username.as_deref(),
-                SipUser::parse,
-            )?,
-            auth_password: opt_value(
-                "carriers.auth_password",
-                self.auth_password.as_deref(),
-                Password::parse,
-            )?,
-            realm: opt_value("carriers.realm", self.realm.as_deref(), Host::parse)?,
-            from_user: opt_value(
-                "carriers.from_user",
-                self.from_user.as_deref(),
-                SipUser::parse,
-            )?,
-            from_domain: opt_value(
-                "carriers.from_domain",
-                self.from_domain.as_deref(),
-                Host::parse,
-            )?,
-            caller_id_in_from: self.caller_id_in_from,
-            ping_seconds: small("carriers.ping_seconds", self.ping_seconds)?,
-            inbound_ips: from_json("carriers.inbound_ips", &self.inbound_ips)?,
-            strip_prefix: value("carriers.strip_prefix", &self.strip_prefix, Digits::parse)?,
-            add_prefix: value("carriers.add_prefix", &self.add_prefix, Digits::parse)?,
-            add_suffix: value("carriers.add_suffix", &self.add_suffix, Digits::parse)?,
-            tech_headers,
-            attestation_header: opt_value(
-                "carriers.attestation_header",
-                self.attestation_header.as_deref(),
-                HeaderName::parse,
-            )?,
-            failover_codes: self
-                .failover_codes
-                .as_deref()
-                .map(|s| from_json("carriers.failover_codes", s))
-                .transpose()?,
-            leg_progress_timeout_seconds: small(
-                "carriers.leg_progress_timeout_seconds",
-                self.leg_progress_timeout_seconds,
-            )?,
-            cost: cost(
-                "carriers.cost",
-                self.cost_micros,
-                self.cost_currency.as_deref(),
-            )?,
             created_at: parse_ts("carriers.created_at", &self.created_at)?,
             updated_at: parse_ts("carriers.updated_at", &self.updated_at)?,
             archived_at: parse_opt_ts("carriers.archived_at", self.archived_at.as_deref())?,
-            detail: value("carriers.detail", &self.detail, Detail::parse)?,
-            caller_id: from_json("carriers.caller_id", &self.caller_id)?,
+            fields: NewCarrier {
+                tenant_id: parse_opt_id("carriers.tenant_id", self.tenant_id.as_deref())?,
+                name: value("carriers.name", &self.name, DisplayName::parse)?,
+                gateway_name: value(
+                    "carriers.gateway_name",
+                    &self.gateway_name,
+                    GatewayName::parse,
+                )?,
+                carrier_type: value(
+                    "carriers.carrier_type",
+                    &self.carrier_type,
+                    CarrierType::parse,
+                )?,
+                direction: value("carriers.direction", &self.direction, Direction::parse)?,
+                status: value("carriers.status", &self.status, CarrierStatus::parse)?,
+                remote_host: value("carriers.remote_host", &self.remote_host, Host::parse)?,
+                remote_port: u16::try_from(self.remote_port)
+                    .map_err(|e| corrupt("carriers.remote_port", e))?,
+                transport: value("carriers.transport", &self.transport, Transport::parse)?,
+                profile: value("carriers.profile", &self.profile, ProfileName::parse)?,
+                register: self.register,
+                auth_username: opt_value(
+                    "carriers.auth_username",
+                    self.auth_username.as_deref(),
+                    SipUser::parse,
+                )?,
+                auth_password: opt_value(
+                    "carriers.auth_password",
+                    self.auth_password.as_deref(),
+                    Password::parse,
+                )?,
+                realm: opt_value("carriers.realm", self.realm.as_deref(), Host::parse)?,
+                from_user: opt_value(
+                    "carriers.from_user",
+                    self.from_user.as_deref(),
+                    SipUser::parse,
+                )?,
+                from_domain: opt_value(
+                    "carriers.from_domain",
+                    self.from_domain.as_deref(),
+                    Host::parse,
+                )?,
+                caller_id_in_from: self.caller_id_in_from,
+                ping_seconds: small("carriers.ping_seconds", self.ping_seconds)?,
+                inbound_ips: from_json("carriers.inbound_ips", &self.inbound_ips)?,
+                strip_prefix: value("carriers.strip_prefix", &self.strip_prefix, Digits::parse)?,
+                add_prefix: value("carriers.add_prefix", &self.add_prefix, Digits::parse)?,
+                add_suffix: value("carriers.add_suffix", &self.add_suffix, Digits::parse)?,
+                tech_headers,
+                attestation_header: opt_value(
+                    "carriers.attestation_header",
+                    self.attestation_header.as_deref(),
+                    HeaderName::parse,
+                )?,
+                failover_codes: self
+                    .failover_codes
+                    .as_deref()
+                    .map(|s| from_json("carriers.failover_codes", s))
+                    .transpose()?,
+                leg_progress_timeout_seconds: small(
+                    "carriers.leg_progress_timeout_seconds",
+                    self.leg_progress_timeout_seconds,
+                )?,
+                cost: cost(
+                    "carriers.cost",
+                    self.cost_micros,
+                    self.cost_currency.as_deref(),
+                )?,
+                detail: value("carriers.detail", &self.detail, Detail::parse)?,
+                caller_id: from_json("carriers.caller_id", &self.caller_id)?,
+            },
         })
     }
 }
@@ -306,51 +312,53 @@ impl RouteRow {
         };
         Ok(Route {
             id: parse_id("outbound_routes.id", &self.id)?,
-            tenant_id: parse_opt_id("outbound_routes.tenant_id", self.tenant_id.as_deref())?,
-            name: value("outbound_routes.name", &self.name, DisplayName::parse)?,
-            matcher,
-            carrier_id: parse_id("outbound_routes.carrier_id", &self.carrier_id)?,
-            priority: self.priority,
-            strip_prefix: value(
-                "outbound_routes.strip_prefix",
-                &self.strip_prefix,
-                Digits::parse,
-            )?,
-            add_prefix: value(
-                "outbound_routes.add_prefix",
-                &self.add_prefix,
-                Digits::parse,
-            )?,
-            enabled: self.enabled,
-            criteria: RouteCriteria {
-                schedule: self
-                    .schedule
-                    .as_deref()
-                    .map(|s| from_json("outbound_routes.schedule", s))
-                    .transpose()?,
-                cost: cost(
-                    "outbound_routes.cost",
-                    self.cost_micros,
-                    self.cost_currency.as_deref(),
-                )?,
-                weight: self
-                    .weight
-                    .map(|w| Weight::new(w).map_err(|e| corrupt("outbound_routes.weight", e)))
-                    .transpose()?,
-                caller_prefix: opt_value(
-                    "outbound_routes.caller_prefix",
-                    self.caller_prefix.as_deref(),
-                    CallerPrefix::parse,
-                )?,
-                caller_regex: opt_value(
-                    "outbound_routes.caller_regex",
-                    self.caller_regex.as_deref(),
-                    RouteRegex::parse,
-                )?,
-            },
             created_at: parse_ts("outbound_routes.created_at", &self.created_at)?,
             updated_at: parse_ts("outbound_routes.updated_at", &self.updated_at)?,
-            detail: value("outbound_routes.detail", &self.detail, Detail::parse)?,
+            fields: NewRoute {
+                tenant_id: parse_opt_id("outbound_routes.tenant_id", self.tenant_id.as_deref())?,
+                name: value("outbound_routes.name", &self.name, DisplayName::parse)?,
+                matcher,
+                carrier_id: parse_id("outbound_routes.carrier_id", &self.carrier_id)?,
+                priority: self.priority,
+                strip_prefix: value(
+                    "outbound_routes.strip_prefix",
+                    &self.strip_prefix,
+                    Digits::parse,
+                )?,
+                add_prefix: value(
+                    "outbound_routes.add_prefix",
+                    &self.add_prefix,
+                    Digits::parse,
+                )?,
+                enabled: self.enabled,
+                criteria: RouteCriteria {
+                    schedule: self
+                        .schedule
+                        .as_deref()
+                        .map(|s| from_json("outbound_routes.schedule", s))
+                        .transpose()?,
+                    cost: cost(
+                        "outbound_routes.cost",
+                        self.cost_micros,
+                        self.cost_currency.as_deref(),
+                    )?,
+                    weight: self
+                        .weight
+                        .map(|w| Weight::new(w).map_err(|e| corrupt("outbound_routes.weight", e)))
+                        .transpose()?,
+                    caller_prefix: opt_value(
+                        "outbound_routes.caller_prefix",
+                        self.caller_prefix.as_deref(),
+                        CallerPrefix::parse,
+                    )?,
+                    caller_regex: opt_value(
+                        "outbound_routes.caller_regex",
+                        self.caller_regex.as_deref(),
+                        RouteRegex::parse,
+                    )?,
+                },
+                detail: value("outbound_routes.detail", &self.detail, Detail::parse)?,
+            },
         })
     }
 }

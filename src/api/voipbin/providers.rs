@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -24,10 +23,10 @@ use uuid::Uuid;
 use super::{Paging, ResultList, time, time_or_not_yet, updated};
 use crate::access::{Principal, visible_carrier};
 use crate::api::ApiState;
-use crate::api::carriers::{self, CarrierBody};
+use crate::api::carriers;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ValidJson, ValidQuery};
-use crate::model::{Carrier, Scope};
+use crate::model::{Carrier, CarrierInput, Scope};
 use crate::store::{CarrierFilter, TenantScope};
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -72,7 +71,7 @@ pub struct ProviderBody {
 
 impl ProviderBody {
     /// `base` with VoIPBIN's fields replaced by this body's.
-    fn apply(self, mut base: CarrierBody) -> Result<CarrierBody, ApiError> {
+    fn apply(self, mut base: CarrierInput) -> Result<CarrierInput, ApiError> {
         if let Some(t) = &self.provider_type
             && t != "sip"
         {
@@ -203,9 +202,7 @@ pub async fn create_provider(
 ) -> Result<Json<ProviderView>, ApiError> {
     principal.require_platform_admin()?;
     // The `/api/v1` defaults, for every setting VoIPBIN has no field for.
-    let base: CarrierBody = serde_json::from_value(json!({"name": "", "remote_host": ""}))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let created = match body.apply(base) {
+    let created = match body.apply(CarrierInput::defaults()) {
         Ok(body) => carriers::create(&state, &principal, body).await,
         Err(e) => Err(e),
     };

@@ -12,7 +12,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -23,8 +22,8 @@ use crate::access::Principal;
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ValidJson, ValidQuery};
-use crate::api::routes::{self as outbound, RouteBody};
-use crate::model::{MatchType, Route, RouteMatch, Scope};
+use crate::api::routes as outbound;
+use crate::model::{MatchType, Route, RouteInput, RouteMatch, Scope};
 use crate::store::{RouteFilter, TenantScope};
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -68,7 +67,7 @@ pub struct VoipbinRouteBody {
 
 impl VoipbinRouteBody {
     /// `base` with VoIPBIN's fields replaced by this body's.
-    fn apply(self, mut base: RouteBody, tenant_id: Option<Uuid>) -> Result<RouteBody, ApiError> {
+    fn apply(self, mut base: RouteInput, tenant_id: Option<Uuid>) -> Result<RouteInput, ApiError> {
         let Some(provider_id) = self.provider_id else {
             return Err(ApiError::field("provider_id", "required"));
         };
@@ -214,9 +213,7 @@ pub async fn create_route(
         None => principal.tenant_id,
     };
     // The `/api/v1` defaults, for every setting VoIPBIN has no field for.
-    let base: RouteBody = serde_json::from_value(json!({"name": "", "carrier_id": Uuid::nil()}))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let created = match body.apply(base, tenant_id) {
+    let created = match body.apply(RouteInput::defaults(), tenant_id) {
         Ok(body) => outbound::create(&state, &principal, body).await,
         Err(e) => Err(e),
     };
