@@ -16,10 +16,10 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ValidJson, ValidQuery};
 use super::page::{ListResponse, page_request};
-use super::write::{merge_patch, owner_for_write};
+use super::write::{self, merge_patch};
 use crate::access::{Principal, visible_carrier};
 use crate::api::ApiState;
-use crate::model::{Carrier, CarrierInput, CarrierStatus, NewCarrier, Scope, Transport};
+use crate::model::{Carrier, CarrierInput, CarrierStatus, Scope};
 use crate::store::{CarrierFilter, TenantScope};
 
 pub fn router() -> OpenApiRouter<ApiState> {
@@ -27,10 +27,6 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .routes(routes!(list_carriers, create_carrier))
         .routes(routes!(get_carrier, update_carrier, archive_carrier))
 }
-
-/// A carrier as the API writes it (POST, and PATCH merged over the stored carrier): the
-/// model's written form, whose schema keeps this name.
-pub type CarrierBody = CarrierInput;
 
 /// A carrier as the API returns it: the written form as [`CarrierInput::shown`] shows it (never
 /// the password), with what the store assigns.
@@ -99,53 +95,16 @@ pub async fn list_carriers(
     Ok(Json(ListResponse::from_page(found, CarrierView::from)))
 }
 
-/// A TLS carrier needs a profile whose template turns TLS on: sofia skips the gateway otherwise
-/// ("unsupported transport", sofia.c parse_gateways), so it is refused here rather than left
-/// out of sofia.conf without a word.
-fn check_transport(state: &ApiState, new: &NewCarrier) -> Result<(), ApiError> {
-    if new.transport == Transport::Tls
-        && !state.publisher.templates().profiles.has_tls(&new.profile)
-    {
-        return Err(ApiError::field(
-            "transport",
-            format!(
-                "tls needs a sofia profile whose template sets tls=true, and profile {} does not: FreeSWITCH would not run this gateway",
-                new.profile
-            ),
-        ));
-    }
-    Ok(())
-}
-
-#[utoipa::path(post, path = "/carriers", tag = "carriers", request_body = CarrierBody,
+#[utoipa::path(post, path = "/carriers", tag = "carriers", request_body = CarrierInput,
     responses((status = 201, body = CarrierView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create_carrier(
     State(state): State<ApiState>,
     principal: Principal,
-    ValidJson(body): ValidJson<CarrierBody>,
+    ValidJson(body): ValidJson<CarrierInput>,
 ) -> Result<(StatusCode, Json<CarrierView>), ApiError> {
-    let carrier = create(&state, &principal, body).await?;
+    let carrier = write::carriers::create(&state, &principal, body).await?;
     Ok((StatusCode::CREATED, Json(carrier.into())))
-}
-
-/// Creates a carrier from `body` as the caller may (both APIs' POST): the write scope, the
-/// self-service gate, the owner, every field's rules and the profile's TLS; then waits for the
-/// published snapshot.
-pub(super) async fn create(
-    state: &ApiState,
-    principal: &Principal,
-    mut body: CarrierBody,
-) -> Result<Carrier, ApiError> {
-    principal.require(Scope::CarriersWrite)?;
-    principal.require_self_service(&state.store).await?;
-    body.tenant_id = owner_for_write(state, principal, body.tenant_id).await?;
-    let new = NewCarrier::parse(body, &state.settings.currency)?;
-    check_transport(state, &new)?;
-    let carrier = state.store.create_carrier(&new).await?;
-    tracing::info!(token = %principal.token_id, carrier = %carrier.id, gateway = %carrier.gateway_name, "carrier created");
-    state.after_write().await;
-    Ok(carrier)
 }
 
 #[utoipa::path(get, path = "/carriers/{id}", tag = "carriers",
@@ -172,41 +131,11 @@ pub async fn update_carrier(
     Path(id): Path<Uuid>,
     ValidJson(patch): ValidJson<serde_json::Value>,
 ) -> Result<Json<CarrierView>, ApiError> {
-    let carrier = update(&state, &principal, id, |existing| {
+    let carrier = write::carriers::update(&state, &principal, id, |existing| {
         merge_patch(&existing, patch)
     })
     .await?;
     Ok(Json(carrier.into()))
-}
-
-/// Changes carrier `id` as the caller may (PATCH here, PUT of `/v1.0/providers`): `edit` turns
-/// the body that would recreate the carrier into the new one, and the new body passes the
-/// same rules as a POST. An archived carrier no longer changes; the owner never does.
-pub(super) async fn update(
-    state: &ApiState,
-    principal: &Principal,
-    id: Uuid,
-    edit: impl FnOnce(CarrierBody) -> Result<CarrierBody, ApiError>,
-) -> Result<Carrier, ApiError> {
-    principal.require(Scope::CarriersWrite)?;
-    let existing = writable_carrier(state, principal, id).await?;
-    principal.require_self_service(&state.store).await?;
-    if existing.status == CarrierStatus::Archived {
-        return Err(ApiError::Conflict(vec![super::error::FieldError {
-            field: Some("status".into()),
-            detail: "the carrier is archived and can no longer change".into(),
-        }]));
-    }
-    let body = edit(CarrierBody::from(&existing.fields))?;
-    if body.tenant_id != existing.tenant_id {
-        return Err(ApiError::field("tenant_id", "cannot be changed"));
-    }
-    let new = NewCarrier::parse(body, &state.settings.currency)?;
-    check_transport(state, &new)?;
-    let carrier = state.store.update_carrier(id, &new).await?;
-    tracing::info!(token = %principal.token_id, carrier = %carrier.id, "carrier updated");
-    state.after_write().await;
-    Ok(carrier)
 }
 
 #[utoipa::path(delete, path = "/carriers/{id}", tag = "carriers",
@@ -218,38 +147,11 @@ pub async fn archive_carrier(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> Result<Json<CarrierView>, ApiError> {
-    Ok(Json(archive(&state, &principal, id).await?.into()))
-}
-
-/// Archives carrier `id` as the caller may (both APIs' DELETE).
-pub(super) async fn archive(
-    state: &ApiState,
-    principal: &Principal,
-    id: Uuid,
-) -> Result<Carrier, ApiError> {
-    principal.require(Scope::CarriersWrite)?;
-    writable_carrier(state, principal, id).await?;
-    principal.require_self_service(&state.store).await?;
-    let carrier = state.store.archive_carrier(id).await?;
-    tracing::info!(token = %principal.token_id, carrier = %carrier.id, "carrier archived");
-    state.after_write().await;
-    Ok(carrier)
-}
-
-/// The carrier if the caller may change it: 404 for another tenant's, 403 for a platform
-/// carrier seen by a tenant admin.
-async fn writable_carrier(
-    state: &ApiState,
-    principal: &Principal,
-    id: Uuid,
-) -> Result<Carrier, ApiError> {
-    let carrier = visible_carrier(&state.store, principal, id).await?;
-    if carrier.tenant_id.is_none() && !principal.is_platform_admin() {
-        return Err(ApiError::Forbidden(
-            "platform carriers are managed by the platform".into(),
-        ));
-    }
-    Ok(carrier)
+    Ok(Json(
+        write::carriers::archive(&state, &principal, id)
+            .await?
+            .into(),
+    ))
 }
 
 #[cfg(test)]
@@ -310,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_defaults_are_those_of_an_empty_post() {
-        let posted: CarrierBody =
+        let posted: CarrierInput =
             serde_json::from_value(json!({"name": "", "remote_host": ""})).unwrap();
         assert_eq!(
             serde_json::to_value(posted).unwrap(),

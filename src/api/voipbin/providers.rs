@@ -23,9 +23,9 @@ use uuid::Uuid;
 use super::{Paging, ResultList, time, time_or_not_yet, updated};
 use crate::access::{Principal, visible_carrier};
 use crate::api::ApiState;
-use crate::api::carriers;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ValidJson, ValidQuery};
+use crate::api::write;
 use crate::model::{Carrier, CarrierInput, Scope};
 use crate::store::{CarrierFilter, TenantScope};
 
@@ -203,7 +203,7 @@ pub async fn create_provider(
     principal.require_platform_admin()?;
     // The `/api/v1` defaults, for every setting VoIPBIN has no field for.
     let created = match body.apply(CarrierInput::defaults()) {
-        Ok(body) => carriers::create(&state, &principal, body).await,
+        Ok(body) => write::carriers::create(&state, &principal, body).await,
         Err(e) => Err(e),
     };
     let carrier = created.map_err(|e| e.renamed(FIELD_NAMES))?;
@@ -234,7 +234,7 @@ pub async fn update_provider(
     ValidJson(body): ValidJson<ProviderBody>,
 ) -> Result<Json<ProviderView>, ApiError> {
     provider(&state, &principal, id).await?;
-    let carrier = carriers::update(&state, &principal, id, |base| body.apply(base))
+    let carrier = write::carriers::update(&state, &principal, id, |base| body.apply(base))
         .await
         .map_err(|e| e.renamed(FIELD_NAMES))?;
     Ok(Json(carrier.into()))
@@ -251,7 +251,9 @@ pub async fn delete_provider(
 ) -> Result<Json<ProviderView>, ApiError> {
     provider(&state, &principal, id).await?;
     Ok(Json(
-        carriers::archive(&state, &principal, id).await?.into(),
+        write::carriers::archive(&state, &principal, id)
+            .await?
+            .into(),
     ))
 }
 

@@ -22,7 +22,7 @@ use crate::access::Principal;
 use crate::api::ApiState;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ValidJson, ValidQuery};
-use crate::api::routes as outbound;
+use crate::api::write;
 use crate::model::{MatchType, Route, RouteInput, RouteMatch, Scope};
 use crate::store::{RouteFilter, TenantScope};
 
@@ -214,7 +214,7 @@ pub async fn create_route(
     };
     // The `/api/v1` defaults, for every setting VoIPBIN has no field for.
     let created = match body.apply(RouteInput::defaults(), tenant_id) {
-        Ok(body) => outbound::create(&state, &principal, body).await,
+        Ok(body) => write::routes::create(&state, &principal, body).await,
         Err(e) => Err(e),
     };
     let route = created.map_err(|e| e.renamed(FIELD_NAMES))?;
@@ -245,7 +245,7 @@ pub async fn update_route(
 ) -> Result<Json<VoipbinRouteView>, ApiError> {
     let existing = prefix_route(&state, &principal, id).await?;
     let tenant_id = body.customer_id.map_or(existing.tenant_id, tenant_of);
-    let route = outbound::update(&state, &principal, id, |base| body.apply(base, tenant_id))
+    let route = write::routes::update(&state, &principal, id, |base| body.apply(base, tenant_id))
         .await
         .map_err(|e| e.renamed(FIELD_NAMES))?;
     Ok(Json(route.into()))
@@ -261,7 +261,7 @@ pub async fn delete_route(
     Path(id): Path<Uuid>,
 ) -> Result<Json<VoipbinRouteView>, ApiError> {
     prefix_route(&state, &principal, id).await?;
-    let route = outbound::delete(&state, &principal, id).await?;
+    let route = write::routes::delete(&state, &principal, id).await?;
     Ok(Json(VoipbinRouteView::of(route, time(Utc::now()))))
 }
 
@@ -271,7 +271,7 @@ async fn prefix_route(
     principal: &Principal,
     id: Uuid,
 ) -> Result<Route, ApiError> {
-    let route = outbound::owned_route(state, principal, id).await?;
+    let route = write::routes::owned_route(state, principal, id).await?;
     match route.matcher {
         RouteMatch::Prefix(_) => Ok(route),
         RouteMatch::Regex(_) => Err(ApiError::NotFound),

@@ -1,6 +1,10 @@
 //! What every write of the API shares: the owner a write may set, and PATCH as a JSON merge
 //! patch (RFC 7396) over the body that would recreate the row, so POST and PATCH share one set
-//! of rules.
+//! of rules; and the carrier and route writes both `/api/v1` and `/v1.0` make ([`carriers`],
+//! [`routes`]), so that no handler file calls into another.
+
+pub mod carriers;
+pub mod routes;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
