@@ -15,6 +15,7 @@ use serde_json::json;
 use support::app::{TestApp, test_settings};
 use support::browser::Browser;
 use support::fake_switch::FakeSwitch;
+use support::process::eventually_ok;
 use trunkline::model::Scope;
 
 const PASSWORD: &str = "ClueCon-status";
@@ -41,21 +42,16 @@ async fn platform_with_a_node() -> (TestApp, FakeSwitch) {
         json!({"name": "Everything", "prefix": "all", "carrier_id": alpha}),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually_ok("alpha UP on the node", WAIT, || async {
         let status = app
             .get(&format!("/api/v1/carriers/{alpha}/status"), &app.admin)
             .await;
-        if status.body["switches"][0]["status"] == "UP" {
-            break;
+        match status.body["switches"][0]["status"] == "UP" {
+            true => Ok(()),
+            false => Err(status.text),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "alpha never UP: {}",
-            status.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     (app, fake)
 }
 

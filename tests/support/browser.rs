@@ -10,6 +10,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::process::{eventually, eventually_ok};
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 const DRIVER: &str = "/usr/bin/chromedriver";
 /// The W3C name of an element reference in a response.
@@ -55,13 +57,12 @@ impl Browser {
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        for _ in 0..100 {
-            let ready = http.get(format!("{base}/status")).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let status = format!("{base}/status");
+        eventually("chromedriver answering", Duration::from_secs(10), || {
+            let request = http.get(&status).send();
+            async move { request.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
         let mut browser = Browser {
             driver,
             base,
@@ -185,18 +186,14 @@ impl Browser {
 
     /// Waits until the text of `css` contains `wanted`, failing the test after `limit`.
     pub async fn wait_for_text(&self, css: &str, wanted: &str, limit: Duration) -> String {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        eventually_ok(&format!("{wanted:?} in {css}"), limit, || async {
             let text = self.text(css).await;
-            if text.contains(wanted) {
-                return text;
+            match text.contains(wanted) {
+                true => Ok(text),
+                false => Err(format!("it shows {text:?}")),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {limit:?} waiting for {wanted:?} in {css}; it shows {text:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// Writes a PNG of the window under `target/status-page/`, and returns its path.
