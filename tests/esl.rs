@@ -724,7 +724,7 @@ async fn switches_are_for_platform_admins_only_and_never_show_their_password() {
 #[tokio::test]
 async fn a_carrier_moved_to_another_profile_is_killed_then_rescanned_there() {
     // A second sofia profile: the shipped `external` template served as `carriers` too.
-    let templates = tempfile::tempdir().unwrap().keep();
+    let templates = support::db::dir_until_exit();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     std::fs::create_dir_all(templates.join("sofia")).unwrap();
     std::fs::copy(shipped.join("acl.conf.xml"), templates.join("acl.conf.xml")).unwrap();

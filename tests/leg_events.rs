@@ -105,8 +105,8 @@ impl Env {
 
     async fn start_with(fake: FakeSwitch, settings: Settings) -> Env {
         let serial = SERIAL.lock().await;
-        // A SQLite file (the brief of these tests); kept, as `support::db` keeps its files.
-        let dir = tempfile::tempdir().expect("temp dir").keep();
+        // A SQLite file (the brief of these tests), in a directory kept until the process ends.
+        let dir = support::db::dir_until_exit();
         let store = Store::connect(&format!("sqlite://{}", dir.join("legs.db").display()))
             .await
             .expect("SQLite opens");

@@ -91,7 +91,6 @@ pub fn bindings_with_fallback(first: &str, second: &str, credentials: &str) -> S
 /// trunkline, its database and templates, and a FreeSWITCH node wired to it.
 pub struct Platform {
     pub build: Build,
-    pub dir: tempfile::TempDir,
     pub server: Server,
     /// The second instance, with [`Options::postgres`].
     pub second: Option<(Server, SocketAddr)>,
@@ -105,6 +104,8 @@ pub struct Platform {
     /// operator's dialplan (`operator`).
     pub caller_profile_port: u16,
     pub operator_profile_port: u16,
+    /// Dropped last: the node and the instances above write into it until they are gone.
+    pub dir: tempfile::TempDir,
 }
 
 /// The operator's own dialplan of `freeswitch-conf/README.md` step 7: a condition that admits
