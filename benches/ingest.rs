@@ -151,12 +151,16 @@ impl Bench {
             .await
             .expect("carrier body");
         let carrier = Uuid::parse_str(created["id"].as_str().expect("carrier id")).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
         // Subscribed, and the first reconcile pass (which reloads the ACL) done.
-        while fake.event_counts().subscriptions == 0 || fake.acl_fetches() == 0 {
-            assert!(Instant::now() < deadline, "trunkline never subscribed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        support::process::eventually(
+            "trunkline subscribed and its first pass done",
+            Duration::from_secs(30),
+            || {
+                let counts = fake.event_counts();
+                std::future::ready(counts.subscriptions > 0 && fake.acl_fetches() > 0)
+            },
+        )
+        .await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         Bench {
             base,

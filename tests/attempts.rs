@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
 use support::app::{TestApp, on_every_backend, test_settings};
-use support::process::eventually;
+use support::process::{eventually, eventually_ok};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use trunkline::app::Application;
@@ -800,17 +800,14 @@ async fn records_wait_out_a_database_outage_and_those_beyond_the_bound_are_dropp
             .expect("the kept records are written after the outage");
         assert_eq!(recorder.buffered(), 0);
         // The app's own pool may still be reconnecting after the outage.
-        let listed = tokio::time::timeout(WAIT, async {
-            loop {
-                let reply = app.get("/api/v1/attempts", &app.admin).await;
-                if reply.status == StatusCode::OK {
-                    return reply;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let listed = eventually_ok("the API answering again", WAIT, || async {
+            let reply = app.get("/api/v1/attempts", &app.admin).await;
+            match reply.status == StatusCode::OK {
+                true => Ok(reply),
+                false => Err(format!("{}: {}", reply.status, reply.text)),
             }
         })
-        .await
-        .expect("the API answers again");
+        .await;
         assert_eq!(
             ids(&listed.body),
             ids_of(&attempts[..5].iter().collect::<Vec<_>>())

@@ -5,10 +5,14 @@
 //! create` and `route explain` work against that database; bad configuration exits 1 with a
 //! message naming the setting, never a panic.
 
+mod support;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+
+use support::process::eventually;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trunkline");
 
@@ -62,15 +66,16 @@ impl Drop for Server {
 }
 
 async fn wait_until_healthy(base: &str) {
-    for _ in 0..200 {
-        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("trunkline did not become healthy at {base}");
+    let health = format!("{base}/healthz");
+    eventually(
+        &format!("trunkline healthy at {base}"),
+        Duration::from_secs(10),
+        || {
+            let request = reqwest::get(&health);
+            async move { request.await.is_ok_and(|r| r.status().is_success()) }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

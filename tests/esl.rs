@@ -9,12 +9,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::app::{TestApp, quick_esl_settings};
 use support::fake_switch::FakeSwitch;
+use support::process::eventually;
 use trunkline::config::Settings;
 use trunkline::model::ProfileName;
 use trunkline::publish::TemplateSource;
@@ -23,22 +23,6 @@ use uuid::Uuid;
 
 const PASSWORD: &str = "ClueCon-test";
 const WAIT: Duration = Duration::from_secs(15);
-
-/// Waits until `check` holds, failing the test after [`WAIT`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let polled = async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    if tokio::time::timeout(WAIT, polled).await.is_err() {
-        panic!("timed out waiting for: {what}");
-    }
-}
 
 struct Env {
     app: TestApp,
@@ -107,7 +91,7 @@ impl Env {
 
     /// Waits for a converged pass of the current configuration version.
     async fn synced(&self) {
-        eventually("a converged pass of the current version", || async {
+        eventually("a converged pass of the current version", WAIT, || async {
             let Ok(state) = self.app.store.switch_sync_state(self.switch).await else {
                 return false;
             };
@@ -126,7 +110,7 @@ impl Env {
     /// and then for the current version.
     async fn pass_after(&self, before: &Value) {
         assert!(before.is_string(), "a pass before: {before}");
-        eventually("a pass finished after the event", || async {
+        eventually("a pass finished after the event", WAIT, || async {
             let now = self.switch_view().await["last_sync_at"].clone();
             now.is_string() && now != *before
         })
@@ -157,7 +141,7 @@ impl Env {
 
     async fn runs_port(&self, gateway: &str, port: u16) {
         let want = format!("sip.{gateway}.example:{port}");
-        eventually(&format!("{gateway} running on {want}"), || async {
+        eventually(&format!("{gateway} running on {want}"), WAIT, || async {
             self.fake
                 .gateway(gateway)
                 .is_some_and(|g| g.param("proxy") == Some(want.as_str()))
@@ -211,11 +195,11 @@ async fn an_archived_carrier_is_killed_and_others_are_untouched() {
         .delete(&format!("/api/v1/carriers/{alpha}"), &env.app.admin)
         .await;
     assert!(reply.status.is_success(), "{}", reply.text);
-    eventually("alpha gone", || async {
+    eventually("alpha gone", WAIT, || async {
         env.fake.gateway("alpha").is_none()
     })
     .await;
-    eventually("alpha forgotten", || async {
+    eventually("alpha forgotten", WAIT, || async {
         !env.applied().await.contains_key("alpha")
     })
     .await;
@@ -235,7 +219,7 @@ async fn an_inbound_ip_change_is_one_reloadacl() {
 
     env.patch(alpha, json!({"inbound_ips": ["203.0.113.7/32"]}))
         .await;
-    eventually("acl.conf fetched", || async {
+    eventually("acl.conf fetched", WAIT, || async {
         env.fake.acl_fetches() > fetches
     })
     .await;
@@ -257,12 +241,12 @@ async fn a_change_freeswitch_does_not_see_sends_nothing() {
         json!({"add_prefix": "99", "leg_progress_timeout_seconds": 9}),
     )
     .await;
-    eventually("the change published", || async {
+    eventually("the change published", WAIT, || async {
         env.app.store.config_version().await.unwrap() > before
     })
     .await;
     // A full pass after the change: the node was read and left alone.
-    eventually("a pass after the change", || async {
+    eventually("a pass after the change", WAIT, || async {
         env.fake
             .commands()
             .iter()
@@ -284,7 +268,7 @@ async fn a_burst_of_fifty_changes_coalesces_into_few_commands() {
     for i in 0..50 {
         env.carrier(&format!("gw-{i:02}"), json!({})).await;
     }
-    eventually("all fifty running", || async {
+    eventually("all fifty running", WAIT, || async {
         env.fake.running().len() == 50
     })
     .await;
@@ -304,7 +288,10 @@ async fn after_a_reconnect_unchanged_gateways_are_not_killed() {
     let env = Env::start().await;
     env.carrier("alpha", json!({"register": true, "type": "register_trunk", "auth_username": "acct", "auth_password": "pw-1"})).await;
     env.carrier("bravo", json!({})).await;
-    eventually("both running", || async { env.fake.running().len() == 2 }).await;
+    eventually("both running", WAIT, || async {
+        env.fake.running().len() == 2
+    })
+    .await;
     env.synced().await;
     let uuid = env.fake.core_uuid();
     env.fake.take_commands();
@@ -331,14 +318,17 @@ async fn a_freeswitch_restart_loading_trunklines_sofia_conf_needs_no_killgw() {
     let env = Env::start().await;
     env.carrier("alpha", json!({})).await;
     env.carrier("bravo", json!({})).await;
-    eventually("both running", || async { env.fake.running().len() == 2 }).await;
+    eventually("both running", WAIT, || async {
+        env.fake.running().len() == 2
+    })
+    .await;
     env.synced().await;
     env.fake.take_commands();
     let before = env.switch_view().await["last_sync_at"].clone();
 
     env.fake.restart().await;
     let uuid = env.fake.core_uuid();
-    eventually("the new Core-UUID seen", || async {
+    eventually("the new Core-UUID seen", WAIT, || async {
         env.switch_view().await["core_uuid"] == uuid.as_str()
     })
     .await;
@@ -354,7 +344,7 @@ async fn changes_committed_while_the_node_is_down_are_applied_when_it_returns() 
     env.synced().await;
 
     env.fake.down();
-    eventually("seen down", || async {
+    eventually("seen down", WAIT, || async {
         env.switch_view().await["connection"] != "connected"
     })
     .await;
@@ -366,7 +356,7 @@ async fn changes_committed_while_the_node_is_down_are_applied_when_it_returns() 
     env.fake.up();
 
     env.runs_port("alpha", 5070).await;
-    eventually("all 101 running", || async {
+    eventually("all 101 running", WAIT, || async {
         env.fake.running().len() == 101
     })
     .await;
@@ -407,7 +397,7 @@ async fn a_trunkline_restart_resumes_pending_work() {
     drop(env);
     // Stopped means its supervisor has let go of the switch: only then may the node return,
     // or the stopping instance could still act on it.
-    eventually("the stopped instance released the switch", || async {
+    eventually("the stopped instance released the switch", WAIT, || async {
         old_store
             .take_switch_lease(switch, "test-probe", Duration::from_secs(1))
             .await
@@ -444,7 +434,7 @@ async fn a_wrong_password_is_reported_and_not_hammered() {
     let (_, store) = new_store().await;
     let switch = add_switch(&store, &fake, "wrong-password").await;
     let env = Env::on(fake, store, switch).await;
-    eventually("auth_failed shown", || async {
+    eventually("auth_failed shown", WAIT, || async {
         env.switch_view().await["connection"] == "auth_failed"
     })
     .await;
@@ -467,6 +457,7 @@ async fn two_instances_on_one_database_only_the_lease_holder_acts() {
         let second = Env::on(fake.clone(), second_store, switch).await;
         eventually(
             &format!("{label}: the second instance stands by"),
+            WAIT,
             || async { second.switch_view().await["connection"] == "standby" },
         )
         .await;
@@ -480,6 +471,7 @@ async fn two_instances_on_one_database_only_the_lease_holder_acts() {
         drop(first);
         eventually(
             &format!("{label}: the second instance took over"),
+            WAIT,
             || async { second.switch_view().await["connection"] == "connected" },
         )
         .await;
@@ -495,7 +487,7 @@ async fn a_carriers_status_shows_its_gateway_on_every_switch() {
     env.runs_port("alpha", 5060).await;
     env.synced().await;
     let path = format!("/api/v1/carriers/{alpha}/status");
-    eventually("the live state shows alpha", || async {
+    eventually("the live state shows alpha", WAIT, || async {
         env.app.get(&path, &env.app.admin).await.body["switches"][0]["exists"] == true
     })
     .await;
@@ -732,7 +724,7 @@ async fn switches_are_for_platform_admins_only_and_never_show_their_password() {
 #[tokio::test]
 async fn a_carrier_moved_to_another_profile_is_killed_then_rescanned_there() {
     // A second sofia profile: the shipped `external` template served as `carriers` too.
-    let templates = tempfile::tempdir().unwrap().keep();
+    let templates = support::db::dir_until_exit();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     std::fs::create_dir_all(templates.join("sofia")).unwrap();
     std::fs::copy(shipped.join("acl.conf.xml"), templates.join("acl.conf.xml")).unwrap();
@@ -760,7 +752,7 @@ async fn a_carrier_moved_to_another_profile_is_killed_then_rescanned_there() {
     env.fake.take_commands();
 
     env.patch(alpha, json!({"profile": "carriers"})).await;
-    eventually("alpha running on the carriers profile", || async {
+    eventually("alpha running on the carriers profile", WAIT, || async {
         env.fake
             .gateway("alpha")
             .is_some_and(|g| g.profile == "carriers" && !g.deleted)

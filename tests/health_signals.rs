@@ -1,6 +1,8 @@
 //! Health signals reach a real HTTP webhook: a breaker opening and closing and a gateway going
 //! down and up are each POSTed as JSON, retried when the receiver fails, and never wait on it.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +13,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use chrono::Utc;
 use serde_json::Value;
+use support::process::eventually_ok;
 use tokio::sync::watch;
 use trunkline::model::{Attempt, FailoverCodes};
 use trunkline::quality::health::BreakerSettings;
@@ -80,17 +83,18 @@ fn attempt(carrier: Uuid, status: Option<u16>) -> Attempt {
 }
 
 async fn bodies_seen(r: &Receiver, n: usize) -> Vec<(Value, u16)> {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
+    eventually_ok(
+        &format!("{n} bodies at the webhook"),
+        Duration::from_secs(10),
+        || {
             let seen = r.seen.lock().unwrap().clone();
-            if seen.len() >= n {
-                return seen;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+            std::future::ready(match seen.len() >= n {
+                true => Ok(seen),
+                false => Err(format!("{seen:?}")),
+            })
+        },
+    )
     .await
-    .expect("the webhook received them")
 }
 
 #[tokio::test]
@@ -167,9 +171,13 @@ async fn breaker_and_gateway_changes_are_posted_and_a_failing_receiver_is_retrie
         (down["gateway"].as_str(), down["switch"].as_str()),
         (Some("bravo"), Some("fs1"))
     );
-    // Nothing more was sent.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(r.seen.lock().unwrap().len(), 6);
+    // Nothing more was sent: a last signal, raised after all of them, is the next to arrive
+    // (one queue, delivered in order).
+    let charlie_down = HashSet::from(["charlie".to_string()]);
+    quality.node_gateways(switch, "fs1", Some("core-2"), Some(charlie_down));
+    let seen = bodies_seen(&r, 6 + 1).await;
+    assert_eq!(seen.len(), 6 + 1, "{seen:?}");
+    assert_eq!(seen[6].0["gateway"], "charlie", "{seen:?}");
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::app::{TestApp, config_body, metric_value, quick_esl_settings};
 use support::fake_switch::{EventCounts, FakeSwitch, LegHangup, LegOutcome};
-use support::process::eventually;
+use support::process::{eventually, eventually_ok};
 use tokio::sync::{Mutex, MutexGuard};
 use trunkline::config::Settings;
 use trunkline::store::Store;
@@ -105,8 +105,8 @@ impl Env {
 
     async fn start_with(fake: FakeSwitch, settings: Settings) -> Env {
         let serial = SERIAL.lock().await;
-        // A SQLite file (the brief of these tests); kept, as `support::db` keeps its files.
-        let dir = tempfile::tempdir().expect("temp dir").keep();
+        // A SQLite file (the brief of these tests), in a directory kept until the process ends.
+        let dir = support::db::dir_until_exit();
         let store = Store::connect(&format!("sqlite://{}", dir.join("legs.db").display()))
             .await
             .expect("SQLite opens");
@@ -237,23 +237,20 @@ impl Env {
     /// connection may be closed and reopened, and what is written into a closing connection is
     /// lost (it would be on a real node too). Returns the leg that arrived.
     async fn probe(&self) -> LegHangup {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        eventually_ok("a leg hangup ingested", WAIT, || async {
             let before = self.counters().await.attempt;
             let leg = LegHangup::new(self.carrier, Uuid::new_v4(), 1, LegOutcome::Failed(503));
             self.fake.emit_leg_hangup(&leg);
-            let sent = Instant::now();
-            while sent.elapsed() < Duration::from_millis(400) {
-                if self.counters().await.attempt > before {
-                    return leg;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            // Not ingested within 400 ms: lost in a closing connection, so send a fresh one.
+            let ingested = eventually("this leg ingested", WAIT, || async {
+                self.counters().await.attempt > before
+            });
+            match tokio::time::timeout(Duration::from_millis(400), ingested).await {
+                Ok(()) => Ok(leg),
+                Err(_) => Err("the last leg sent was not ingested within 400 ms".into()),
             }
-            assert!(
-                Instant::now() < deadline,
-                "no leg hangup ingested within {WAIT:?}"
-            );
-        }
+        })
+        .await
     }
 }
 

@@ -13,8 +13,9 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use serde_json::json;
 use support::app::{TestApp, test_settings};
-use support::browser::Browser;
+use support::browser::{Browser, processes_marked};
 use support::fake_switch::FakeSwitch;
+use support::process::eventually_ok;
 use trunkline::model::Scope;
 
 const PASSWORD: &str = "ClueCon-status";
@@ -41,21 +42,16 @@ async fn platform_with_a_node() -> (TestApp, FakeSwitch) {
         json!({"name": "Everything", "prefix": "all", "carrier_id": alpha}),
     )
     .await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually_ok("alpha UP on the node", WAIT, || async {
         let status = app
             .get(&format!("/api/v1/carriers/{alpha}/status"), &app.admin)
             .await;
-        if status.body["switches"][0]["status"] == "UP" {
-            break;
+        match status.body["switches"][0]["status"] == "UP" {
+            true => Ok(()),
+            false => Err(status.text),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "alpha never UP: {}",
-            status.text
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     (app, fake)
 }
 
@@ -139,6 +135,40 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+#[tokio::test]
+async fn a_test_that_panics_mid_session_leaves_no_browser_process_and_no_profile_behind() {
+    // Arrange: a browser with a page open, in a task of its own.
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let marker = browser.marker().to_path_buf();
+    let session = tokio::spawn(async move {
+        browser
+            .goto("data:text/html,<p id='said'>mid-session</p>")
+            .await;
+        assert_eq!(browser.text("#said").await, "mid-session");
+        let running = processes_marked(browser.marker());
+        assert!(
+            running.len() >= 2,
+            "the driver and its browser: {running:?}"
+        );
+
+        // Act: the test fails with the session open.
+        panic!("a failure mid-session");
+    });
+
+    // Assert: it failed where it was meant to, and took every process and the profile with it.
+    let failure = session.await.expect_err("the session's task panicked");
+    let message = failure.into_panic();
+    assert_eq!(
+        message.downcast_ref::<&str>(),
+        Some(&"a failure mid-session"),
+        "it failed before the point under test"
+    );
+    assert_eq!(processes_marked(&marker), Vec::<u32>::new(), "left running");
+    assert!(!marker.exists(), "{} left behind", marker.display());
 }
 
 async fn page(app: &TestApp, path: &str, token: &str) -> String {

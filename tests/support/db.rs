@@ -37,9 +37,7 @@ pub async fn postgres() -> Option<Store> {
 }
 
 async fn sqlite() -> Fresh {
-    // The directory must outlive every connection; tests are short-lived processes, so it is
-    // kept (left in the system temp dir) rather than removed while a pool may still use it.
-    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let dir = dir_until_exit();
     let url = format!("sqlite://{}", dir.join("trunkline.db").display());
     let store = Store::connect(&url).await.expect("SQLite opens");
     store.migrate().await.expect("SQLite migrates");
@@ -48,6 +46,31 @@ async fn sqlite() -> Fresh {
         url,
         store,
     }
+}
+
+/// A temporary directory that lives as long as the test process. A database file's directory
+/// must outlive every connection, and a pool may still hold one when its test returns, so it is
+/// removed when the process exits (libtest ends by returning from `main` or by
+/// `process::exit`, both of which run `atexit` handlers) rather than when the test ends; a run
+/// leaves none behind (issue #40).
+pub fn dir_until_exit() -> std::path::PathBuf {
+    static KEPT: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    static AT_EXIT: std::sync::Once = std::sync::Once::new();
+    extern "C" fn remove_kept() {
+        let kept = KEPT.lock().map(|k| k.clone()).unwrap_or_default();
+        for dir in kept {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain function; it only removes directories.
+        unsafe {
+            libc::atexit(remove_kept);
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    KEPT.lock().unwrap().push(dir.clone());
+    dir
 }
 
 /// Whether this run is CI's (`CI=true`, as `.ci/run` is started), where a missing test

@@ -1,4 +1,4 @@
-//! A real FreeSWITCH node for the interop suite (`tests/interop.rs`): found or unpacked once,
+//! A real FreeSWITCH node for the interop suite (`tests/interop/`): found or unpacked once,
 //! configured per test from the project's own `freeswitch-conf/` drop-ins exactly as
 //! `freeswitch-conf/README.md` tells an operator (only ports and credentials substituted),
 //! started in the foreground on its own ports and directory, driven over its Event Socket, and

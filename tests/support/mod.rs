@@ -1,5 +1,5 @@
 //! Shared by the integration test binaries: real databases ([`db`]) and a running trunkline
-//! over one ([`app`]).
+//! over one ([`app`]); the interop suite's FreeSWITCH platform ([`platform`]).
 
 #![allow(dead_code)]
 
@@ -10,6 +10,7 @@ pub mod fake_switch;
 pub mod freeswitch;
 pub mod hostile;
 pub mod logs;
+pub mod platform;
 pub mod process;
 pub mod raw_http;
 pub mod sipp;

@@ -1,6 +1,6 @@
 //! The real `trunkline serve` binary as a child process, for tests that send it signals
-//! (SIGTERM, SIGKILL) and restart it on the same database; plus [`eventually`], the bounded
-//! wait every such test uses instead of sleeping.
+//! (SIGTERM, SIGKILL) and restart it on the same database; plus [`eventually`] and
+//! [`eventually_ok`], the bounded waits every test uses instead of sleeping or a loop of its own.
 
 #![allow(dead_code)]
 
@@ -25,6 +25,30 @@ where
     };
     if tokio::time::timeout(limit, polled).await.is_err() {
         panic!("timed out after {limit:?} waiting for: {what}");
+    }
+}
+
+/// [`eventually`] for a check that has something to give once it holds and something to show
+/// while it does not: `check` returns `Ok(value)` when it holds, `Err(state)` otherwise. Returns
+/// the value; fails the test after `limit` naming the last state seen.
+pub async fn eventually_ok<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let mut last = String::new();
+    let polled = async {
+        loop {
+            match check().await {
+                Ok(value) => return value,
+                Err(state) => last = state,
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    match tokio::time::timeout(limit, polled).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {limit:?} waiting for: {what}; last seen:\n{last}"),
     }
 }
 
