@@ -13,6 +13,7 @@ mod entities;
 #[doc(hidden)]
 pub mod fixtures;
 mod switch;
+mod tried;
 mod values;
 
 pub use attempt::*;
@@ -20,6 +21,7 @@ pub use caller_id::*;
 pub use criteria::*;
 pub use entities::*;
 pub use switch::*;
+pub use tried::*;
 pub use values::*;
 
 /// Why a value was refused. The message is safe to show to the client: it never echoes the
