@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::esl::EslRuntime;
 use crate::esl::live::LiveState;
 use crate::esl::supervisor::SyncContext;
+use crate::ingest::Ingest;
 use crate::model::AllowList;
 use crate::publish::{Published, Publisher};
 use crate::quality::Quality;
@@ -171,6 +172,8 @@ pub struct Application {
     /// Stops the recorder's writer, which then flushes what it holds.
     recorder_stop: tokio::sync::watch::Sender<bool>,
     recorder_task: tokio::task::JoinHandle<()>,
+    /// Turns what the switch sessions read into quality and attempt records.
+    ingest: Ingest,
 }
 
 impl Application {
@@ -227,6 +230,7 @@ impl Application {
         let quality = Arc::new(Quality::new(settings.quality.clone(), signals));
         let (recorder, recorder_task) = recorder::spawn(store.clone(), settings.recorder(), stop);
         let live = Arc::new(LiveState::default());
+        let ingest = Ingest::spawn(published.clone(), quality.clone(), recorder.clone());
         let esl = Arc::new(EslRuntime::new(SyncContext {
             store: store.clone(),
             published: published.clone(),
@@ -234,8 +238,7 @@ impl Application {
             settings: settings.esl.clone(),
             instance: uuid::Uuid::new_v4().to_string(),
             live: live.clone(),
-            recorder: recorder.clone(),
-            quality: quality.clone(),
+            sink: ingest.feed(),
         }));
         let state = AppState {
             store,
@@ -255,6 +258,7 @@ impl Application {
             refresh_every,
             recorder_stop,
             recorder_task,
+            ingest,
         })
     }
 
@@ -324,6 +328,9 @@ impl Application {
         refresher.abort();
         switches.abort();
         esl.shutdown().await;
+        // The sessions have stopped: the hangups they handed on become records before the
+        // recorder stops.
+        self.ingest.finish().await;
         // After the listeners and the switches: nothing records any more, so the writer's
         // last flush (bounded in time) stores everything that was recorded.
         let _ = self.recorder_stop.send(true);

@@ -33,7 +33,7 @@ const ASSERTED_PRIVATE_IDENTITY: &str = "sip_cid_type=pid,origination_privacy=sc
 /// `cause=17` would stop at USER_BUSY.
 const SIP_CODE_DECIDES: &str = "ignore_q850_reason=true";
 
-/// The leg's own tags, read back from its `CHANNEL_HANGUP_COMPLETE` (`quality::event`): the
+/// The leg's own tags, read back from its `CHANNEL_HANGUP_COMPLETE` (`esl::hangup`): the
 /// carrier, the leg's 1-based place in the call's order, and, when there is one, the route and
 /// the call's tenant. The variables live on the B-leg only (`[]` is per leg), so an A-leg's
 /// hangup never looks like one of our legs.

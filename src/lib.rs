@@ -19,6 +19,7 @@ pub mod esl;
 pub mod fsxml;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ingest;
 pub mod memory;
 pub mod model;
 pub mod publish;

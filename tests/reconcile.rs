@@ -65,17 +65,8 @@ impl Node {
             settings: EslSettings::default(),
             instance: "pass-test".into(),
             live: Arc::new(LiveState::default()),
-            // These passes route no call: nothing reaches the recorder or the quality table.
-            recorder: trunkline::quality::recorder::spawn(
-                store.clone(),
-                Default::default(),
-                tokio::sync::watch::channel(false).1,
-            )
-            .0,
-            quality: Arc::new(trunkline::quality::Quality::new(
-                Default::default(),
-                trunkline::quality::signals::Signals::log_only(),
-            )),
+            // These passes route no call: what they report of the gateways goes nowhere.
+            sink: Arc::new(trunkline::esl::feed::Discard),
         };
         let node = Node {
             app: TestApp::start_with("sqlite", store, settings).await,

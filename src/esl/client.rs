@@ -15,8 +15,8 @@ use tokio::sync::Mutex;
 
 use uuid::Uuid;
 
-use crate::model::{GatewayName, ProfileName};
-use crate::quality::event::{self, LegEvent};
+use super::hangup::{self, LegEvent};
+use crate::model::{GatewayName, GatewayState, PingStatus, ProfileName};
 
 /// The events trunkline follows: the hangup of every leg (to learn from the legs it routed) and
 /// the sofia gateway events (FREESWITCH.md §3.3). JSON, because plain events carry URL-encoded
@@ -164,8 +164,9 @@ pub enum SwitchEvent {
     },
     GatewayState {
         gateway: String,
-        state: String,
-        ping_status: Option<String>,
+        /// `None` when the event carries none.
+        state: Option<GatewayState>,
+        ping_status: Option<PingStatus>,
     },
     /// The library dropped `events` events (its queue was full): the caller must re-read the
     /// state, and count the leg hangups among them as lost.
@@ -180,9 +181,9 @@ impl SwitchEvent {
     /// Reads a sofia event from its headers (FREESWITCH.md §3.3), whatever carried it: the
     /// library's event here, an in-memory double in the tests.
     pub fn from_headers<'e>(header: impl Fn(&str) -> Option<&'e str>) -> SwitchEvent {
-        if header("Event-Name") == Some(event::HANGUP_COMPLETE) {
+        if header("Event-Name") == Some(hangup::HANGUP_COMPLETE) {
             // The node is the supervisor's to name; the id is the arrival order.
-            return SwitchEvent::LegHangup(event::read(&header, None, Uuid::now_v7()));
+            return SwitchEvent::LegHangup(hangup::read(&header, None, Uuid::now_v7()));
         }
         let owned = |name: &str| header(name).map(str::to_string);
         let gateway = owned("Gateway").unwrap_or_default();
@@ -198,8 +199,10 @@ impl SwitchEvent {
             },
             Some("sofia::gateway_state") => SwitchEvent::GatewayState {
                 gateway,
-                state: owned("State").unwrap_or_default(),
-                ping_status: owned("Ping-Status"),
+                state: header("State")
+                    .filter(|s| !s.trim().is_empty())
+                    .map(GatewayState::parse),
+                ping_status: header("Ping-Status").map(PingStatus::parse),
             },
             _ => SwitchEvent::Other,
         }

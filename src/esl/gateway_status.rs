@@ -12,6 +12,8 @@
 
 use serde::Serialize;
 
+use crate::model::{GatewayState, PingStatus};
+
 /// One gateway as sofia reports it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GatewayStatus {
@@ -27,9 +29,9 @@ pub struct GatewayStatus {
     pub proxy: String,
     pub context: String,
     /// Registration state: `REGED`, `NOREG`, `FAILED`, `UNREGISTER`, … (mod_sofia.c:2783-2796).
-    pub state: String,
+    pub state: GatewayState,
     /// `UP` or `DOWN`.
-    pub status: String,
+    pub status: PingStatus,
     /// Last OPTIONS round trip in milliseconds (a float in FreeSWITCH's output).
     pub ping_time_ms: Option<f64>,
     pub calls_in: Option<u64>,
@@ -102,8 +104,8 @@ fn parse_block(block: &str) -> Option<GatewayStatus> {
         to: raw("to"),
         proxy: raw("proxy"),
         context: raw("context"),
-        state: raw("state"),
-        status: raw("status"),
+        state: GatewayState::parse(&raw("state")),
+        status: PingStatus::parse(&raw("status")),
         ping_time_ms: field(block, "pingtime")
             .and_then(|s| s.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite()),
@@ -218,8 +220,8 @@ mod tests {
         assert_eq!(alpha.username, "FreeSWITCH");
         assert_eq!(alpha.from, "<sip:FreeSWITCH@sip.alpha.example:5060>");
         assert_eq!(alpha.proxy, "sip:sip.alpha.example:5060");
-        assert_eq!(alpha.state, "NOREG");
-        assert_eq!(alpha.status, "UP");
+        assert_eq!(alpha.state, GatewayState::Noreg);
+        assert_eq!(alpha.status, PingStatus::Up);
         assert_eq!(alpha.ping_time_ms, Some(0.0));
         assert_eq!(
             (
@@ -235,7 +237,7 @@ mod tests {
             charlie.realm, "a&b<example",
             "raw realm kept as FreeSWITCH wrote it"
         );
-        assert_eq!(charlie.state, "REGED");
+        assert_eq!(charlie.state, GatewayState::Reged);
         assert_eq!(charlie.ping_time_ms, Some(12.57));
     }
 
@@ -260,7 +262,7 @@ mod tests {
         let truncated = &LIST[..LIST.find("<state>REGED").unwrap()];
         let all = parse_gateways(truncated);
         assert_eq!(all.len(), 2);
-        assert_eq!(all[1].state, "");
+        assert_eq!(all[1].state, GatewayState::default());
         assert_eq!(all[1].calls_in, None);
         for cut in 0..LIST.len() {
             if LIST.is_char_boundary(cut) {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::gateway_status::GatewayStatus;
-use crate::model::Switch;
+use crate::model::{GatewayState, PingStatus, Switch};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -82,13 +82,10 @@ impl SwitchLive {
     fn track_down(&mut self) {
         let now = Utc::now();
         let gateways = &self.gateways;
-        self.down_since.retain(|name, _| {
-            gateways
-                .get(name)
-                .is_some_and(|g| g.status.eq_ignore_ascii_case("DOWN"))
-        });
+        self.down_since
+            .retain(|name, _| gateways.get(name).is_some_and(|g| g.status.is_down()));
         for g in gateways.values() {
-            if g.status.eq_ignore_ascii_case("DOWN") {
+            if g.status.is_down() {
                 self.down_since.entry(g.name.clone()).or_insert(now);
             }
         }
@@ -180,14 +177,21 @@ impl LiveState {
     }
 
     /// A `sofia::gateway_state` event (FREESWITCH.md §3.3).
-    pub fn gateway_state(&self, id: Uuid, gateway: &str, state: &str, ping_status: Option<&str>) {
+    /// An event without a state keeps the one known; only `UP` and `DOWN` move the status.
+    pub fn gateway_state(
+        &self,
+        id: Uuid,
+        gateway: &str,
+        state: Option<GatewayState>,
+        ping_status: Option<PingStatus>,
+    ) {
         self.with(id, |s| {
             if let Some(g) = s.gateways.get_mut(gateway) {
-                if !state.is_empty() {
-                    g.state = state.to_string();
+                if let Some(state) = state {
+                    g.state = state;
                 }
-                if let Some(p @ ("UP" | "DOWN")) = ping_status {
-                    g.status = p.to_string();
+                if let Some(p @ (PingStatus::Up | PingStatus::Down)) = ping_status {
+                    g.status = p;
                 }
             }
             s.track_down();
@@ -239,8 +243,13 @@ mod tests {
         live.set_gateways(id, &[gateway("alpha", "UP"), gateway("bravo", "DOWN")]);
         assert_eq!(live.get(id).unwrap().down_since, first);
 
-        live.gateway_state(id, "alpha", "NOREG", Some("DOWN"));
-        live.gateway_state(id, "bravo", "NOREG", Some("UP"));
+        live.gateway_state(
+            id,
+            "alpha",
+            Some(GatewayState::Noreg),
+            Some(PingStatus::Down),
+        );
+        live.gateway_state(id, "bravo", Some(GatewayState::Noreg), Some(PingStatus::Up));
         let now = live.get(id).unwrap().down_since;
         assert_eq!(now.keys().collect::<Vec<_>>(), ["alpha"]);
 

@@ -4,6 +4,9 @@
 //! - [`client`]: our one trait over the Event Socket, its commands, events and error type; the
 //!   only file that uses `freeswitch-esl-tokio`.
 //! - [`gateway_status`]: parsing `sofia xmlstatus gateway` (pure).
+//! - [`hangup`]: reading a leg's `CHANNEL_HANGUP_COMPLETE` (pure).
+//! - [`feed`]: what a session hands on of what it reads ([`feed::NodeSink`]); `ingest`
+//!   consumes it. Nothing here knows what a leg or a gateway state means to carrier quality.
 //! - [`reconcile`]: desired vs applied vs running → commands, and verification (pure).
 //! - [`supervisor`]: one task per switch (lease, connection, triggers, backoff, durability).
 //! - [`live`]: the in-memory view the API reads.
@@ -11,7 +14,9 @@
 //! [`EslRuntime`] starts and stops the supervisors as switches come and go.
 
 pub mod client;
+pub mod feed;
 pub mod gateway_status;
+pub mod hangup;
 pub mod live;
 pub mod reconcile;
 pub mod supervisor;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::client::{ApiCommand, EslConnection, EslError, EslTarget, SwitchEvent};
+use super::feed::NodeSink;
 use super::gateway_status::{GatewayStatus, NamedStatus, parse_gateways, parse_named};
 use super::live::{ConnectionState, GatewayResult, LiveState};
 use super::reconcile::{Desired, Plan, Verdict, plan, verify};
@@ -26,9 +27,6 @@ use crate::model::AppliedGateway;
 use crate::model::GatewayName;
 use crate::model::Switch;
 use crate::publish::{Published, Publisher};
-use crate::quality::Quality;
-use crate::quality::event::LegEvent;
-use crate::quality::recorder::Recorder;
 use crate::store::{Store, StoreError};
 
 /// Timings of the supervisors (configurable; see `config.rs`).
@@ -85,10 +83,8 @@ pub struct SyncContext {
     /// This instance's lease holder id.
     pub instance: String,
     pub live: Arc<LiveState>,
-    /// Where each routed leg's attempt record goes.
-    pub recorder: Recorder,
-    /// Where each routed leg's outcome and each node's gateway states go.
-    pub quality: Arc<Quality>,
+    /// Where every session hands on the leg hangups and gateway states it reads.
+    pub sink: Arc<dyn NodeSink>,
 }
 
 /// Capped exponential backoff.
@@ -135,55 +131,22 @@ async fn report_failure(ctx: &SyncContext, switch: &Switch, state: ConnectionSta
     record_error(ctx, switch, &error).await;
     ctx.live.set_connection(switch.id, state, Some(error));
     // Its gateways' states are unknown until it is back: none counts as down meanwhile.
-    ctx.quality
-        .node_gateways(switch.id, switch.name.as_str(), None, None);
+    ctx.sink.gateways_down(switch, None, None);
 }
 
-/// Hands the gateways this node reports DOWN to the health table (which signals changes).
-fn gateways_to_quality(ctx: &SyncContext, switch: &Switch) {
+/// Hands on the gateways this node reports DOWN, as the live view has them now.
+fn report_gateways(ctx: &SyncContext, switch: &Switch) {
     let Some(live) = ctx.live.get(switch.id) else {
         return;
     };
     let down = live
         .gateways
         .values()
-        .filter(|g| g.status.eq_ignore_ascii_case("DOWN"))
+        .filter(|g| g.status.is_down())
         .map(|g| g.name.clone())
         .collect();
-    ctx.quality.node_gateways(
-        switch.id,
-        switch.name.as_str(),
-        live.core_uuid.as_deref(),
-        Some(down),
-    );
-}
-
-/// One leg hangup: ours becomes an attempt record and a quality observation, judged by the
-/// carrier's failover codes as the current snapshot has them.
-fn take_leg(ctx: &SyncContext, switch: &Switch, leg: LegEvent) {
-    let outcome = match leg {
-        LegEvent::NotOurs => "not_ours",
-        LegEvent::Unattributable(why) => {
-            tracing::debug!(switch = %switch.name, why, "leg hangup not attributable");
-            "unattributable"
-        }
-        LegEvent::Attempt(mut attempt) => {
-            attempt.switch_id = Some(switch.id);
-            let published = ctx.published.load();
-            let carrier = published.snapshot.carrier(attempt.carrier_id);
-            let failover = carrier
-                .and_then(|c| c.failover_codes.as_ref())
-                .unwrap_or(&published.snapshot.settings().default_failover_codes);
-            let name = carrier.map_or("", |c| c.name.as_str());
-            if ctx.quality.observe(&attempt, failover, name) {
-                ctx.recorder.record(*attempt);
-                "attempt"
-            } else {
-                "repeated"
-            }
-        }
-    };
-    metrics::counter!("trunkline_leg_events_total", "outcome" => outcome).increment(1);
+    ctx.sink
+        .gateways_down(switch, live.core_uuid.as_deref(), Some(down));
 }
 
 /// Stores the holder's latest error on the node, so that every instance shows it; a database
@@ -357,17 +320,18 @@ async fn session<C: EslConnection>(
             _ = stop.changed() => return Ok(()),
             event = conn.next_event() => match event? {
                 SwitchEvent::GatewayState { gateway, state, ping_status } => {
-                    ctx.live.gateway_state(switch.id, &gateway, &state, ping_status.as_deref());
-                    gateways_to_quality(ctx, switch);
+                    ctx.live.gateway_state(switch.id, &gateway, state, ping_status);
+                    report_gateways(ctx, switch);
                 }
-                SwitchEvent::LegHangup(leg) => take_leg(ctx, switch, leg),
+                SwitchEvent::LegHangup(leg) => ctx.sink.leg_hangup(switch, leg),
                 // Add/delete change what runs (a delete arrives 1-2 s after killgw): re-read.
                 SwitchEvent::GatewayAdd { .. } | SwitchEvent::GatewayDelete { .. } => {
                     due = debounced(due);
                 }
                 SwitchEvent::Lost { events } => {
-                    // Leg hangups among them are gone for good: counted, not guessed.
-                    metrics::counter!("trunkline_events_lost_total").increment(events);
+                    // Leg hangups among them are gone for good: counted (by the sink), not
+                    // guessed; the gateway states among them are read again.
+                    ctx.sink.events_lost(switch, events);
                     tracing::warn!(switch = %switch.name, events, "events dropped: the event queue was full");
                     due = debounced(due);
                 }
@@ -479,7 +443,7 @@ pub async fn reconcile_once<C: EslConnection>(
     let state = ctx.store.switch_sync_state(switch.id).await?;
     let running = parse_gateways(&run(switch, conn, &ApiCommand::GatewayList).await?);
     ctx.live.set_gateways(switch.id, &running);
-    gateways_to_quality(ctx, switch);
+    report_gateways(ctx, switch);
     let plan = plan(&desired, &running, &state.applied);
     ctx.live.set_pending(switch.id, plan.pending());
     let executed = execute(switch, conn, &plan).await?;
@@ -539,7 +503,7 @@ async fn check<C: EslConnection>(
         named.insert(g, status);
     }
     ctx.live.set_gateways(switch.id, &after);
-    gateways_to_quality(ctx, switch);
+    report_gateways(ctx, switch);
     Ok(verify(plan, desired, &after, &named))
 }
 

@@ -14,7 +14,7 @@ use std::cell::RefCell;
 
 use crate::causes::{self, Cause, CompiledFailover};
 use crate::dialstring::bridge_data;
-use crate::model::{ContextName, Destination, FailoverCodes};
+use crate::model::{ContextName, Destination, FailoverCodes, TriedCarriers};
 use crate::routing::Leg;
 
 use super::writer::{RenderError, XmlWriter};
@@ -147,17 +147,11 @@ const OUTCOME_VARIABLES: [Action; 2] = [
 
 /// What a leg whose failure may come back to trunkline records on the A-leg before its
 /// bridge: its attempt number, and the carriers tried so far in order, this one included
-/// (`trunkline_tried`, our own UUIDs). The follow-up fetch puts those carriers first in that
+/// (`trunkline_tried`, [`TriedCarriers`]). The follow-up fetch puts those carriers first in that
 /// order ([`crate::routing::Decision::keep_tried_first`]), so a carrier whose health changed
 /// between the two fetches is neither tried twice nor skipped.
 fn attempt_variables(legs: &[Leg], i: usize) -> [Action; 2] {
-    let mut tried = String::with_capacity(33 * (i + 1));
-    for (n, leg) in legs[..=i].iter().enumerate() {
-        if n > 0 {
-            tried.push(',');
-        }
-        tried.push_str(&leg.carrier_id.simple().to_string());
-    }
+    let tried: TriedCarriers = legs[..=i].iter().map(|leg| leg.carrier_id).collect();
     [
         set("trunkline_attempt", i + 1),
         set("trunkline_tried", tried),

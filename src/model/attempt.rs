@@ -1,5 +1,5 @@
 //! One attempt record: what happened to one outbound leg trunkline routed, as the node's
-//! `CHANNEL_HANGUP_COMPLETE` for that leg told it (`quality::event`). Plain data: the store
+//! `CHANNEL_HANGUP_COMPLETE` for that leg told it (`esl::hangup`). Plain data: the store
 //! keeps it, the API shows it, the quality tables count it.
 
 use chrono::{DateTime, Utc};

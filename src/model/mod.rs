@@ -21,6 +21,7 @@ mod input;
 mod network;
 mod route;
 mod switch;
+mod tried;
 mod values;
 
 pub use attempt::*;
@@ -33,6 +34,7 @@ pub use input::*;
 pub use network::*;
 pub use route::*;
 pub use switch::*;
+pub use tried::*;
 pub use values::*;
 
 /// Why a value was refused. The message is safe to show to the client: it never echoes the

@@ -89,6 +89,98 @@ pub fn normalise_profiles(mut profiles: Vec<ProfileName>) -> Vec<ProfileName> {
     profiles
 }
 
+/// Defines a gateway field's enum: the names FreeSWITCH writes, read without regard to case
+/// and written back as FreeSWITCH spells them; anything else is kept as written (`Other`), so
+/// the API shows what the node said even for a state this list does not know.
+macro_rules! node_words {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+            /// A word this list does not know (or none: a truncated report), as written.
+            Other(String),
+        }
+
+        impl $name {
+            pub fn parse(s: &str) -> Self {
+                let s = s.trim();
+                $(if s.eq_ignore_ascii_case($text) {
+                    return $name::$variant;
+                })+
+                $name::Other(s.to_string())
+            }
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $text,)+
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl Default for $name {
+            /// Nothing reported yet: shown as an empty string, as before the node answers.
+            fn default() -> Self {
+                $name::Other(String::new())
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(s: &str) -> Self {
+                $name::parse(s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+node_words! {
+    /// A sofia gateway's registration state: `<state>` in `sofia xmlstatus gateway` and
+    /// `State` in `sofia::gateway_state` (mod_sofia's `sofia_state_names`, sofia_reg.c; the
+    /// names of `reg_state_t`, mod_sofia.h). A gateway with `register=false` stays `NOREG`.
+    GatewayState {
+        Unreged = "UNREGED",
+        Trying = "TRYING",
+        Register = "REGISTER",
+        Reged = "REGED",
+        Unregister = "UNREGISTER",
+        Failed = "FAILED",
+        FailWait = "FAIL_WAIT",
+        Expired = "EXPIRED",
+        Noreg = "NOREG",
+        Down = "DOWN",
+        Timeout = "TIMEOUT",
+    }
+}
+
+node_words! {
+    /// Whether sofia counts a gateway reachable: `<status>` in `sofia xmlstatus gateway` and
+    /// `Ping-Status` in `sofia::gateway_state` (`sofia_gateway_status_name`, sofia_reg.c),
+    /// moved by its OPTIONS pings. `DOWN` is what moves a carrier later at fetch time.
+    PingStatus {
+        Up = "UP",
+        Down = "DOWN",
+    }
+}
+
+impl PingStatus {
+    pub fn is_down(&self) -> bool {
+        *self == PingStatus::Down
+    }
+}
+
 /// What trunkline verified on a node, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedGateway {
@@ -121,6 +213,29 @@ mod tests {
             created_at: DateTime::<Utc>::MIN_UTC,
             updated_at: DateTime::<Utc>::MIN_UTC,
         }
+    }
+
+    #[test]
+    fn gateway_words_read_any_case_and_write_as_freeswitch_spells_them() {
+        assert_eq!(GatewayState::parse("REGED"), GatewayState::Reged);
+        assert_eq!(GatewayState::parse("fail_wait"), GatewayState::FailWait);
+        assert_eq!(GatewayState::parse("NOREG").as_str(), "NOREG");
+        assert_eq!(
+            GatewayState::parse("SOMETHING_NEW"),
+            GatewayState::Other("SOMETHING_NEW".into())
+        );
+        assert_eq!(PingStatus::parse("down"), PingStatus::Down);
+        assert!(PingStatus::parse("DOWN").is_down());
+        assert!(!PingStatus::parse("UP").is_down());
+        assert_eq!(PingStatus::default().as_str(), "");
+        assert_eq!(
+            serde_json::to_string(&[PingStatus::Up, PingStatus::Other("INVALID".into())]).unwrap(),
+            r#"["UP","INVALID"]"#
+        );
+        assert_eq!(
+            serde_json::to_string(&GatewayState::FailWait).unwrap(),
+            r#""FAIL_WAIT""#
+        );
     }
 
     #[test]

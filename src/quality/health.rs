@@ -461,24 +461,6 @@ pub fn seconds_until(until: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
         .max(1)
 }
 
-/// Reads `trunkline_tried` (our own comma-separated simple UUIDs) as posted back by the
-/// follow-up fetch; anything else (hand-set, damaged) reads as nothing tried.
-pub fn parse_tried(raw: Option<&str>, attempt: Option<&str>) -> Vec<Uuid> {
-    let (Some(raw), Some(attempt)) = (raw, attempt) else {
-        return Vec::new();
-    };
-    let ids: Option<Vec<Uuid>> = raw
-        .split(',')
-        .take(64)
-        .map(|s| Uuid::try_parse(s).ok().filter(|_| s.len() == 32))
-        .collect();
-    match ids {
-        // It must name exactly the attempts made, or it is not ours.
-        Some(ids) if attempt.parse::<usize>().ok() == Some(ids.len()) => ids,
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,17 +615,5 @@ mod tests {
             firsts,
             [true, false, false, false, true, false, false, false]
         );
-    }
-
-    #[test]
-    fn tried_lists_are_ours_or_nothing() {
-        let a = Uuid::now_v7();
-        let b = Uuid::now_v7();
-        let raw = format!("{},{}", a.simple(), b.simple());
-        assert_eq!(parse_tried(Some(&raw), Some("2")), vec![a, b]);
-        assert!(parse_tried(Some(&raw), Some("1")).is_empty());
-        assert!(parse_tried(Some(&raw), None).is_empty());
-        assert!(parse_tried(Some(&format!("{a},{b}")), Some("2")).is_empty());
-        assert!(parse_tried(Some("x"), Some("1")).is_empty());
     }
 }

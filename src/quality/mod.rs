@@ -1,14 +1,13 @@
-//! Learning from the calls trunkline routed: the nodes' leg hangup events ([`event`]) become
-//! attempt records (stored in batches by [`recorder`]), quality figures over rolling windows
-//! ([`stats`]) and the health table the xml_curl path reads to move sick carriers later
-//! ([`health`]); breakers opening and closing and gateways going down and up are signalled
-//! ([`signals`]: log, counter, optional webhook).
+//! Learning from the calls trunkline routed: the attempts `ingest` attributes from the nodes'
+//! leg hangups become attempt records (stored in batches by [`recorder`]), quality figures over
+//! rolling windows ([`stats`]) and the health table the xml_curl path reads to move sick
+//! carriers later ([`health`]); breakers opening and closing and gateways going down and up are
+//! signalled ([`signals`]: log, counter, optional webhook).
 //!
 //! [`Quality`] holds the live state behind one short mutex that no await ever holds; the fetch
 //! path never takes it: it reads the last published [`HealthView`] from an `ArcSwap`, which
 //! changes only when a breaker or a gateway does.
 
-pub mod event;
 pub mod health;
 pub mod recorder;
 pub mod signals;
@@ -41,11 +40,31 @@ impl QualitySettings {
     }
 }
 
+/// Where a carrier's breaker stands (`quality::health` has the rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The value of `trunkline_carrier_breaker_state`.
+    pub fn gauge(self) -> f64 {
+        match self {
+            BreakerState::Closed => 0.0,
+            BreakerState::Open => 1.0,
+            BreakerState::HalfOpen => 2.0,
+        }
+    }
+}
+
 /// A carrier's breaker as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BreakerStatus {
     /// `closed`, `open` or `half_open`.
-    pub state: &'static str,
+    pub state: BreakerState,
     pub reason: Option<OpenReason>,
     /// Seconds until an open breaker turns half-open.
     pub seconds_left: Option<u64>,
@@ -273,26 +292,26 @@ impl Quality {
     fn breaker_status(&self, state: &State, carrier_id: Uuid) -> BreakerStatus {
         let Some((breaker, _)) = state.breakers.get(&carrier_id) else {
             return BreakerStatus {
-                state: "closed",
+                state: BreakerState::Closed,
                 reason: None,
                 seconds_left: None,
                 consecutive_failures: 0,
             };
         };
         let now = Utc::now();
-        let (name, reason, seconds_left) = match breaker.demotion() {
-            None => ("closed", None, None),
+        let (state, reason, seconds_left) = match breaker.demotion() {
+            None => (BreakerState::Closed, None, None),
             Some(Demotion::Open { until, reason }) if now < until => (
-                "open",
+                BreakerState::Open,
                 Some(reason),
                 Some(health::seconds_until(until, now)),
             ),
             Some(Demotion::Open { reason, .. } | Demotion::HalfOpen { reason }) => {
-                ("half_open", Some(reason), None)
+                (BreakerState::HalfOpen, Some(reason), None)
             }
         };
         BreakerStatus {
-            state: name,
+            state,
             reason,
             seconds_left,
             consecutive_failures: breaker.consecutive_failures(),
@@ -375,12 +394,27 @@ impl Quality {
                 metrics::gauge!("trunkline_carrier_pdd_p95_seconds", &labels)
                     .set(w.pdd_p95_ms.map_or(0.0, |ms| f64::from(ms) / 1000.0));
             }
-            let state = match q.breaker.state {
-                "open" => 1.0,
-                "half_open" => 2.0,
-                _ => 0.0,
-            };
-            metrics::gauge!("trunkline_carrier_breaker_state", "carrier" => label).set(state);
+            metrics::gauge!("trunkline_carrier_breaker_state", "carrier" => label)
+                .set(q.breaker.state.gauge());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_breaker_state_reads_as_the_api_and_the_gauge_have_always_shown_it() {
+        let all = [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ];
+        assert_eq!(
+            serde_json::to_string(&all).unwrap(),
+            r#"["closed","open","half_open"]"#
+        );
+        assert_eq!(all.map(BreakerState::gauge), [0.0, 1.0, 2.0]);
     }
 }

@@ -6,8 +6,8 @@
 //! caller wait on the database: [`Recorder::record`] is synchronous and only counts and
 //! enqueues. While the database is down the records stay buffered (up to `max_buffered`; beyond
 //! that new ones are dropped and counted) and the writer retries with a capped backoff, so a
-//! brief outage loses nothing. It decides nothing about what an attempt means (`quality::event`
-//! builds them) and renders nothing.
+//! brief outage loses nothing. It decides nothing about what an attempt means (`esl::hangup`
+//! reads them, `ingest` attributes them) and renders nothing.
 //!
 //! Metrics: `trunkline_attempts_written_total` (rows inserted), `trunkline_attempts_dropped_total`
 //! (records refused at the bound or lost at shutdown), `trunkline_attempts_buffered` (accepted,

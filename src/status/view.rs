@@ -226,11 +226,7 @@ fn gateway_cell(
     let name = carrier.gateway_name.as_str();
     match live.gateways.get(name) {
         Some(g) => GatewayCell {
-            class: if g.status.eq_ignore_ascii_case("DOWN") {
-                "down"
-            } else {
-                "up"
-            },
+            class: if g.status.is_down() { "down" } else { "up" },
             text: match live.down_since.get(name) {
                 Some(since) => format!("{} {} since {}", g.status, g.state, timestamp(*since)),
                 None => format!("{} {}", g.status, g.state),

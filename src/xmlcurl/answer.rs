@@ -19,9 +19,11 @@ use crate::fsxml::dialplan::{
     refuse_document,
 };
 use crate::fsxml::request::{self, ConfigFetch, DialplanFetch, FetchRequest};
-use crate::model::{Attestation, CallerNumber, ContextName, Destination, FailoverMode, Rate};
+use crate::model::{
+    Attestation, CallerNumber, ContextName, Destination, FailoverMode, Rate, TriedCarriers,
+};
 use crate::publish::Published;
-use crate::quality::health::{HealthView, LegHealth, parse_tried};
+use crate::quality::health::{HealthView, LegHealth};
 use crate::routing::{CallerIdOutcome, Decision, RouteRequest};
 
 /// The caller ID number of a call that withholds its number (sofia's `anonymous` From user).
@@ -241,11 +243,11 @@ pub fn dialplan_answer<'s>(
     });
     // A follow-up fetch keeps the carriers this call already tried first, in that order, so
     // its attempt number still names the leg that failed.
-    let tried = parse_tried(fetch.tried.as_deref(), fetch.attempt.as_deref());
+    let tried = TriedCarriers::parse(fetch.tried.as_deref(), fetch.attempt.as_deref());
     let ordered = health.order(
         &mut decision.legs,
         fetch.core_uuid.as_deref(),
-        &tried,
+        tried.as_slice(),
         now,
         explain,
     );
