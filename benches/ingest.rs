@@ -109,6 +109,8 @@ fn series(text: &str, name: &str, labels: &[&str]) -> u64 {
 
 struct Bench {
     base: String,
+    /// Platform admin: `/metrics` answers platform tokens only.
+    token: String,
     client: reqwest::Client,
     fake: FakeSwitch,
     carrier: Uuid,
@@ -164,6 +166,7 @@ impl Bench {
         tokio::time::sleep(Duration::from_secs(1)).await;
         Bench {
             base,
+            token,
             client,
             fake,
             carrier,
@@ -172,7 +175,7 @@ impl Bench {
     }
 
     async fn counters(&self) -> Counters {
-        let text = metrics_text(&self.client, &self.base).await;
+        let text = metrics_text(&self.client, &self.base, &self.token).await;
         let legs = |outcome: &str| {
             series(
                 &text,
@@ -212,7 +215,12 @@ impl Bench {
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
             let stop = stop.clone();
-            let (client, base, fake) = (self.client.clone(), self.base.clone(), self.fake.clone());
+            let (client, base, fake, token) = (
+                self.client.clone(),
+                self.base.clone(),
+                self.fake.clone(),
+                self.token.clone(),
+            );
             tokio::spawn(async move {
                 let mut backlog = Vec::new();
                 let mut tick = tokio::time::interval(SAMPLE_EVERY);
@@ -220,7 +228,7 @@ impl Bench {
                 while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
                     let out = fake.event_counts();
-                    let text = metrics_text(&client, &base).await;
+                    let text = metrics_text(&client, &base, &token).await;
                     let ingested =
                         series(&text, "trunkline_leg_events_total", &["outcome="]) as i64;
                     let before = (before.attempt + before.other) as i64;

@@ -535,7 +535,8 @@ profiles = ["external"]
     /// trunkline's counters so far: dialplan fetches answered (every outcome), leg hangups
     /// read into attempts, events dropped.
     async fn counts(&self) -> Counts {
-        let metrics = support::app::metrics_text(&self.client, &self.server.base).await;
+        let metrics =
+            support::app::metrics_text(&self.client, &self.server.base, &self.token).await;
         let value =
             |name: &str, labels: &[&str]| support::app::metric_value(&metrics, name, labels) as u64;
         Counts {

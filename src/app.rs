@@ -96,7 +96,7 @@ impl FromRef<AppState> for FetchState {
         };
         FetchState {
             published: app.published.clone(),
-            quality: app.quality.clone(),
+            health: app.quality.views(),
             allow,
             credentials: app.settings.xmlcurl_credentials.clone(),
         }

@@ -91,8 +91,12 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct TokenCreateArgs {
     /// A platform admin token: every tenant, every scope.
-    #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+    #[arg(long, conflicts_with_all = ["tenant", "metrics"], required_unless_present_any = ["tenant", "metrics"])]
     pub platform_admin: bool,
+    /// A token that reads `/metrics` and nothing else, for Prometheus's scrape (a platform
+    /// token: the figures name every tenant's carriers).
+    #[arg(long, conflicts_with_all = ["tenant", "scopes"])]
+    pub metrics: bool,
     /// A tenant admin token bound to this tenant id.
     #[arg(long)]
     pub tenant: Option<Uuid>,
@@ -446,8 +450,15 @@ fn token_grant(args: &TokenCreateArgs) -> anyhow::Result<(Role, Option<Uuid>, Ve
         }
         return Ok((Role::PlatformAdmin, None, Scope::ALL.to_vec()));
     }
-    let scopes = if args.scopes.is_empty() {
-        Scope::ALL.to_vec()
+    if args.metrics {
+        return Ok((Role::Admin, None, vec![Scope::MetricsRead]));
+    }
+    let scopes: Vec<Scope> = if args.scopes.is_empty() {
+        Scope::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != Scope::MetricsRead)
+            .collect()
     } else {
         args.scopes
             .iter()
@@ -455,6 +466,11 @@ fn token_grant(args: &TokenCreateArgs) -> anyhow::Result<(Role, Option<Uuid>, Ve
             .collect::<Result<_, _>>()
             .map_err(|e| anyhow::anyhow!("--scope: {e}"))?
     };
+    if scopes.contains(&Scope::MetricsRead) {
+        bail!(
+            "--scope: metrics:read names every tenant's carriers; make a platform token with --metrics"
+        );
+    }
     Ok((Role::Admin, args.tenant, scopes))
 }
 

@@ -822,7 +822,7 @@ async fn health_readiness_metrics_and_the_openapi_document_are_served() {
         // the binary, so other tests can only add to it).
         let acl_fetches = || async {
             support::app::metric_value(
-                &get("/metrics").await.text,
+                &app.metrics().await,
                 "trunkline_xmlcurl_requests_total",
                 &["section=\"acl.conf\"", "outcome=\"document\""],
             )
@@ -1213,6 +1213,64 @@ async fn caller_id_settings_are_validated_and_number_writes_reach_the_very_next_
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
         let (_, xml) = app.fetch(fetch("+14155550100")).await;
         assert!(xml.contains("CALL_REJECTED"), "{xml}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_answer_a_platform_token_only_and_the_scrape_token_reads_nothing_else() {
+    on_every_backend(|app| async move {
+        // Arrange: a carrier whose gateway name /metrics would carry, and every kind of caller.
+        let tenant = app.tenant("Acme", None, true).await;
+        let scrape = support::app::create_token(
+            &app.store,
+            trunkline::model::Role::Admin,
+            None,
+            &[Scope::MetricsRead],
+        )
+        .await;
+        let tenant_token = app.tenant_token(tenant, Scope::ALL).await;
+        // One fetch, so that the scrape has a series to show.
+        let (status, _) = app
+            .fetch(
+                "section=configuration&tag_name=configuration&key_name=name&key_value=acl.conf"
+                    .into(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let get = |token: Option<String>| {
+            let app = &app;
+            async move {
+                let mut request = app.client.get(format!("{}/metrics", app.base));
+                if let Some(token) = token {
+                    request = request.header("authorization", format!("Bearer {token}"));
+                }
+                request.send().await.unwrap()
+            }
+        };
+
+        // Act + Assert: anonymous is 401 with the Bearer challenge, a tenant's token 403
+        // whatever its scopes, and the scrape token (as Prometheus sends it) reads the figures.
+        let anonymous = get(None).await;
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+        assert!(!anonymous.text().await.unwrap().contains("trunkline_"));
+        assert_eq!(
+            get(Some(tenant_token)).await.status(),
+            StatusCode::FORBIDDEN
+        );
+        let scraped = get(Some(scrape.clone())).await;
+        assert_eq!(scraped.status(), StatusCode::OK);
+        assert!(
+            scraped
+                .text()
+                .await
+                .unwrap()
+                .contains("trunkline_xmlcurl_requests_total")
+        );
+        // The scrape token is good for nothing else.
+        let carriers = app.get("/api/v1/carriers", &scrape).await;
+        assert_eq!(carriers.status, StatusCode::FORBIDDEN, "{}", carriers.text);
     })
     .await;
 }

@@ -90,13 +90,10 @@ async fn is_closed(stream: &mut TcpStream) -> bool {
     )
 }
 
+/// `/metrics` as Prometheus reads it, with a scrape token made by the command line.
 async fn metrics(server: &Server) -> String {
-    reqwest::get(format!("{}/metrics", server.base))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap()
+    let token = server.token(&["--metrics"]);
+    support::app::metrics_text(&reqwest::Client::new(), &server.base, &token).await
 }
 
 fn assert_within(what: &str, closed: &[Duration], deadline: Duration) {

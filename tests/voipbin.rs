@@ -628,11 +628,7 @@ async fn a_token_from_the_query_string_reaches_no_log_line_error_or_metric() {
         let refused = get(&app, "/v1.0/providers", &wrong).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
         answers.push(refused.text);
-        answers.push(
-            app.send(reqwest::Method::GET, "/metrics", None, None)
-                .await
-                .text,
-        );
+        answers.push(app.metrics().await);
         for answer in &answers {
             assert!(!answer.contains(&admin[3..]), "{answer}");
             assert!(!answer.contains(&wrong[3..]), "{answer}");

@@ -87,6 +87,19 @@ impl Principal {
         }
     }
 
+    /// Forbidden unless the caller may read figures that name every tenant's carriers (such as
+    /// `/metrics`): a platform admin, or a platform token (bound to no tenant) holding `scope`.
+    /// A tenant's token never does, whatever its scopes.
+    pub fn require_platform_scope(&self, scope: Scope) -> Result<(), AccessError> {
+        if self.is_platform_admin() || (self.tenant_id.is_none() && self.scopes.contains(&scope)) {
+            Ok(())
+        } else {
+            Err(AccessError::Forbidden(format!(
+                "{scope} needs a platform token: these figures name every tenant's carriers"
+            )))
+        }
+    }
+
     /// Forbidden unless the caller is a platform admin.
     pub fn require_platform_admin(&self) -> Result<(), AccessError> {
         if self.is_platform_admin() {
@@ -199,5 +212,30 @@ mod tests {
             admin.acting_tenant(Some(Uuid::from_u128(8))),
             Err(AccessError::NotFound)
         ));
+    }
+
+    #[test]
+    fn only_a_platform_token_reads_what_names_every_tenants_carriers() {
+        let token = |tenant_id: Option<Uuid>, role: Role, scopes: Vec<Scope>| Principal {
+            token_id: Uuid::from_u128(1),
+            role,
+            tenant_id,
+            scopes,
+        };
+        let scrape = token(None, Role::Admin, vec![Scope::MetricsRead]);
+        let platform = token(None, Role::PlatformAdmin, Vec::new());
+        let tenant = token(Some(Uuid::from_u128(7)), Role::Admin, Scope::ALL.to_vec());
+        let unscoped = token(None, Role::Admin, vec![Scope::CarriersRead]);
+        assert!(scrape.require_platform_scope(Scope::MetricsRead).is_ok());
+        assert!(platform.require_platform_scope(Scope::MetricsRead).is_ok());
+        for refused in [tenant, unscoped] {
+            assert!(matches!(
+                refused.require_platform_scope(Scope::MetricsRead),
+                Err(AccessError::Forbidden(_))
+            ));
+        }
+        // The scrape token reads nothing else.
+        assert!(!scrape.can_read(None, true));
+        assert!(scrape.require(Scope::CarriersRead).is_err());
     }
 }

@@ -1,4 +1,8 @@
-//! `/healthz`, `/readyz` and `/metrics`: what a load balancer and Prometheus ask.
+//! `/healthz`, `/readyz` and `/metrics`: what a load balancer and Prometheus ask. The probes are
+//! open; `/metrics` names every tenant's carriers (gateway names derived from the names tenants
+//! chose, and their traffic), so it answers a platform token only: a platform admin's, or one
+//! made for the scrape (`trunkline token create --metrics`, scope `metrics:read`), which
+//! Prometheus sends as `Authorization: Bearer` (README, "Metrics").
 
 use axum::Router;
 use axum::extract::State;
@@ -6,7 +10,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use super::error::ApiError;
+use crate::access::Principal;
 use crate::api::ApiState;
+use crate::model::Scope;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -37,12 +44,16 @@ async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     (StatusCode::OK, "ready\n")
 }
 
-async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+async fn metrics(
+    State(state): State<ApiState>,
+    principal: Principal,
+) -> Result<impl IntoResponse, ApiError> {
+    principal.require_platform_scope(Scope::MetricsRead)?;
     state
         .quality
         .export_gauges(&state.published.load().snapshot);
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }

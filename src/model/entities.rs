@@ -180,6 +180,7 @@ wire_enum!(
         PhoneNumbersRead = "phone_numbers:read",
         PhoneNumbersWrite = "phone_numbers:write",
         AttemptsRead = "attempts:read",
+        MetricsRead = "metrics:read",
     }
 );
 

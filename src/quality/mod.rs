@@ -138,11 +138,14 @@ impl RecentLegs {
     }
 }
 
+/// The last published [`HealthView`], swapped whenever a breaker or a node's gateway changes.
+pub type HealthViews = Arc<ArcSwap<HealthView>>;
+
 /// The live quality and health of every carrier.
 pub struct Quality {
     settings: QualitySettings,
     state: Mutex<State>,
-    view: ArcSwap<HealthView>,
+    view: HealthViews,
     signals: Signals,
 }
 
@@ -155,7 +158,7 @@ impl Quality {
         Quality {
             settings,
             state: Mutex::new(State::default()),
-            view: ArcSwap::from_pointee(HealthView::default()),
+            view: Arc::new(ArcSwap::from_pointee(HealthView::default())),
             signals,
         }
     }
@@ -167,6 +170,12 @@ impl Quality {
     /// What the fetch path reads.
     pub fn view(&self) -> arc_swap::Guard<Arc<HealthView>> {
         self.view.load()
+    }
+
+    /// Where the view is published, for a reader that needs nothing else of quality (the
+    /// xml_curl endpoint).
+    pub fn views(&self) -> HealthViews {
+        self.view.clone()
     }
 
     /// Counts one attempt and judges its carrier by the leg's failover codes; `false` (and

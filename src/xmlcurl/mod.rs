@@ -26,7 +26,7 @@ use self::answer::Outcome;
 use crate::config::BasicCredentials;
 use crate::model::AllowList;
 use crate::publish::Published;
-use crate::quality::Quality;
+use crate::quality::HealthViews;
 
 /// Largest fetch body read. A real dialplan POST is ~6 KB (every channel variable, FREESWITCH.md
 /// header), tens of KB with many variables.
@@ -37,8 +37,8 @@ pub const MAX_FETCH_BODY: usize = 512 * 1024;
 pub struct FetchState {
     /// The last published snapshot and documents.
     pub published: Arc<ArcSwap<Published>>,
-    /// Whose health view (breakers, gateways the nodes report DOWN) orders the legs.
-    pub quality: Arc<Quality>,
+    /// The carriers' health (breakers, gateways the nodes report DOWN), which orders the legs.
+    pub health: HealthViews,
     /// Applied per request only where the endpoint shares the main listener: its own listener
     /// refuses other addresses as it accepts them (`serve`), so this is then empty.
     pub allow: AllowList,
@@ -84,7 +84,7 @@ pub async fn handle_fetch(State(state): State<FetchState>, request: Request) -> 
         }
     };
     let published = state.published.load();
-    let health = state.quality.view();
+    let health = state.health.load();
     let answer = answer::answer(&published, &health, &body, chrono::Utc::now());
     drop((published, health));
     let (section, outcome) = (answer.section.as_str(), answer.outcome.as_str());

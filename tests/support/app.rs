@@ -240,7 +240,7 @@ impl TestApp {
 
     /// This app's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        metrics_text(&self.client, &self.base).await
+        metrics_text(&self.client, &self.base, &self.admin).await
     }
 
     pub async fn tenant_token(&self, tenant: Uuid, scopes: &[Scope]) -> String {
@@ -377,10 +377,12 @@ pub fn switch_synced(switch: &Value) -> bool {
         && switch["synced_version"].is_u64()
 }
 
-/// The `/metrics` text of the trunkline at `base` (`http://host:port`; no token needed).
-pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+/// The `/metrics` text of the trunkline at `base` (`http://host:port`), read as Prometheus
+/// reads it: with a platform token as the bearer.
+pub async fn metrics_text(client: &reqwest::Client, base: &str, token: &str) -> String {
     client
         .get(format!("{base}/metrics"))
+        .bearer_auth(token)
         .send()
         .await
         .expect("/metrics")

@@ -406,7 +406,7 @@ operator_context = "operator_in"
 
     /// trunkline's `/metrics` text.
     pub async fn metrics(&self) -> String {
-        super::app::metrics_text(&self.client, &format!("http://{}", self.addr)).await
+        super::app::metrics_text(&self.client, &format!("http://{}", self.addr), &self.token).await
     }
 
     /// Waits until trunkline says the node is converged on the current configuration.

@@ -70,6 +70,8 @@ pub struct Server {
     pub addr: std::net::SocketAddr,
     /// Where its output goes (`serve.log` in the working directory), for failure messages.
     pub log: PathBuf,
+    /// Its configuration file.
+    config: PathBuf,
 }
 
 impl Server {
@@ -162,6 +164,7 @@ impl Server {
             base: format!("http://{addr}"),
             addr,
             log,
+            config: config_path,
         };
         let client = reqwest::Client::new();
         let health = format!("{}/healthz", server.base);
@@ -175,6 +178,22 @@ impl Server {
         )
         .await;
         server
+    }
+
+    /// A new token for this server's database, as `trunkline token create ARGS` prints it
+    /// (e.g. `--metrics`, `--platform-admin`).
+    pub fn token(&self, args: &[&str]) -> String {
+        let out = Command::new(BIN)
+            .args(["--config", self.config.to_str().unwrap(), "token", "create"])
+            .args(args)
+            .output()
+            .expect("trunkline token create runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     pub fn pid(&self) -> u32 {
