@@ -3,10 +3,14 @@
 //! The pure core — [`model`], [`routing`], [`causes`], [`dialstring`], [`fsxml`] — is plain
 //! functions over plain data: no I/O, no tokio, no sqlx. The edges — [`store`], [`api`],
 //! [`xmlcurl`], [`esl`], [`serve`] — talk to the database, HTTP clients and FreeSWITCH's Event
-//! Socket; [`serve`] owns the HTTP listeners and every connection's deadlines.
+//! Socket; [`serve`] owns the HTTP listeners and every connection's deadlines; [`ingest`] takes
+//! what the Event Socket sessions read into [`quality`] and attempt records; [`access`] is who
+//! is calling and what they may see, for the API and the [`status`] page alike.
 //! [`publish`] turns a committed configuration into what both the xml_curl endpoint and the
-//! Event Socket read. [`app`] wires them; [`cli`] is the command line; [`config`] reads the
-//! settings; [`memory`] is how the process holds memory.
+//! Event Socket read. [`app`] wires them (the only place that knows the whole application's
+//! state; each HTTP room gets its own narrow state); [`cli`] is the command line; [`config`]
+//! reads the settings; [`memory`] is how the process holds memory. `tests/architecture.rs`
+//! keeps these rules.
 
 pub mod access;
 pub mod api;
