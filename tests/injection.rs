@@ -660,6 +660,13 @@ async fn preview_case(w: &World, t: &mut Tally, param: &str, valid: &str, hostil
                 t.fail(format!("{}: {} names {fields:?}", what(), r.status));
             }
         }
+        // A query so long that the head passes the 16 KiB head buffer (`serve::MAX_HEAD_BYTES`)
+        // is refused before any handler reads it: nothing to name, nothing done.
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+            if path.len() > trunkline::serve::MAX_HEAD_BYTES =>
+        {
+            t.refused += 1;
+        }
         StatusCode::OK => {
             t.stored += 1;
             let xml = r.body["xml"].as_str().unwrap_or_default();
