@@ -1161,7 +1161,7 @@ async fn caller_id_settings_are_validated_and_number_writes_reach_the_very_next_
             .await;
         assert_eq!(
             tenant["caller_id_policy"],
-            json!({"allow": "own_numbers", "foreign": "refuse", "default_number": null})
+            json!({"allow": "own_numbers", "foreign": "refuse", "default_number": null, "default_name": null})
         );
         let tenant_id = Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
         app.platform_carrier("alpha", json!({"attestation_header": "X-Attestation"}))
