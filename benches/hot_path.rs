@@ -99,6 +99,7 @@ fn render(c: &mut Criterion) {
             forced_carrier: None,
             caller: None,
             caller_withheld: false,
+            caller_name: trunkline::routing::PresentedName::Absent,
             attestation: None,
             now: Utc::now(),
             call_id: None,

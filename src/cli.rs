@@ -119,6 +119,9 @@ pub enum RouteCommand {
         /// The caller ID number.
         #[arg(long)]
         caller: Option<String>,
+        /// The caller-ID name the call presents.
+        #[arg(long)]
+        caller_name: Option<String>,
         /// STIR/SHAKEN attestation level (A, B or C).
         #[arg(long)]
         attestation: Option<String>,
@@ -247,6 +250,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
             carrier,
             caller,
+            caller_name,
             attestation,
             at,
             call_id,
@@ -262,6 +266,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 destination,
                 forced_carrier: carrier,
                 caller,
+                caller_name,
                 attestation,
                 call_id,
                 max_cost,
@@ -505,6 +510,19 @@ fn render_explanation(e: &Explanation) -> anyhow::Result<String> {
         caller.sent.as_ref().map_or("nothing", |n| n.as_str()),
         caller.attestation.as_str(),
         serde_json::to_string(&caller.attestation_source)?.trim_matches('"'),
+    )?;
+    let name = &caller.name;
+    writeln!(
+        out,
+        "caller name: presented {}, tenant's {} (each leg's origination_caller_id_name below)",
+        match (&name.presented, name.presented_invalid) {
+            (Some(n), _) => format!("{n:?}"),
+            (None, true) => "one that is not valid (never sent)".into(),
+            (None, false) => "none".into(),
+        },
+        name.tenant_name
+            .as_ref()
+            .map_or("none".into(), |n| format!("{n:?}")),
     )?;
     let seed = e
         .call_id

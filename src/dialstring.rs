@@ -11,7 +11,9 @@
 
 use uuid::Uuid;
 
-use crate::model::{CallerNumber, DialNumber, GatewayName, HeaderName, HeaderValue};
+use crate::model::{
+    CallerName, CallerNumber, DialNumber, GatewayName, HeaderName, HeaderValue, UNDEF,
+};
 use crate::routing::Leg;
 
 const GATEWAY_PREFIX: &str = "sofia/gateway/";
@@ -20,6 +22,13 @@ const PROGRESS_TIMEOUT_VAR: &str = "leg_progress_timeout";
 /// The leg's caller ID number (switch_ivr_originate.c reads `origination_caller_id_number` into
 /// the new channel's caller profile; with `caller-id-in-from` it is the From user).
 const CALLER_ID_VAR: &str = "origination_caller_id_number";
+/// The leg's caller-ID name, set on every leg (issue 36): switch_ivr_originate.c reads
+/// `origination_caller_id_name` into the new channel's caller profile, and sofia_glue.c
+/// `sofia_glue_do_invite` writes that between the From header's quotes, unescaped. Left unset,
+/// it would be the caller's own name as sofia holds it (quotes, `<`, `%22` decoded again by
+/// `check_decode`…). `_undef_` is sofia's "no display name": the From is then `<sip:…>` alone
+/// (sofia_glue.c:1346, and the same test for P-Asserted-Identity at :1475).
+const CALLER_NAME_VAR: &str = "origination_caller_id_name";
 /// sofia_glue.c `sofia_glue_do_invite`: `sip_cid_type=pid` makes the INVITE carry the caller ID
 /// as P-Asserted-Identity when the caller profile has the `screen` flag (else as
 /// P-Preferred-Identity), and `Privacy: id` with `hide_number`, else `Privacy: none`.
@@ -51,7 +60,7 @@ pub const LEG_TENANT: &str = "trunkline_leg_tenant";
 /// separator (`^^`), nor carry the `\r`/`\n` escapes the splitter decodes, nor start a
 /// `${…}` expansion; `HeaderName` is `X-[A-Za-z0-9-]`; `GatewayName` is `[a-z0-9_.-]`; and
 /// `DialNumber` is `+?[0-9*#]`, so it has no `@` (host override), `^` (To override) or `;`
-/// (URI params). Quoting would not help in `[]` anyway: the `|` split strips quotes first (§4.1
+/// (URI params); `CallerName` is ASCII letters, digits, inner spaces and `+ . _ -`. Quoting would not help in `[]` anyway: the `|` split strips quotes first (§4.1
 /// step 6).
 pub fn bridge_data(leg: &Leg, attempt: usize) -> String {
     let mut vars = String::with_capacity(256);
@@ -80,6 +89,8 @@ pub fn bridge_data(leg: &Leg, attempt: usize) -> String {
     if let Some(caller) = &leg.caller_id {
         vars.push_str(&format!(",{CALLER_ID_VAR}={caller}"));
     }
+    let name = leg.caller_name.as_ref().map_or(UNDEF, CallerName::as_str);
+    vars.push_str(&format!(",{CALLER_NAME_VAR}={name}"));
     match (leg.asserted_identity, leg.privacy) {
         (true, false) => vars.push_str(&format!(",{ASSERTED_IDENTITY}")),
         (true, true) => vars.push_str(&format!(",{ASSERTED_PRIVATE_IDENTITY}")),
@@ -110,6 +121,9 @@ pub struct ParsedBridge {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub progress_timeout_seconds: Option<u32>,
     pub caller_id: Option<CallerNumber>,
+    /// `Some(name)` when the leg sets `origination_caller_id_name`: `Some(None)` is `_undef_`,
+    /// no display name.
+    pub caller_name: Option<Option<CallerName>>,
     pub asserted_identity: bool,
     pub privacy: bool,
     pub gateway: GatewayName,
@@ -120,7 +134,8 @@ pub struct ParsedBridge {
 /// where the tags are `trunkline_leg_carrier=<uuid>,trunkline_leg_attempt=<n>` then, in this
 /// order and each at most once, `trunkline_leg_route=<uuid>`, `trunkline_leg_tenant=<uuid>`;
 /// and a var is `sip_h_<HeaderName>=<HeaderValue>`, or at most once each
-/// `leg_progress_timeout=<digits>`, `origination_caller_id_number=<CallerNumber>` and
+/// `leg_progress_timeout=<digits>`, `origination_caller_id_number=<CallerNumber>`,
+/// `origination_caller_id_name=<CallerName or _undef_>` and
 /// `sip_cid_type=pid,origination_privacy=screen[+hide_number]`. Anything else — another leg,
 /// `{}` globals, other variables, escapes — is `None`.
 pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
@@ -165,6 +180,7 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
     let mut headers = Vec::new();
     let mut progress_timeout_seconds = None;
     let mut caller_id = None;
+    let mut caller_name = None;
     let mut identity = None;
     while let Some(var) = list.next() {
         let (name, value) = var.split_once('=')?;
@@ -181,6 +197,15 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
                     .ok()
                     .filter(|c| c.as_str() == value)?,
             );
+        } else if name == CALLER_NAME_VAR && caller_name.is_none() {
+            caller_name = Some(match value {
+                UNDEF => None,
+                _ => Some(
+                    CallerName::parse(value)
+                        .ok()
+                        .filter(|c| c.as_str() == value)?,
+                ),
+            });
         } else if let Some(header) = name.strip_prefix(HEADER_VAR_PREFIX) {
             headers.push((
                 HeaderName::parse(header).ok()?,
@@ -204,6 +229,7 @@ pub fn parse_bridge_data(s: &str) -> Option<ParsedBridge> {
         headers,
         progress_timeout_seconds,
         caller_id,
+        caller_name,
         asserted_identity: identity.is_some(),
         privacy: identity == Some(true),
         gateway: GatewayName::parse(gateway).ok()?,
@@ -234,7 +260,7 @@ mod tests {
     fn every_leg_lets_the_sip_code_decide_its_cause() {
         assert_eq!(
             bridge_data(&leg(&[], None), 1),
-            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=1]sofia/gateway/alpha/9915551234567"
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=1,origination_caller_id_name=_undef_]sofia/gateway/alpha/9915551234567"
         );
     }
 
@@ -245,8 +271,54 @@ mod tests {
                 &leg(&[("X-Account", "42"), ("X-Tier", "gold; a=b")], Some(30)),
                 1
             ),
-            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=1,sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30]sofia/gateway/alpha/9915551234567"
+            "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000000,trunkline_leg_attempt=1,sip_h_X-Account=42,sip_h_X-Tier=gold; a=b,leg_progress_timeout=30,origination_caller_id_name=_undef_]sofia/gateway/alpha/9915551234567"
         );
+    }
+
+    #[test]
+    fn every_leg_sets_its_caller_name_or_none() {
+        let mut named = leg(&[], None);
+        named.caller_name = Some(CallerName::parse("Front Desk").unwrap());
+        let data = bridge_data(&named, 1);
+        assert!(
+            data.ends_with(
+                ",origination_caller_id_name=Front Desk]sofia/gateway/alpha/9915551234567"
+            ),
+            "{data}"
+        );
+        assert_eq!(
+            parse_bridge_data(&data).unwrap().caller_name,
+            Some(named.caller_name.clone())
+        );
+        let unnamed = bridge_data(&leg(&[], None), 1);
+        assert!(
+            unnamed.contains(",origination_caller_id_name=_undef_]"),
+            "{unnamed}"
+        );
+        assert_eq!(parse_bridge_data(&unnamed).unwrap().caller_name, Some(None));
+    }
+
+    #[test]
+    fn a_caller_name_that_is_not_a_valid_one_is_refused_by_the_parser() {
+        let ours = format!(
+            "[{SIP_CODE_DECIDES},{LEG_CARRIER}={},{LEG_ATTEMPT}=1",
+            Uuid::nil()
+        );
+        for name in [
+            "Evil\" <sip:x@evil>",
+            "${system id}",
+            "a\\r\\nX-Evil: 1",
+            " Alice",
+            "_UNDEF_",
+            "",
+        ] {
+            let s = format!("{ours},origination_caller_id_name={name}]sofia/gateway/alpha/1");
+            assert_eq!(parse_bridge_data(&s), None, "{s:?}");
+        }
+        let twice = format!(
+            "{ours},origination_caller_id_name=A,origination_caller_id_name=B]sofia/gateway/alpha/1"
+        );
+        assert_eq!(parse_bridge_data(&twice), None);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::fsxml::testdata::assert_document_is_safe;
 use crate::fsxml::writer::{RenderError, XmlWriter, line_triggers_preprocessor};
 use crate::model::Dataset;
 use crate::model::fixtures::{carrier, prefix_route, regex_route, tenant};
-use crate::model::{Applied, AppliedGateway, CallerNumber};
+use crate::model::{Applied, AppliedGateway, CallerName, CallerNumber};
 use crate::model::{
     ContextName, DialNumber, FailoverCodes, FailoverMode, GatewayName, HeaderName, HeaderValue,
     ProfileName,
@@ -109,7 +109,8 @@ pub fn xmlcurl_request(body: &[u8]) {
 }
 
 /// Arbitrary bytes → legs built only from what the newtype parsers accept (fields separated by
-/// `\n`: gateway, number, progress timeout, then header name/value pairs) → `bridge_data` →
+/// `\n`: gateway, number, progress timeout, caller number, identity, caller name, then header
+/// name/value pairs) → `bridge_data` →
 /// `parse_bridge_data` gives back exactly those pieces.
 pub fn dialstring(input: &[u8]) {
     let text = String::from_utf8_lossy(input);
@@ -125,6 +126,7 @@ pub fn dialstring(input: &[u8]) {
     let progress_timeout_seconds = fields.next().and_then(|t| t.parse::<u32>().ok());
     let caller_id = fields.next().and_then(|c| CallerNumber::parse(c).ok());
     let identity = fields.next().map_or(0, str::len) % 3;
+    let caller_name = fields.next().and_then(|n| CallerName::parse(n).ok());
     let mut headers = Vec::new();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         if let (Ok(name), Ok(value)) = (HeaderName::parse(name), HeaderValue::parse(value)) {
@@ -141,6 +143,7 @@ pub fn dialstring(input: &[u8]) {
         route_id: (identity > 0).then(Uuid::now_v7),
         tenant_id: (identity > 1).then(Uuid::now_v7),
         caller_id,
+        caller_name,
         asserted_identity: identity > 0,
         privacy: identity > 1,
     };
@@ -164,6 +167,7 @@ pub fn dialstring(input: &[u8]) {
         leg.progress_timeout_seconds
     );
     assert_eq!(parsed.caller_id, leg.caller_id);
+    assert_eq!(parsed.caller_name, Some(leg.caller_name.clone()));
     assert_eq!(
         (parsed.asserted_identity, parsed.privacy),
         (leg.asserted_identity, leg.privacy)

@@ -1117,6 +1117,22 @@ async fn caller_id_settings_are_validated_and_number_writes_reach_the_very_next_
                 "caller_id_policy.default_number",
             ),
             (json!({"extra": 1}), "caller_id_policy.extra"),
+            (
+                json!({"default_name": "Evil\" <sip:x@evil>"}),
+                "caller_id_policy.default_name",
+            ),
+            (
+                json!({"default_name": "${system id}"}),
+                "caller_id_policy.default_name",
+            ),
+            (
+                json!({"default_name": "n".repeat(49)}),
+                "caller_id_policy.default_name",
+            ),
+            (
+                json!({"default_name": "Front\r\nX-Evil: 1"}),
+                "caller_id_policy.default_name",
+            ),
         ] {
             app.post(
                 "/api/v1/tenants",
@@ -1137,6 +1153,7 @@ async fn caller_id_settings_are_validated_and_number_writes_reach_the_very_next_
                 json!({"national_prefix": "0|1"}),
                 "caller_id.national_prefix",
             ),
+            (json!({"name": "strip"}), "caller_id.name"),
         ] {
             app.post(
                 "/api/v1/carriers",
@@ -1161,7 +1178,7 @@ async fn caller_id_settings_are_validated_and_number_writes_reach_the_very_next_
             .await;
         assert_eq!(
             tenant["caller_id_policy"],
-            json!({"allow": "own_numbers", "foreign": "refuse", "default_number": null})
+            json!({"allow": "own_numbers", "foreign": "refuse", "default_number": null, "default_name": null})
         );
         let tenant_id = Uuid::parse_str(tenant["id"].as_str().unwrap()).unwrap();
         app.platform_carrier("alpha", json!({"attestation_header": "X-Attestation"}))

@@ -320,7 +320,7 @@ async fn the_routing_cases_pick_the_expected_carriers_in_order() {
     assert_eq!(bridged_gateways(&xml), ["alpha", "bravo", "charlie"]);
     assert!(
         xml.contains(
-            "sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
+            "sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A,origination_caller_id_name=Front Desk]sofia/gateway/charlie/0015551234567"
         ),
         "{xml}"
     );
@@ -479,9 +479,9 @@ async fn route_explain_and_the_dialplan_fetch_give_the_same_answer() {
         (None, "+493012345678", None),
     ];
     for (tenant, destination, forced) in cases {
-        // The caller ID of the fetch fixture, which the preview must present too.
+        // The caller ID and name of the fetch fixture, which the preview must present too.
         let mut query = format!(
-            "/api/v1/route-preview?destination={}&caller=%2B14155550100",
+            "/api/v1/route-preview?destination={}&caller=%2B14155550100&caller_name=Front%20Desk",
             support::app::fs_encode(destination)
         );
         if let Some(t) = tenant {
@@ -754,7 +754,7 @@ async fn weighted_scheduled_costed_and_caller_routes_agree_between_explain_and_t
             "+14155550100"
         };
         let query = format!(
-            "/api/v1/route-preview?destination=%2B81312345678&caller={}&call_id={call_id}&max_cost=0.05",
+            "/api/v1/route-preview?destination=%2B81312345678&caller={}&caller_name=Front%20Desk&call_id={call_id}&max_cost=0.05",
             support::app::fs_encode(caller)
         );
         let preview = w.app.get(&query, &admin).await;

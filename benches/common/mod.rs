@@ -136,6 +136,7 @@ pub fn request(tenant: Uuid, destination: &Destination, now: DateTime<Utc>) -> R
         forced_carrier: None,
         caller: None,
         caller_withheld: false,
+        caller_name: trunkline::routing::PresentedName::Absent,
         attestation: None,
         now,
         call_id: None,

@@ -28,6 +28,8 @@ pub struct PreviewQuery {
     pub carrier_id: Option<Uuid>,
     /// The caller ID number.
     pub caller: Option<String>,
+    /// The caller-ID name the call presents; one that is not valid shows how it is replaced.
+    pub caller_name: Option<String>,
     /// STIR/SHAKEN attestation level (`A`, `B` or `C`).
     pub attestation: Option<String>,
     /// The moment to route at, RFC 3339 (checks schedules); default now.
@@ -85,6 +87,7 @@ pub async fn explain_for<R>(
         destination: q.destination,
         forced_carrier: q.carrier_id,
         caller: q.caller,
+        caller_name: q.caller_name,
         attestation: q.attestation,
         call_id: q.call_id,
         max_cost: q.max_cost,

@@ -50,7 +50,8 @@ pub struct TenantBody {
     /// Which caller IDs this tenant's calls may present: `allow` `any` (default) or
     /// `own_numbers` (its phone numbers with voice capability); `foreign` `refuse` (default) or
     /// `replace` by `default_number`. A call with no valid caller ID is refused or replaced
-    /// alike, whatever `allow` says.
+    /// alike, whatever `allow` says. `default_name` is the caller-ID name sent to carriers
+    /// whose `caller_id.name` is `replace`, and under `pass` when the call's own is not valid.
     #[serde(default)]
     pub caller_id_policy: CallerIdPolicy,
 }

@@ -492,7 +492,7 @@ mod tests {
                 owned("unset", "originate_disposition"),
                 owned(
                     "bridge",
-                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000061,trunkline_leg_attempt=1,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e,sip_h_X-Account=42,leg_progress_timeout=8]sofia/gateway/alpha/9915551234567"
+                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000061,trunkline_leg_attempt=1,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e,sip_h_X-Account=42,leg_progress_timeout=8,origination_caller_id_name=_undef_]sofia/gateway/alpha/9915551234567"
                 ),
                 // bravo: 404 and 503; 503 shares its cause with 400 and 481.
                 owned(
@@ -512,7 +512,7 @@ mod tests {
                 owned("unset", "originate_disposition"),
                 owned(
                     "bridge",
-                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000062,trunkline_leg_attempt=2,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e]sofia/gateway/bravo/15551234567"
+                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000062,trunkline_leg_attempt=2,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e,origination_caller_id_name=_undef_]sofia/gateway/bravo/15551234567"
                 ),
                 // charlie, the last: nothing follows, so nothing comes back either.
                 owned(
@@ -522,7 +522,7 @@ mod tests {
                 owned("unset", "transfer_on_fail"),
                 owned(
                     "bridge",
-                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000063,trunkline_leg_attempt=3,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e,sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A]sofia/gateway/charlie/0015551234567"
+                    "[ignore_q850_reason=true,trunkline_leg_carrier=00000000-0000-0000-0000-000000000063,trunkline_leg_attempt=3,trunkline_leg_route=00000000-0000-0000-0000-00000000000f,trunkline_leg_tenant=00000000-0000-0000-0000-00000000007e,sip_h_X-Tech-Prefix=7788,sip_h_X-Attestation=A,origination_caller_id_name=_undef_]sofia/gateway/charlie/0015551234567"
                 ),
             ]
         );

@@ -51,6 +51,9 @@ pub struct DialplanFetch {
     pub destination: Option<String>,
     /// `Hunt-Caller-ID-Number`, else `Caller-Caller-ID-Number`.
     pub caller_number: Option<String>,
+    /// `Hunt-Caller-ID-Name`, else `Caller-Caller-ID-Name`: whatever the caller put in its
+    /// From display name, as sofia holds it.
+    pub caller_name: Option<String>,
     /// `Unique-ID`.
     pub call_uuid: Option<String>,
     /// `variable_trunkline_tenant_id`.
@@ -87,6 +90,8 @@ enum Field {
     CallerDestination,
     HuntCallerNumber,
     CallerCallerNumber,
+    HuntCallerName,
+    CallerCallerName,
     UniqueId,
     TenantId,
     ForcedCarrier,
@@ -117,6 +122,8 @@ const NAMES: [(&[u8], Field); FIELD_COUNT] = [
     (b"Caller-Destination-Number", Field::CallerDestination),
     (b"Hunt-Caller-ID-Number", Field::HuntCallerNumber),
     (b"Caller-Caller-ID-Number", Field::CallerCallerNumber),
+    (b"Hunt-Caller-ID-Name", Field::HuntCallerName),
+    (b"Caller-Caller-ID-Name", Field::CallerCallerName),
     (b"Unique-ID", Field::UniqueId),
     (b"variable_trunkline_tenant_id", Field::TenantId),
     (b"variable_trunkline_carrier_id", Field::ForcedCarrier),
@@ -220,6 +227,7 @@ pub fn parse(body: &[u8]) -> FetchRequest {
             context: raw.either(Field::HuntContext, Field::CallerContext),
             destination: raw.either(Field::HuntDestination, Field::CallerDestination),
             caller_number: raw.either(Field::HuntCallerNumber, Field::CallerCallerNumber),
+            caller_name: raw.either(Field::HuntCallerName, Field::CallerCallerName),
             call_uuid: raw.get(Field::UniqueId),
             tenant_id: raw.get(Field::TenantId),
             forced_carrier: raw.get(Field::ForcedCarrier),
@@ -378,6 +386,7 @@ mod tests {
                 context: Some("trunkline".into()),
                 destination: Some("+15551234567".into()),
                 caller_number: Some("+14155550100".into()),
+                caller_name: Some("Front Desk".into()),
                 call_uuid: Some("5b7c2d1e-8f3a-4b6c-9d0e-1f2a3b4c5d6e".into()),
                 tenant_id: Some("7d6f1c2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f".into()),
                 forced_carrier: None,

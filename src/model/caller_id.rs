@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Invalid;
-use super::values::{CountryCode, Digits, E164};
+use super::values::{CallerName, CountryCode, Digits, E164};
 
 /// Which caller IDs a tenant's calls may present.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -42,6 +42,12 @@ pub struct CallerIdPolicy {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub default_number: Option<E164>,
+    /// The caller-ID name of this tenant's calls where a carrier's `name` is `replace`, and
+    /// where a call presents no valid name under `pass` (a [`CallerName`]: plain ASCII words,
+    /// at most 48 characters). Without one, those legs send no name.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub default_name: Option<CallerName>,
 }
 
 impl CallerIdPolicy {
@@ -73,6 +79,20 @@ pub enum CallerIdNumberFormat {
     National,
 }
 
+/// What a carrier's legs send as the caller-ID name (the INVITE's From display name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerNameMode {
+    /// The caller's own name when it is a valid [`CallerName`]; else the tenant's
+    /// `default_name`; else none. A hostile or overlong name is never passed as written.
+    #[default]
+    Pass,
+    /// The tenant's `default_name` whatever the caller sent; none when the tenant has none.
+    Replace,
+    /// No display name at all.
+    None,
+}
+
 /// A carrier's caller-ID format, applied to each of its legs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +114,9 @@ pub struct CallerIdFormat {
     /// Send `Privacy: id` (the number withheld from the callee); needs `asserted_identity`.
     #[serde(default)]
     pub privacy: bool,
+    /// The caller-ID name its legs send.
+    #[serde(default)]
+    pub name: CallerNameMode,
 }
 
 impl CallerIdFormat {

@@ -169,7 +169,9 @@ pub struct CarrierInput {
     pub cost: Option<CostInput>,
     /// How this carrier receives the caller ID: `format` `as_presented` (default), `e164`,
     /// `e164_without_plus` or `national` (with `country_code`, and `national_prefix` such as
-    /// `0`); `asserted_identity` sends P-Asserted-Identity, `privacy` adds `Privacy: id`.
+    /// `0`); `asserted_identity` sends P-Asserted-Identity, `privacy` adds `Privacy: id`;
+    /// `name` `pass` (default: the caller's name when it is a plain one, else the tenant's
+    /// `default_name`, else none), `replace` (the tenant's `default_name`) or `none`.
     #[serde(default)]
     pub caller_id: CallerIdFormat,
 }

@@ -293,6 +293,55 @@ impl CallerNumber {
 }
 
 string_newtype!(
+    /// A caller-ID name a carrier may see in its INVITE's From display name:
+    /// `^[A-Za-z0-9+._-]([A-Za-z0-9 +._-]{0,46}[A-Za-z0-9+._-])?$`, and not `_undef_`.
+    ///
+    /// It goes into a leg's `[]` variables as `origination_caller_id_name`, and sofia writes it
+    /// between double quotes with no escaping at all (sofia_glue.c `sofia_glue_do_invite`:
+    /// `"\"%s\" <%s>"`, after `check_decode` URL-decodes it once more). So it is an allow-list,
+    /// never an escape: no `"` `<` `>` `\` (the From header), no `%` (decoded again by sofia),
+    /// no `$ { } [ ] | , ' ^ :` (dial-string and `${…}` syntax, FREESWITCH.md §0.4, §6.4), no
+    /// control characters (§0.3), no leading or trailing space, and 48 characters at most.
+    /// `_undef_` (any case) is refused because sofia reads it as "no display name"
+    /// (sofia_glue.c:1346 `strcasecmp(..., "_undef_")`): that is how a leg sends none, and a
+    /// name must not be able to mean it. Names outside ASCII are refused too: a caller's
+    /// such name is replaced, not passed.
+    CallerName
+);
+
+impl CallerName {
+    /// Longest name accepted.
+    pub const MAX_LEN: usize = 48;
+
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, ' ' | '+' | '.' | '_' | '-');
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(Invalid::new("caller name must have 1 to 48 characters"));
+        }
+        if !all_chars(s, allowed) {
+            return Err(Invalid::new(
+                "caller name may contain only ASCII letters, digits, space and + . _ -",
+            ));
+        }
+        if s.starts_with(' ') || s.ends_with(' ') {
+            return Err(Invalid::new(
+                "caller name must not start or end with a space",
+            ));
+        }
+        if s.eq_ignore_ascii_case(UNDEF) {
+            return Err(Invalid::new(
+                "caller name must not be _undef_ (FreeSWITCH reads it as no name)",
+            ));
+        }
+        Ok(Self(s.to_string()))
+    }
+}
+
+/// sofia's word for "no display name" (sofia_glue.c:1346).
+pub const UNDEF: &str = "_undef_";
+
+string_newtype!(
     /// A digit string used for number manipulation (strip/add prefix, add suffix):
     /// `^\+?[0-9*#]{0,16}$`. Empty means "nothing"; `+` alone strips or adds the plus.
     Digits
@@ -1040,6 +1089,50 @@ mod tests {
         for s in ["+1555\n", "+1555\r", "\t1555", "1555\u{0}"] {
             assert!(Destination::parse(s).is_err(), "destination {s:?}");
             assert!(CallerNumber::parse(s).is_err(), "caller {s:?}");
+        }
+    }
+
+    #[test]
+    fn a_caller_name_is_plain_ascii_words_of_at_most_48_characters() {
+        for ok in [
+            "Alice",
+            "Bob Smith",
+            "+15551234567",
+            "ACME Corp.",
+            "a_b-c",
+            "x",
+            &"n".repeat(48),
+        ] {
+            assert_eq!(CallerName::parse(ok).unwrap().as_str(), ok);
+        }
+        for hostile in [
+            "",
+            " Alice",
+            "Alice ",
+            "Evil\" <sip:x@evil>",
+            "<sip:x@evil>",
+            "${system id}",
+            "%{system id}",
+            "Evil%22",
+            "a,b",
+            "a|b",
+            "[a]",
+            "a'b",
+            "a\\b",
+            "a^b",
+            "a:_:b",
+            "a;b",
+            "a@b",
+            "Alice\r\nX-Evil: 1",
+            "Alice\nX",
+            "Alice\t",
+            "Jos\u{e9}",
+            "_undef_",
+            "_UNDEF_",
+            &"n".repeat(49),
+            &"A".repeat(300),
+        ] {
+            assert!(CallerName::parse(hostile).is_err(), "{hostile:?}");
         }
     }
 

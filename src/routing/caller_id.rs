@@ -12,13 +12,19 @@
 //! - Attestation, unless the call sets a valid `trunkline_attestation`: A when the number sent
 //!   is the tenant's own, B when the tenant is known but the number is not theirs, C when the
 //!   call has no tenant.
+//! - The name (issue 36): every leg sets one explicitly, so the caller's own never reaches a
+//!   carrier as FreeSWITCH holds it. A carrier's `name` policy picks it: `pass` sends the
+//!   caller's name when it parses as a [`CallerName`] (plain ASCII words, at most 48
+//!   characters), else the tenant's `default_name`, else none; `replace` sends the tenant's
+//!   `default_name`, else none; `none` sends none. A hostile, overlong or non-ASCII name counts
+//!   as no name: it is replaced, never cleaned up and passed.
 
 use serde::Serialize;
 
 use super::Snapshot;
 use crate::model::{
-    Attestation, CallerIdAllow, CallerIdFormat, CallerIdNumberFormat, CallerNumber, Carrier,
-    ForeignCallerId, Tenant,
+    Attestation, CallerIdAllow, CallerIdFormat, CallerIdNumberFormat, CallerName, CallerNameMode,
+    CallerNumber, Carrier, ForeignCallerId, Tenant,
 };
 
 /// What became of the presented caller ID.
@@ -90,6 +96,51 @@ pub struct CallerIdDecision {
     pub detail: &'static str,
     pub attestation: Attestation,
     pub attestation_source: AttestationSource,
+    /// The caller-ID name: what the call presented and what a `replace` puts in its place.
+    pub name: CallerNameDecision,
+}
+
+/// The caller-ID name a call presented (`Caller-Caller-ID-Name`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PresentedName {
+    #[default]
+    Absent,
+    Valid(CallerName),
+    /// A name that is not a valid [`CallerName`]: counted as none, never sent.
+    Invalid,
+}
+
+impl PresentedName {
+    /// The posted name, if any, as a [`CallerName`] or not.
+    pub fn parse(raw: Option<&str>) -> Self {
+        match raw {
+            None => Self::Absent,
+            Some(raw) => CallerName::parse(raw).map_or(Self::Invalid, Self::Valid),
+        }
+    }
+}
+
+/// The caller-ID name of one call, before each carrier's `name` policy picks from it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CallerNameDecision {
+    /// The valid name the call presented; `None`: none, or not a valid one.
+    pub presented: Option<CallerName>,
+    /// The call presented a name that is not a valid [`CallerName`] (quotes, `<`, `${…}`,
+    /// control characters, more than 48 characters, not ASCII): it is never sent.
+    pub presented_invalid: bool,
+    /// The tenant's `default_name`.
+    pub tenant_name: Option<CallerName>,
+}
+
+impl CallerNameDecision {
+    /// The name a leg under `mode` sends; `None`: no display name at all.
+    pub fn for_mode(&self, mode: CallerNameMode) -> Option<CallerName> {
+        match mode {
+            CallerNameMode::Pass => self.presented.clone().or_else(|| self.tenant_name.clone()),
+            CallerNameMode::Replace => self.tenant_name.clone(),
+            CallerNameMode::None => None,
+        }
+    }
 }
 
 impl CallerIdDecision {
@@ -103,6 +154,13 @@ impl CallerIdDecision {
             && self.allow == CallerIdAllow::Any
             && carrier.caller_id.is_plain();
         (!passes_through).then(|| formatted(sent, &carrier.caller_id))
+    }
+
+    /// The caller-ID name a leg to `carrier` sends (`origination_caller_id_name`); `None`:
+    /// none. Unlike the number, always decided here: FreeSWITCH would otherwise pass the
+    /// caller's name on as it holds it.
+    pub fn name_for_carrier(&self, carrier: &Carrier) -> Option<CallerName> {
+        self.name.for_mode(carrier.caller_id.name)
     }
 }
 
@@ -136,13 +194,14 @@ fn key(number: &CallerNumber) -> Option<u64> {
 
 impl Snapshot {
     /// The caller-ID decision for a call of `tenant` presenting `presented`, with the level
-    /// the call asked for, if any.
+    /// the call asked for, if any, and the caller-ID name it presented.
     pub fn caller_id(
         &self,
         tenant: Option<&Tenant>,
         presented: Option<&CallerNumber>,
         withheld: bool,
         requested: Option<Attestation>,
+        name: &PresentedName,
     ) -> CallerIdDecision {
         let policy = tenant.map(|t| &t.caller_id_policy);
         let allow = policy.map_or(CallerIdAllow::Any, |p| p.allow);
@@ -191,6 +250,14 @@ impl Snapshot {
             detail: reason.detail(),
             attestation,
             attestation_source,
+            name: CallerNameDecision {
+                presented: match name {
+                    PresentedName::Valid(n) => Some(n.clone()),
+                    _ => None,
+                },
+                presented_invalid: *name == PresentedName::Invalid,
+                tenant_name: policy.and_then(|p| p.default_name.clone()),
+            },
         }
     }
 }
@@ -245,6 +312,7 @@ mod tests {
             allow,
             foreign,
             default_number: default.map(|d| E164::parse(d).unwrap()),
+            default_name: None,
         }
     }
 
@@ -259,6 +327,7 @@ mod tests {
             presented.as_ref(),
             false,
             requested,
+            &PresentedName::Absent,
         )
     }
 
@@ -356,7 +425,7 @@ mod tests {
             (Attestation::C, AttestationSource::ChannelVariable)
         );
         let n = CallerNumber::parse(OWN).unwrap();
-        let d = any.caller_id(None, Some(&n), false, None);
+        let d = any.caller_id(None, Some(&n), false, None, &PresentedName::Absent);
         assert_eq!(
             (d.outcome, d.attestation, d.attestation_source),
             (
@@ -364,6 +433,76 @@ mod tests {
                 Attestation::C,
                 AttestationSource::NoTenant
             )
+        );
+    }
+
+    #[test]
+    fn each_carrier_sends_the_name_its_policy_says_and_never_an_invalid_one() {
+        use crate::model::{CallerName, CallerNameMode as M};
+        let named = |name: Option<&str>| {
+            snapshot(CallerIdPolicy {
+                default_name: name.map(|n| CallerName::parse(n).unwrap()),
+                ..CallerIdPolicy::default()
+            })
+        };
+        let carrier_with = |mode: M| {
+            let mut c = carrier("alpha", 1);
+            c.caller_id.name = mode;
+            c
+        };
+        let sent = |s: &Snapshot, raw: Option<&str>, mode: M| {
+            let n = CallerNumber::parse(OWN).unwrap();
+            s.caller_id(
+                s.tenant(Uuid::from_u128(ACME)),
+                Some(&n),
+                false,
+                None,
+                &PresentedName::parse(raw),
+            )
+            .name_for_carrier(&carrier_with(mode))
+            .map(|n| n.as_str().to_string())
+        };
+        let with_name = named(Some("Acme Sales"));
+        let without = named(None);
+        // A plain name passes as it is, whatever the tenant's own.
+        for s in [&with_name, &without] {
+            assert_eq!(
+                sent(s, Some("Front Desk"), M::Pass).as_deref(),
+                Some("Front Desk")
+            );
+            assert_eq!(sent(s, Some("Front Desk"), M::None), None);
+        }
+        assert_eq!(
+            sent(&with_name, Some("Front Desk"), M::Replace).as_deref(),
+            Some("Acme Sales")
+        );
+        assert_eq!(sent(&without, Some("Front Desk"), M::Replace), None);
+        // A hostile, overlong or absent name is never passed: the tenant's, else none.
+        let long = "A".repeat(300);
+        for raw in [
+            Some("Evil\" <sip:x@evil>"),
+            Some("${system id}"),
+            Some(long.as_str()),
+            Some("Alice\r\nX-Evil: 1"),
+            Some("_undef_"),
+            None,
+        ] {
+            assert_eq!(
+                sent(&with_name, raw, M::Pass).as_deref(),
+                Some("Acme Sales"),
+                "{raw:?}"
+            );
+            assert_eq!(sent(&without, raw, M::Pass), None, "{raw:?}");
+            assert_eq!(sent(&with_name, raw, M::None), None, "{raw:?}");
+        }
+        let d = without.caller_id(None, None, false, None, &PresentedName::parse(Some("${x}")));
+        assert_eq!(
+            (
+                d.name.presented,
+                d.name.presented_invalid,
+                d.name.tenant_name
+            ),
+            (None, true, None)
         );
     }
 

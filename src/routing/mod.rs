@@ -21,7 +21,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use caller_id::{AttestationSource, CallerIdDecision, CallerIdOutcome, CallerIdReason};
+pub use caller_id::{
+    AttestationSource, CallerIdDecision, CallerIdOutcome, CallerIdReason, CallerNameDecision,
+    PresentedName,
+};
 pub use snapshot::{RouteText, Snapshot};
 
 /// The snapshot's hash maps (and its index's). Keys are UUIDs and prefixes, hashed on every
@@ -30,8 +33,8 @@ pub use snapshot::{RouteText, Snapshot};
 type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::model::{
-    Attestation, CallerNumber, Currency, Destination, DialNumber, FailoverCodes, GatewayName,
-    HeaderName, HeaderValue, Invalid, MatchType, Rate, Weight,
+    Attestation, CallerName, CallerNumber, Currency, Destination, DialNumber, FailoverCodes,
+    GatewayName, HeaderName, HeaderValue, Invalid, MatchType, Rate, Weight,
 };
 
 /// The platform-wide settings resolve applies.
@@ -77,6 +80,10 @@ pub struct Leg {
     /// The caller ID this leg sends (`origination_caller_id_number`), in the carrier's format;
     /// `None`: the caller's own, passed on by FreeSWITCH unchanged.
     pub caller_id: Option<CallerNumber>,
+    /// The caller-ID name this leg sends (`origination_caller_id_name`), under the carrier's
+    /// `name` policy; `None`: no display name (`_undef_`). Always set on the leg, never left
+    /// to FreeSWITCH, which would pass the caller's own as it holds it.
+    pub caller_name: Option<CallerName>,
     /// P-Asserted-Identity on this leg (FreeSWITCH `sip_cid_type=pid`), and with it `Privacy:
     /// id` when `privacy`, else `Privacy: none`.
     pub asserted_identity: bool,
@@ -98,6 +105,7 @@ impl Leg {
             route_id: None,
             tenant_id: None,
             caller_id: None,
+            caller_name: None,
             asserted_identity: false,
             privacy: false,
         }
@@ -116,6 +124,8 @@ pub struct RouteRequest<'a> {
     /// The call presents no number but `anonymous`: a caller ID withheld on purpose, which
     /// FreeSWITCH passes on as it is where the tenant's policy allows any caller ID.
     pub caller_withheld: bool,
+    /// The caller-ID name the call presented (`Caller-Caller-ID-Name`).
+    pub caller_name: PresentedName,
     /// The STIR/SHAKEN level the call asked for (`trunkline_attestation`); without one the
     /// level is derived from the caller ID (`caller_id`).
     pub attestation: Option<Attestation>,

@@ -32,6 +32,7 @@ impl Snapshot {
             request.caller,
             request.caller_withheld,
             request.attestation,
+            &request.caller_name,
         );
         let cost_ceiling = self.cost_ceiling(tenant_id, request);
         let max_rate = cost_ceiling.as_ref().and_then(|c| c.max_rate);
@@ -284,6 +285,7 @@ impl LegList<'_> {
             route_id: route.map(|r| r.id),
             tenant_id: self.request.tenant_id,
             caller_id: self.caller_id.for_carrier(carrier),
+            caller_name: self.caller_id.name_for_carrier(carrier),
             asserted_identity: carrier.caller_id.asserted_identity,
             privacy: carrier.caller_id.privacy,
         });
@@ -376,6 +378,7 @@ mod tests {
             forced_carrier: forced.map(id),
             caller: None,
             caller_withheld: false,
+            caller_name: crate::routing::PresentedName::Absent,
             attestation: None,
             now: Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
             call_id: None,
@@ -588,6 +591,7 @@ mod tests {
             forced_carrier: None,
             caller: None,
             caller_withheld: false,
+            caller_name: crate::routing::PresentedName::Absent,
             attestation: Some(Attestation::B),
             now: Utc::now(),
             call_id: None,
@@ -663,6 +667,7 @@ mod tests {
             forced_carrier: None,
             caller: caller.as_ref(),
             caller_withheld: false,
+            caller_name: crate::routing::PresentedName::Absent,
             attestation: None,
             now: c.now,
             call_id: c.call_id,

@@ -288,6 +288,7 @@ impl ExplainForm {
             tenant_id,
             carrier_id: None,
             caller: given(&self.caller),
+            caller_name: None,
             attestation: None,
             at,
             call_id: None,

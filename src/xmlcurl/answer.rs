@@ -24,7 +24,7 @@ use crate::model::{
 };
 use crate::publish::Published;
 use crate::quality::health::{HealthView, LegHealth};
-use crate::routing::{CallerIdOutcome, Decision, RouteRequest};
+use crate::routing::{CallerIdOutcome, Decision, PresentedName, RouteRequest};
 
 /// The caller ID number of a call that withholds its number (sofia's `anonymous` From user).
 const WITHHELD: &str = "anonymous";
@@ -229,6 +229,7 @@ pub fn dialplan_answer<'s>(
             .and_then(|c| Uuid::try_parse(c.trim()).ok()),
         caller: caller.as_ref(),
         caller_withheld,
+        caller_name: PresentedName::parse(fetch.caller_name.as_deref()),
         attestation: fetch
             .attestation
             .as_deref()

@@ -30,6 +30,9 @@ pub struct ExplainRequest {
     pub destination: String,
     pub forced_carrier: Option<Uuid>,
     pub caller: Option<String>,
+    /// The caller-ID name the call presents (`Caller-Caller-ID-Name`). Never refused: a name
+    /// that is not a valid one shows how it is replaced.
+    pub caller_name: Option<String>,
     pub attestation: Option<String>,
     /// The call's `Unique-ID`, which seeds the weighted draw; `None` = the fixed seed that a
     /// fetch without one gets too.
@@ -157,7 +160,8 @@ pub struct Explanation<'s> {
     /// The call id that seeded the weighted draw; null = the fixed seed.
     pub call_id: Option<Uuid>,
     /// The caller ID the legs send and the attestation level, and why: kept, replaced or
-    /// refused under the tenant's policy.
+    /// refused under the tenant's policy; and the caller-ID name presented (`name`), which
+    /// each leg's `caller_name` then picks from under its carrier's `name` policy.
     #[schema(value_type = Object)]
     pub caller_id: CallerIdDecision,
     /// The moment the schedules were checked at.
@@ -269,6 +273,7 @@ pub fn synthetic_fetch(
         context: Some(context.to_string()),
         destination: Some(destination.to_string()),
         caller_number: request.caller.clone(),
+        caller_name: request.caller_name.clone(),
         call_uuid: request.call_id.map(|c| c.to_string()),
         tenant_id: request.tenant_id.map(|t| t.to_string()),
         forced_carrier: request.forced_carrier.map(|c| c.to_string()),

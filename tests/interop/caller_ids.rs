@@ -238,3 +238,203 @@ async fn caller_id_policy_attestation_and_each_carriers_format_reach_the_wire() 
         "5550002222"
     );
 }
+
+/// The From display name of an INVITE the carrier received: `Some(name)` for `"name" <sip:…>`,
+/// `None` for a bare `<sip:…>`.
+fn display_name(from: &str) -> Option<&str> {
+    let quoted = from.strip_prefix('"')?;
+    let (name, rest) = quoted.split_once('"')?;
+    assert!(
+        rest.starts_with(" <sip:"),
+        "a From beyond name-addr: {from:?}"
+    );
+    Some(name)
+}
+
+#[tokio::test]
+async fn each_carrier_gets_the_caller_name_its_policy_says_and_never_a_hostile_one() {
+    let _serial = lock().await;
+    let Some(p) = Platform::start(Options::default()).await else {
+        return;
+    };
+    // Arrange: one carrier per name policy, each on its own prefix; tenant "named" has a
+    // default name, tenant "plain" none.
+    let mut carriers = Vec::new();
+    for (gateway, prefix, policy) in [
+        ("alpha", "+1555", "pass"),
+        ("bravo", "+1666", "replace"),
+        ("charlie", "+1777", "none"),
+    ] {
+        let (carrier, row) = live_carrier(
+            &p,
+            p.addr,
+            gateway,
+            Some(Answer::Connect),
+            json!({"caller_id": {"name": policy}}),
+        )
+        .await;
+        assert_eq!(row["caller_id"]["name"], policy, "{row}");
+        p.route(prefix, &row, 1, json!({})).await;
+        carriers.push(carrier.unwrap());
+    }
+    let [alpha, bravo, charlie] = &carriers[..] else {
+        unreachable!()
+    };
+    let named = p
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            Some(json!({"name": "Named", "caller_id_policy": {"default_name": "Acme Sales"}})),
+        )
+        .await;
+    assert_eq!(named["caller_id_policy"]["default_name"], "Acme Sales");
+    let plain = p
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/tenants",
+            Some(json!({"name": "Plain"})),
+        )
+        .await;
+    let call = |tenant: &Value, destination: &'static str, display: String| {
+        let tenant = tenant["id"].as_str().unwrap().to_string();
+        let dir = p.dir().to_path_buf();
+        let port = p.operator_profile_port;
+        async move {
+            sipp::call_named(
+                &dir,
+                port,
+                destination,
+                &display,
+                "+15550001111",
+                &[("X-Tenant", tenant)],
+                Caller::Expect(200),
+            )
+            .await
+        }
+    };
+    // The From of the carrier's last INVITE, after checking that the Remote-Party-ID this
+    // gateway also sends (sofia_glue.c, `sip_cid_type` rpid by default) names the same.
+    let last_from = |carrier: &sipp::Carrier, count: usize| {
+        let invites = carrier.invites();
+        assert_eq!(invites.len(), count, "{invites:#?}");
+        let invite = invites.last().unwrap();
+        let from = invite.header("From");
+        let rpid = invite.header("Remote-Party-ID");
+        let rpid_name = rpid
+            .strip_prefix('"')
+            .and_then(|r| r.split_once('"'))
+            .map(|(name, _)| name);
+        assert_eq!(rpid_name, display_name(&from), "{rpid} / {from}");
+        assert!(!rpid.contains("_undef_"), "{rpid}");
+        from
+    };
+
+    // A plain name: passed by alpha as it is, replaced by bravo, dropped by charlie.
+    let front_desk = || "\"Front Desk\" ".to_string();
+    assert_status(
+        &call(&named, "+15551234567", front_desk()).await,
+        200,
+        "pass",
+    );
+    let from = last_from(alpha, 1);
+    assert_eq!(display_name(&from), Some("Front Desk"), "{from}");
+    assert_status(
+        &call(&named, "+16661234567", front_desk()).await,
+        200,
+        "replace",
+    );
+    let from = last_from(bravo, 1);
+    assert_eq!(display_name(&from), Some("Acme Sales"), "{from}");
+    assert_status(
+        &call(&named, "+17771234567", front_desk()).await,
+        200,
+        "none",
+    );
+    let from = last_from(charlie, 1);
+    assert_eq!(display_name(&from), None, "{from}");
+    // Replace without a tenant name: none.
+    assert_status(
+        &call(&plain, "+16661234567", front_desk()).await,
+        200,
+        "replace",
+    );
+    let from = last_from(bravo, 2);
+    assert_eq!(display_name(&from), None, "{from}");
+
+    // Hostile names from a SIP caller: quotes and angle brackets, `${…}`, 300 characters, CR
+    // LF percent-encoded (sofia URL-decodes the display name) and raw. Each either never
+    // reaches a carrier, or reaches alpha (`pass`) with the tenant's name, or with none.
+    let hostile = [
+        r#""Evil\" <sip:x@evil.example>" "#.to_string(),
+        r#""Evil%22 <sip:x@evil.example>" "#.to_string(),
+        "\"${system id}\" ".to_string(),
+        format!("\"{}\" ", "A".repeat(300)),
+        "\"Alice%0D%0AX-Evil: 1\" ".to_string(),
+        "\"Alice\r\nX-Evil: 1\" ".to_string(),
+    ];
+    let mut alpha_invites = 1;
+    for display in &hostile {
+        for (tenant, expected) in [(&named, Some("Acme Sales")), (&plain, None)] {
+            let outcome = call(tenant, "+15551234567", display.clone()).await;
+            eprintln!(
+                "hostile caller name {display:?}: caller got {:?}",
+                outcome.status
+            );
+            if outcome.status != Some(200) {
+                assert!(
+                    matches!(outcome.status, Some(400..=499)),
+                    "{display:?}: {}",
+                    outcome.trace
+                );
+                last_from(alpha, alpha_invites);
+                continue;
+            }
+            alpha_invites += 1;
+            let invite = alpha.invites().last().cloned().unwrap();
+            let from = last_from(alpha, alpha_invites);
+            eprintln!("  carrier alpha received From: {from}");
+            assert_eq!(display_name(&from), expected, "{display:?}: {from}");
+            assert_eq!(invite.header("X-Evil"), "", "{invite:?}");
+            for (name, value) in &invite.headers {
+                for word in ["evil", "system", "AAAAAAAA", "%0D", "${"] {
+                    assert!(
+                        !value
+                            .to_ascii_lowercase()
+                            .contains(&word.to_ascii_lowercase()),
+                        "{display:?} reached {name}: {value}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(alpha_invites > 1, "some hostile call reached alpha");
+    // Route preview says the same as the wire.
+    let preview = p
+        .send(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/route-preview?destination=%2B15551234567&caller=%2B15550001111&caller_name=%24%7Bsystem%20id%7D&tenant_id={}",
+                named["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        preview["caller_id"]["name"]["presented_invalid"], true,
+        "{preview}"
+    );
+    assert_eq!(
+        preview["legs"][0]["leg"]["caller_name"], "Acme Sales",
+        "{preview}"
+    );
+    assert!(
+        preview["legs"][0]["dial_string"]
+            .as_str()
+            .unwrap()
+            .contains(",origination_caller_id_name=Acme Sales]"),
+        "{preview}"
+    );
+    // Nothing reached the other carriers.
+    last_from(bravo, 2);
+    last_from(charlie, 1);
+}

@@ -303,9 +303,15 @@ pub struct CallOutcome {
     pub trace: String,
 }
 
-fn caller_scenario(request_user: &str, caller_id: &str, headers: &str, caller: Caller) -> String {
+fn caller_scenario(
+    request_user: &str,
+    display: &str,
+    caller_id: &str,
+    headers: &str,
+    caller: Caller,
+) -> String {
     let invite = format!(
-        "  <send retrans=\"500\"><![CDATA[\nINVITE sip:{request_user}@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:{caller_id}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: <sip:{request_user}@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:caller@[local_ip]:[local_port]>\nMax-Forwards: 70\nX-Caller-Secret: never-forwarded\n{headers}Content-Type: application/sdp\nContent-Length: [len]\n\n{SDP}]]></send>\n  <recv response=\"100\" optional=\"true\"/>\n"
+        "  <send retrans=\"500\"><![CDATA[\nINVITE sip:{request_user}@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: {display}<sip:{caller_id}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: <sip:{request_user}@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:caller@[local_ip]:[local_port]>\nMax-Forwards: 70\nX-Caller-Secret: never-forwarded\n{headers}Content-Type: application/sdp\nContent-Length: [len]\n\n{SDP}]]></send>\n  <recv response=\"100\" optional=\"true\"/>\n"
     );
     let ack = "  <send><![CDATA[\nACK sip:{user}@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n".replace("{user}", request_user);
     let rest = match caller {
@@ -335,6 +341,31 @@ pub async fn call(
     headers: &[(&str, String)],
     caller: Caller,
 ) -> CallOutcome {
+    call_named(
+        dir,
+        profile_port,
+        request_user,
+        "",
+        caller_id,
+        headers,
+        caller,
+    )
+    .await
+}
+
+/// As [`call`], with `display` written verbatim before the INVITE's From URI (e.g.
+/// `"Front Desk" `, quotes and trailing space included; `""` for none): the caller-ID name a
+/// SIP caller presents, hostile or not. Only the INVITE carries it (the dialog is keyed by the
+/// tag, not the name).
+pub async fn call_named(
+    dir: &Path,
+    profile_port: u16,
+    request_user: &str,
+    display: &str,
+    caller_id: &str,
+    headers: &[(&str, String)],
+    caller: Caller,
+) -> CallOutcome {
     let headers: String = headers
         .iter()
         .map(|(name, value)| format!("{name}: {value}\n"))
@@ -343,7 +374,7 @@ pub async fn call(
     let scenario = dir.join(format!("caller-{id}.xml"));
     std::fs::write(
         &scenario,
-        caller_scenario(request_user, caller_id, &headers, caller),
+        caller_scenario(request_user, display, caller_id, &headers, caller),
     )
     .unwrap();
     let trace = dir.join(format!("caller-{id}.messages"));
@@ -418,7 +449,7 @@ pub async fn load(
     let scenario = dir.join(format!("load-{id}.xml"));
     std::fs::write(
         &scenario,
-        caller_scenario(number, caller_id, "", Caller::Expect(200)),
+        caller_scenario(number, "", caller_id, "", Caller::Expect(200)),
     )
     .unwrap();
     let trace = dir.join(format!("load-{id}.messages"));
