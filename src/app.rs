@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::access::RecentPrincipals;
 use crate::api::ApiState;
 use crate::config::Settings;
 use crate::esl::EslRuntime;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub esl: Arc<EslRuntime>,
     /// What the nodes' Event Socket sessions last saw (connections, gateways).
     pub live: Arc<LiveState>,
+    /// Scrape tokens verified recently (`/metrics` through a database outage).
+    pub scrapers: Arc<RecentPrincipals>,
     /// Takes attempt records without waiting on the database; its writer stores them in
     /// batches and prunes old ones.
     pub recorder: Recorder,
@@ -69,6 +72,7 @@ impl FromRef<AppState> for ApiState {
             metrics: app.metrics.clone(),
             esl: app.esl.clone(),
             quality: app.quality.clone(),
+            scrapers: app.scrapers.clone(),
         }
     }
 }
@@ -248,6 +252,7 @@ impl Application {
             metrics: metrics_handle(),
             esl,
             live,
+            scrapers: Arc::default(),
             recorder,
             quality,
         };

@@ -114,6 +114,10 @@ async fn postgres_stopped_keeps_calls_bridging_and_restarted_is_reconnected_by_i
         }
     };
 
+    // A scraper reads /metrics before the outage, as Prometheus does every few seconds: while
+    // the database is away its token is taken on the strength of that verification.
+    assert!(metric("0").await, "a fresh snapshot before the outage");
+
     // Act 1: the database goes away.
     let mut server = Stopped::stop(pg, data);
     eventually("the snapshot to be marked stale", WAIT, || metric("1")).await;

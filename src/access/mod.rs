@@ -9,9 +9,11 @@
 mod error;
 mod explain;
 mod principal;
+mod recent;
 
 pub use self::error::AccessError;
 pub use self::explain::{ExplainSources, PreviewQuery, explain_for};
 pub use self::principal::{
     GeneratedToken, Principal, generate_token, hash_token, visible_carrier, well_formed,
 };
+pub use self::recent::RecentPrincipals;

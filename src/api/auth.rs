@@ -19,6 +19,22 @@ fn bearer(parts: &Parts) -> Option<&str> {
     Some(token.trim())
 }
 
+/// The principal of a scraper: as [`Principal`], except that while the database cannot be asked
+/// a token verified within the last hour is still accepted ([`RecentPrincipals`]), so that
+/// `/metrics` shows a database outage instead of going dark with it.
+pub struct Scraper(pub Principal);
+
+impl FromRequestParts<ApiState> for Scraper {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        Ok(Scraper(
+            state.scrapers.from_secret(&state.store, secret).await?,
+        ))
+    }
+}
+
 impl FromRequestParts<ApiState> for Principal {
     type Rejection = ApiError;
 

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::access::RecentPrincipals;
 use crate::config::Settings;
 use crate::esl::EslRuntime;
 use crate::publish::{Published, Publisher};
@@ -61,6 +62,8 @@ pub struct ApiState {
     pub esl: Arc<EslRuntime>,
     /// Carrier quality and breakers, for the figures endpoints and `/metrics`.
     pub quality: Arc<Quality>,
+    /// Scrape tokens verified recently: `/metrics` keeps answering while the database is down.
+    pub scrapers: Arc<RecentPrincipals>,
 }
 
 impl ApiState {

@@ -10,8 +10,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use super::auth::Scraper;
 use super::error::ApiError;
-use crate::access::Principal;
 use crate::api::ApiState;
 use crate::model::Scope;
 
@@ -46,7 +46,7 @@ async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
 
 async fn metrics(
     State(state): State<ApiState>,
-    principal: Principal,
+    Scraper(principal): Scraper,
 ) -> Result<impl IntoResponse, ApiError> {
     principal.require_platform_scope(Scope::MetricsRead)?;
     state
