@@ -352,6 +352,65 @@ async fn leg_hangups_become_exact_records_and_stats_and_other_hangups_create_not
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_from_a_node_clock_far_ahead_are_clamped_counted_and_pruned_in_their_turn() {
+    // Arrange: legs from a node whose clock reads a year ahead, and one that reads year 10000
+    // (past what fixed-width timestamps hold).
+    let env = Env::start().await;
+    let clamped = |text: &str| metric_value(text, "trunkline_events_clamped_total", &[]);
+    let clamped_before = clamped(&env.app.metrics().await);
+    let year_ahead = chrono::Utc::now() + chrono::Duration::days(365);
+    // 10000-01-01T00:00:00Z.
+    let year_10000 = chrono::DateTime::from_timestamp(253_402_300_800, 0).unwrap();
+    let mut legs = [
+        LegHangup::new(env.carrier, Uuid::new_v4(), 1, LegOutcome::Answered),
+        LegHangup::new(env.carrier, Uuid::new_v4(), 1, LegOutcome::Failed(503)),
+    ];
+    legs[0].started_us = year_ahead.timestamp_micros();
+    legs[1].started_us = year_10000.timestamp_micros();
+
+    // Act
+    for leg in &legs {
+        env.fake.emit_leg_hangup(leg);
+    }
+    env.taken(2, 0, 0).await;
+    let records = env.stored(2).await;
+
+    // Assert: within trunkline's margin, in order, and the answered leg keeps its delays.
+    let latest = chrono::Utc::now() + trunkline::ingest::CLOCK_FUTURE;
+    let time = |r: &Value, field: &str| {
+        r[field].as_str().map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .expect(field)
+                .to_utc()
+        })
+    };
+    for r in &records {
+        let times: Vec<_> = ["started_at", "progress_at", "answered_at", "ended_at"]
+            .iter()
+            .filter_map(|f| time(r, f))
+            .collect();
+        assert!(times.is_sorted(), "{r}");
+        assert!(*times.last().unwrap() <= latest, "{r}");
+    }
+    let answered = &records[0];
+    let ended = time(answered, "ended_at").unwrap();
+    assert_eq!(
+        ended - time(answered, "started_at").unwrap(),
+        chrono::Duration::milliseconds(1040)
+    );
+    assert_eq!(clamped(&env.app.metrics().await) - clamped_before, 2.0);
+    // A prune whose retention ends just past the margin removes both: nothing escapes it.
+    let pruned = env
+        .app
+        .store
+        .prune_attempts(latest, 100)
+        .await
+        .expect("prune");
+    assert_eq!(pruned, 2);
+    assert!(env.attempts().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_events_neither_crash_nor_stop_ingestion() {
     let env = Env::start().await;
     let mut arrived = Vec::new();

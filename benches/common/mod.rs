@@ -356,3 +356,58 @@ pub async fn platform_admin_token(store: &trunkline::store::Store) -> String {
         .expect("token");
     token.secret
 }
+
+/// Fills `quality` with `keys` quality keys (carrier, the call's tenant, route), as a platform
+/// whose shared routes serve every tenant makes them: `carriers` each behind `routes` routes,
+/// each route carrying the calls of `keys / (carriers × routes)` tenants. One attempt per key,
+/// half of them answered, in the current minute.
+pub fn fill_quality(
+    quality: &trunkline::quality::Quality,
+    carriers: &[Uuid],
+    routes: usize,
+    keys: usize,
+) {
+    let codes = trunkline::model::FailoverCodes::platform_default();
+    for i in 0..keys {
+        let carrier = carriers[i % carriers.len()];
+        let route = (i / carriers.len()) % routes;
+        let tenant = i / (carriers.len() * routes);
+        quality.observe(
+            &quality_attempt(i as u128, carrier, tenant as u128, route as u128),
+            &codes,
+            "bench",
+        );
+    }
+}
+
+/// One attempt on the key (`carrier`, tenant `tenant`, route `route`); `leg` makes it a new leg.
+pub fn quality_attempt(
+    leg: u128,
+    carrier: Uuid,
+    tenant: u128,
+    route: u128,
+) -> trunkline::model::Attempt {
+    let now = Utc::now();
+    let answered = leg.is_multiple_of(2);
+    trunkline::model::Attempt {
+        id: Uuid::from_u128(leg),
+        call_id: Uuid::from_u128(leg),
+        leg_id: Uuid::from_u128(leg),
+        switch_id: None,
+        tenant_id: Some(Uuid::from_u128(0x7e00_0000 + tenant)),
+        route_id: Some(Uuid::from_u128(0x1200_0000 + route)),
+        carrier_id: carrier,
+        gateway: "bench".into(),
+        number: "15551234567".into(),
+        attempt: 1,
+        sip_status: Some(if answered { 200 } else { 503 }),
+        cause: "NORMAL_CLEARING".into(),
+        q850: None,
+        started_at: now - chrono::Duration::seconds(30),
+        progress_at: Some(now - chrono::Duration::seconds(29)),
+        answered_at: answered.then(|| now - chrono::Duration::seconds(28)),
+        ended_at: now,
+        billable_seconds: if answered { 28 } else { 0 },
+        hangup_by: None,
+    }
+}

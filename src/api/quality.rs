@@ -82,20 +82,23 @@ pub async fn all_carrier_stats(
 ) -> Result<Json<CarrierStatsList>, ApiError> {
     principal.require(Scope::CarriersRead)?;
     let published = state.published.load();
-    let items = state
-        .quality
+    let counted = |id| {
+        let c = published.snapshot.carrier(id)?;
+        principal
+            .can_read(c.tenant_id, true)
+            .then(|| counted_for(&principal, c.tenant_id))
+    };
+    // Copied in one pass under quality's lock; the views are built and serialised without it.
+    let copy = state.quality.copy(counted, true);
+    let items = copy
         .carriers()
         .into_iter()
         .filter_map(|id| published.snapshot.carrier(id))
-        .filter(|c| principal.can_read(c.tenant_id, true))
-        .map(|c| {
-            let tenant = counted_for(&principal, c.tenant_id);
-            CarrierStatsView {
-                name: c.name.to_string(),
-                gateway_name: c.gateway_name.to_string(),
-                counted_for_tenant: tenant,
-                quality: state.quality.carrier(c.id, tenant),
-            }
+        .map(|c| CarrierStatsView {
+            name: c.name.to_string(),
+            gateway_name: c.gateway_name.to_string(),
+            counted_for_tenant: counted_for(&principal, c.tenant_id),
+            quality: copy.carrier(c.id),
         })
         .filter(|v| v.counted_for_tenant.is_none() || v.quality.windows["24h"].attempts > 0)
         .collect();

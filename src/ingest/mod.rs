@@ -15,14 +15,21 @@
 //! and stores nothing itself (`quality::recorder`). Counters that follow the nodes' legs
 //! (channels in use per carrier) take their events here, beside [`Worker::take`].
 //!
+//! The node's clock is not trusted (issue 36): an attempt's times come from its `*_uepoch`
+//! variables, and one far ahead would escape the retention prune (and one past year 9999 break
+//! fixed-width timestamps), so [`clamp_times`] brings them within [`CLOCK_PAST`] before and
+//! [`CLOCK_FUTURE`] after trunkline's own clock before quality or the recorder sees them.
+//!
 //! Metrics: `trunkline_leg_events_total{outcome}` (`attempt`, `repeated`, `not_ours`,
-//! `unattributable`) and `trunkline_events_lost_total` (dropped by the client or by this queue).
+//! `unattributable`), `trunkline_events_lost_total` (dropped by the client or by this queue) and
+//! `trunkline_events_clamped_total` (attempts whose times were brought within the margins).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
+use chrono::{DateTime, Duration, Utc};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -39,6 +46,54 @@ use crate::routing::Snapshot;
 /// full queue is about a megabyte; the task only takes short locks and never awaits, so it
 /// keeps up with any node (a full queue means the process is starved, not slow storage).
 pub const QUEUE: usize = 4096;
+
+/// How far ahead of trunkline's clock a node's time may be. Nodes run NTP, so real skew is
+/// milliseconds; a hangup is read as it happens, so its end is never in the future. Minutes
+/// cover a badly kept clock while a record can outlive the retention by no more than that.
+pub const CLOCK_FUTURE: Duration = Duration::minutes(5);
+/// How far behind it may be: a leg starts before its hangup by its duration, and calls of many
+/// hours happen, but none of a week; the default retention is the same week, so a record older
+/// than this would be pruned on arrival anyway.
+pub const CLOCK_PAST: Duration = Duration::days(7);
+
+/// Brings an attempt's times within [`CLOCK_PAST`] before and [`CLOCK_FUTURE`] after `now`;
+/// `true` when any moved. A node whose clock is off is off for all of a leg's times, so the
+/// whole attempt shifts until its end (clock ahead) or its start (behind) is in range, its
+/// post-dial delay and duration staying what the node measured; then each time is clamped into
+/// the range. Both steps keep the order of
+/// the times (start ≤ progress ≤ answer ≤ end), whatever it was.
+pub fn clamp_times(attempt: &mut Attempt, now: DateTime<Utc>) -> bool {
+    let (earliest, latest) = (now - CLOCK_PAST, now + CLOCK_FUTURE);
+    let shift = if attempt.ended_at > latest {
+        latest - attempt.ended_at
+    } else if attempt.started_at < earliest {
+        // Never past trunkline's now: a long call that really ended now keeps its end.
+        (earliest - attempt.started_at)
+            .min(now - attempt.ended_at)
+            .max(Duration::zero())
+    } else {
+        Duration::zero()
+    };
+    let mut moved = false;
+    let mut bring = |t: &mut DateTime<Utc>| {
+        // Past chrono's range only from a start far from its end: it ends up at the bound.
+        let shifted = t
+            .checked_add_signed(shift)
+            .unwrap_or(if shift < Duration::zero() {
+                earliest
+            } else {
+                latest
+            });
+        let kept = shifted.clamp(earliest, latest);
+        moved |= kept != *t;
+        *t = kept;
+    };
+    bring(&mut attempt.started_at);
+    attempt.progress_at.as_mut().map(&mut bring);
+    attempt.answered_at.as_mut().map(&mut bring);
+    bring(&mut attempt.ended_at);
+    moved
+}
 
 /// One leg hangup and the node it came from.
 struct NodeLeg {
@@ -137,6 +192,8 @@ struct Worker {
     published: Arc<ArcSwap<Published>>,
     quality: Arc<Quality>,
     recorder: Recorder,
+    /// The last attempt's times were clamped: warn once per stretch of them.
+    clamping: AtomicBool,
 }
 
 impl Worker {
@@ -151,10 +208,19 @@ impl Worker {
                 "unattributable"
             }
             Attributed::Attempt {
-                attempt,
+                mut attempt,
                 failover,
                 carrier,
             } => {
+                let clamped = clamp_times(&mut attempt, Utc::now());
+                if clamped {
+                    metrics::counter!("trunkline_events_clamped_total").increment(1);
+                }
+                if clamped && !self.clamping.swap(clamped, Ordering::Relaxed) {
+                    tracing::warn!(switch = %leg.switch, "leg hangup times beyond this clock's margins, clamped (is the node's clock set?)");
+                } else if !clamped {
+                    self.clamping.store(false, Ordering::Relaxed);
+                }
                 if self.quality.observe(&attempt, failover, carrier) {
                     self.recorder.record(*attempt);
                     "attempt"
@@ -205,6 +271,7 @@ impl Ingest {
             published,
             quality: quality.clone(),
             recorder,
+            clamping: AtomicBool::new(false),
         };
         Ingest {
             feed: Arc::new(Feed {
@@ -234,7 +301,7 @@ impl Ingest {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{TimeZone, Utc};
+    use chrono::TimeZone;
 
     use super::*;
     use crate::model::fixtures;
@@ -321,5 +388,66 @@ mod tests {
             attribute(LegEvent::Unattributable("no Unique-ID"), NODE, &s),
             Attributed::Unattributable("no Unique-ID")
         );
+    }
+
+    fn times(attempt: &mut Attempt) -> [Option<DateTime<Utc>>; 4] {
+        [
+            Some(attempt.started_at),
+            attempt.progress_at,
+            attempt.answered_at,
+            Some(attempt.ended_at),
+        ]
+    }
+
+    /// An answered leg: start, progress 2 s later, answer 5 s later, end 65 s later.
+    fn answered_at(start: DateTime<Utc>) -> Attempt {
+        let mut a = *attempt(0xa);
+        a.started_at = start;
+        a.progress_at = Some(start + Duration::seconds(2));
+        a.answered_at = Some(start + Duration::seconds(5));
+        a.ended_at = start + Duration::seconds(65);
+        a
+    }
+
+    #[test]
+    fn times_within_the_margins_are_left_as_the_node_sent_them() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 14, 0, 0).unwrap();
+        for start in [now - Duration::hours(3), now + Duration::minutes(3)] {
+            let mut a = answered_at(start);
+            let before = times(&mut a);
+            assert!(!clamp_times(&mut a, now));
+            assert_eq!(times(&mut a), before);
+        }
+    }
+
+    #[test]
+    fn a_leg_from_a_clock_ahead_or_behind_is_shifted_into_range_keeping_its_delays() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 14, 0, 0).unwrap();
+        for (start, end) in [
+            (now + Duration::days(365), now + CLOCK_FUTURE),
+            (
+                now - Duration::days(30),
+                now - CLOCK_PAST + Duration::seconds(65),
+            ),
+        ] {
+            let mut a = answered_at(start);
+            assert!(clamp_times(&mut a, now));
+            assert_eq!(a.ended_at, end);
+            assert_eq!(a.pdd(), Some(Duration::seconds(2)));
+            assert_eq!(a.ended_at - a.started_at, Duration::seconds(65));
+        }
+    }
+
+    #[test]
+    fn times_out_of_all_proportion_end_up_in_range_and_in_order() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 22, 14, 0, 0).unwrap();
+        let year_10000 = Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap();
+        let mut a = answered_at(DateTime::from_timestamp_micros(1).unwrap());
+        a.answered_at = Some(year_10000 - Duration::days(1));
+        a.ended_at = year_10000;
+        assert!(clamp_times(&mut a, now));
+        let t = times(&mut a).map(Option::unwrap);
+        assert!(t.is_sorted(), "{t:?}");
+        assert_eq!((t[0], t[3]), (now - CLOCK_PAST, now + CLOCK_FUTURE));
     }
 }

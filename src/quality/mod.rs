@@ -6,7 +6,10 @@
 //!
 //! [`Quality`] holds the live state behind one short mutex that no await ever holds; the fetch
 //! path never takes it: it reads the last published [`HealthView`] from an `ArcSwap`, which
-//! changes only when a breaker or a gateway does.
+//! changes only when a breaker or a gateway does. Ingestion takes it for every leg, so a report
+//! holds it only to copy out sums ([`QualityCopy`]) and computes, renders and serialises after:
+//! `/metrics` reads one key per carrier (quality is also kept by carrier alone), the stats API
+//! one pass over the keys (issue 36).
 
 pub mod health;
 pub mod recorder;
@@ -23,7 +26,7 @@ use uuid::Uuid;
 
 use self::health::{BreakerSettings, Demotion, HealthView, OpenReason, Transition, Verdict};
 use self::signals::{Signal, SignalKind, Signals};
-use self::stats::{Rolling, WindowStats};
+use self::stats::{Rolling, Tally, WindowStats};
 use crate::model::{Attempt, FailoverCodes};
 
 /// The breaker thresholds: one default, and overrides per carrier (by gateway name, from the
@@ -71,6 +74,16 @@ pub struct BreakerStatus {
     pub consecutive_failures: u32,
 }
 
+impl BreakerStatus {
+    /// A carrier without a breaker yet.
+    const CLOSED: BreakerStatus = BreakerStatus {
+        state: BreakerState::Closed,
+        reason: None,
+        seconds_left: None,
+        consecutive_failures: 0,
+    };
+}
+
 /// One carrier's quality.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CarrierQuality {
@@ -107,6 +120,9 @@ struct State {
     down: HashMap<Uuid, NodeGateways>,
     /// By carrier, the call's tenant and the route.
     rolling: Rolling<(Uuid, Option<Uuid>, Option<Uuid>)>,
+    /// The same by carrier alone, kept beside it so that `/metrics` (scraped by anyone who can
+    /// reach it, as often as they like) costs one key per carrier instead of a pass over all.
+    by_carrier: Rolling<Uuid>,
     last_prune_minute: i64,
     /// The legs observed lately, so a repeated hangup counts once.
     recent_legs: RecentLegs,
@@ -193,8 +209,10 @@ impl Quality {
             minute,
             attempt,
         );
+        state.by_carrier.add(attempt.carrier_id, minute, attempt);
         if minute - state.last_prune_minute >= 60 {
             state.rolling.prune(minute);
+            state.by_carrier.prune(minute);
             state.last_prune_minute = minute;
         }
         let (breaker, one_in) = state.breakers.entry(attempt.carrier_id).or_default();
@@ -300,12 +318,7 @@ impl Quality {
 
     fn breaker_status(&self, state: &State, carrier_id: Uuid) -> BreakerStatus {
         let Some((breaker, _)) = state.breakers.get(&carrier_id) else {
-            return BreakerStatus {
-                state: BreakerState::Closed,
-                reason: None,
-                seconds_left: None,
-                consecutive_failures: 0,
-            };
+            return BreakerStatus::CLOSED;
         };
         let now = Utc::now();
         let (state, reason, seconds_left) = match breaker.demotion() {
@@ -330,34 +343,60 @@ impl Quality {
     /// One carrier's quality (all zero for a carrier that carried nothing): all its traffic, or
     /// only the calls of `tenant` (what a tenant admin may see of a shared carrier).
     pub fn carrier(&self, carrier_id: Uuid, tenant: Option<Uuid>) -> CarrierQuality {
+        self.copy(|id| (id == carrier_id).then_some(tenant), true)
+            .carrier(carrier_id)
+    }
+
+    /// What a report of many carriers needs, copied out in one pass over the keys under the
+    /// lock (ingestion takes it for every leg), so that the report is computed and rendered
+    /// without it. `select(carrier)`: `None` leaves the carrier out, `Some(tenant)` counts its
+    /// calls, only those of `tenant` when given. `by_route`: also per route.
+    pub fn copy(
+        &self,
+        select: impl Fn(Uuid) -> Option<Option<Uuid>>,
+        by_route: bool,
+    ) -> QualityCopy {
         let minute = minute_now();
         let state = self.lock();
-        let visible = |(c, t, _): &(Uuid, Option<Uuid>, Option<Uuid>)| {
-            *c == carrier_id && tenant.is_none_or(|only| *t == Some(only))
-        };
-        let mut routes: Vec<Option<Uuid>> = state
-            .rolling
+        let tallies = state.rolling.tally(
+            |&(carrier, tenant, route)| {
+                let counted = select(carrier)?;
+                let visible = counted.is_none_or(|only| tenant == Some(only));
+                visible.then_some((carrier, by_route.then_some(route)))
+            },
+            minute,
+        );
+        let breakers = self.breakers(&state, |id| select(id).is_some());
+        drop(state);
+        QualityCopy::new(breakers, tallies)
+    }
+
+    /// [`Quality::copy`] of the `selected` carriers' whole traffic, not by route: one key per
+    /// carrier is read, however many routes and tenants it served.
+    pub fn copy_totals(&self, selected: impl Fn(Uuid) -> bool) -> QualityCopy {
+        let minute = minute_now();
+        let state = self.lock();
+        let tallies = state.by_carrier.tally(
+            |&carrier| selected(carrier).then_some((carrier, None)),
+            minute,
+        );
+        let breakers = self.breakers(&state, selected);
+        drop(state);
+        QualityCopy::new(breakers, tallies)
+    }
+
+    /// The breaker of every `selected` carrier that has one.
+    fn breakers(
+        &self,
+        state: &State,
+        selected: impl Fn(Uuid) -> bool,
+    ) -> HashMap<Uuid, BreakerStatus> {
+        state
+            .breakers
             .keys()
-            .filter(|k| visible(k))
-            .map(|(_, _, r)| *r)
-            .collect();
-        routes.sort();
-        routes.dedup();
-        let by_route = routes
-            .into_iter()
-            .map(|route_id| RouteQuality {
-                route_id,
-                windows: state
-                    .rolling
-                    .windows(|k| visible(k) && k.2 == route_id, minute),
-            })
-            .collect();
-        CarrierQuality {
-            carrier_id,
-            breaker: self.breaker_status(&state, carrier_id),
-            windows: state.rolling.windows(visible, minute),
-            by_route,
-        }
+            .filter(|id| selected(**id))
+            .map(|id| (*id, self.breaker_status(state, *id)))
+            .collect()
     }
 
     /// Every carrier that carried something in the last day, or whose breaker is not closed.
@@ -386,12 +425,13 @@ impl Quality {
     /// gateway names and the three window names: bounded by the carriers configured. Per route
     /// is left to the API (routes can number in the hundreds of thousands).
     pub fn export_gauges(&self, snapshot: &crate::routing::Snapshot) {
-        for id in self.carriers() {
+        let copy = self.copy_totals(|id| snapshot.carrier(id).is_some());
+        for id in copy.carriers() {
             let Some(carrier) = snapshot.carrier(id) else {
                 continue;
             };
             let label = carrier.gateway_name.to_string();
-            let q = self.carrier(id, None);
+            let q = copy.carrier(id);
             for (window, w) in &q.windows {
                 let labels = [
                     ("carrier", label.clone()),
@@ -405,6 +445,79 @@ impl Quality {
             }
             metrics::gauge!("trunkline_carrier_breaker_state", "carrier" => label)
                 .set(q.breaker.state.gauge());
+        }
+    }
+}
+
+/// Carriers' quality as [`Quality::copy`] took it: owns its data, so reading it never holds
+/// up ingestion.
+#[derive(Debug, Default)]
+pub struct QualityCopy {
+    /// The breaker of every selected carrier that has one.
+    breakers: HashMap<Uuid, BreakerStatus>,
+    /// The counted calls of every selected carrier that has any.
+    carriers: BTreeMap<Uuid, CarrierTally>,
+}
+
+#[derive(Debug, Default)]
+struct CarrierTally {
+    total: Tally,
+    /// Empty unless copied by route.
+    by_route: Vec<(Option<Uuid>, Tally)>,
+}
+
+impl QualityCopy {
+    fn new(
+        breakers: HashMap<Uuid, BreakerStatus>,
+        tallies: HashMap<(Uuid, Option<Option<Uuid>>), Tally>,
+    ) -> QualityCopy {
+        let mut carriers: BTreeMap<Uuid, CarrierTally> = BTreeMap::new();
+        for ((carrier, route), tally) in tallies {
+            let c = carriers.entry(carrier).or_default();
+            c.total.merge(&tally);
+            if let Some(route) = route {
+                c.by_route.push((route, tally));
+            }
+        }
+        QualityCopy { breakers, carriers }
+    }
+
+    /// The selected carriers that carried something in the last day or whose breaker is not
+    /// closed, by id.
+    pub fn carriers(&self) -> Vec<Uuid> {
+        let demoted = self
+            .breakers
+            .iter()
+            .filter(|(_, b)| b.state != BreakerState::Closed)
+            .map(|(id, _)| *id);
+        let mut ids: Vec<Uuid> = self.carriers.keys().copied().chain(demoted).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// One carrier's quality (all zero for one the copy holds nothing of).
+    pub fn carrier(&self, carrier_id: Uuid) -> CarrierQuality {
+        let none = CarrierTally::default();
+        let counted = self.carriers.get(&carrier_id).unwrap_or(&none);
+        let mut by_route: Vec<RouteQuality> = counted
+            .by_route
+            .iter()
+            .map(|(route_id, tally)| RouteQuality {
+                route_id: *route_id,
+                windows: tally.windows(),
+            })
+            .collect();
+        by_route.sort_by_key(|r| r.route_id);
+        CarrierQuality {
+            carrier_id,
+            breaker: self
+                .breakers
+                .get(&carrier_id)
+                .cloned()
+                .unwrap_or(BreakerStatus::CLOSED),
+            windows: counted.total.windows(),
+            by_route,
         }
     }
 }
@@ -425,5 +538,100 @@ mod tests {
             r#"["closed","open","half_open"]"#
         );
         assert_eq!(all.map(BreakerState::gauge), [0.0, 1.0, 2.0]);
+    }
+
+    fn attempt(carrier: u128, tenant: u128, route: u128, leg: u128) -> Attempt {
+        let now = Utc::now();
+        Attempt {
+            id: Uuid::from_u128(leg),
+            call_id: Uuid::from_u128(leg),
+            leg_id: Uuid::from_u128(leg),
+            switch_id: None,
+            tenant_id: Some(Uuid::from_u128(tenant)),
+            route_id: Some(Uuid::from_u128(route)),
+            carrier_id: Uuid::from_u128(carrier),
+            gateway: "alpha".into(),
+            number: "15551234567".into(),
+            attempt: 1,
+            sip_status: Some(200),
+            cause: "NORMAL_CLEARING".into(),
+            q850: None,
+            started_at: now,
+            progress_at: None,
+            answered_at: Some(now),
+            ended_at: now,
+            billable_seconds: 5,
+            hangup_by: None,
+        }
+    }
+
+    fn filled() -> Quality {
+        let quality = Quality::new(QualitySettings::default(), Signals::log_only());
+        let codes = FailoverCodes::platform_default();
+        // Carriers 1 and 2, each behind routes 10 and 11, for tenants 100 and 101.
+        for (leg, (carrier, route, tenant)) in [1, 2]
+            .into_iter()
+            .flat_map(|c| [10, 11].map(|r| (c, r)))
+            .flat_map(|(c, r)| [100, 101].map(|t| (c, r, t)))
+            .enumerate()
+        {
+            quality.observe(
+                &attempt(carrier, tenant, route, leg as u128),
+                &codes,
+                "alpha",
+            );
+        }
+        quality
+    }
+
+    #[test]
+    fn a_copy_of_every_carrier_reports_what_each_carrier_alone_does() {
+        let quality = filled();
+        let tenant = Some(Uuid::from_u128(101));
+        let copy = quality.copy(|_| Some(tenant), true);
+        let ids = [1, 2].map(Uuid::from_u128);
+        assert_eq!(copy.carriers(), ids);
+        for id in ids {
+            let q = copy.carrier(id);
+            assert_eq!(q, quality.carrier(id, tenant));
+            assert_eq!(q.windows["5m"].attempts, 2, "tenant 101's calls only");
+            let routes: Vec<_> = q.by_route.iter().map(|r| r.route_id).collect();
+            assert_eq!(
+                routes,
+                [Some(Uuid::from_u128(10)), Some(Uuid::from_u128(11))]
+            );
+        }
+        for metrics in [
+            quality.copy(|id| (id == ids[0]).then_some(None), false),
+            quality.copy_totals(|id| id == ids[0]),
+        ] {
+            assert_eq!(metrics.carriers(), [ids[0]], "only the selected carrier");
+            assert!(metrics.carrier(ids[0]).by_route.is_empty());
+            assert_eq!(metrics.carrier(ids[0]).windows["5m"].attempts, 4);
+        }
+    }
+
+    #[test]
+    fn ingestion_goes_on_while_a_report_reads_its_copy_which_keeps_what_it_saw() {
+        // Arrange: a report holding its copy, as a scrape does while it renders.
+        let quality = std::sync::Arc::new(filled());
+        let copy = quality.copy(|_| Some(None), true);
+        // Act: a leg observed from another thread while the copy is still being read.
+        let observing = quality.clone();
+        let (done, observed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let codes = FailoverCodes::platform_default();
+            let taken = observing.observe(&attempt(1, 100, 10, 99), &codes, "alpha");
+            done.send(taken).unwrap();
+        });
+        // Assert: a liveness bound, not a speed target — on the old code the lock was held for
+        // the whole report, here it is not held at all.
+        let taken = observed
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("observe returned while the copy was held");
+        assert!(taken);
+        let id = Uuid::from_u128(1);
+        assert_eq!(copy.carrier(id).windows["5m"].attempts, 4);
+        assert_eq!(quality.carrier(id, None).windows["5m"].attempts, 5);
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Each key keeps one bucket per minute that saw traffic, at most a day of them; a window sums
 //! the buckets of its last N minutes (the current minute included, so "5 min" is the last 4 to
-//! 5 minutes). Post-dial delay goes into a fixed histogram, so its percentiles are the upper
+//! 5 minutes), and every report a request makes is gathered in one pass over the keys
+//! ([`Rolling::tally`]). Post-dial delay goes into a fixed histogram, so its percentiles are the upper
 //! bound of the bucket they fall in ([`PDD_BOUNDS_MS`]), never a guess between samples.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -50,6 +51,21 @@ impl Bucket {
         match self.statuses.iter_mut().find(|(s, _)| *s == status) {
             Some((_, n)) => *n += 1,
             None => self.statuses.push((status, 1)),
+        }
+    }
+
+    fn merge(&mut self, b: &Bucket) {
+        self.attempts += b.attempts;
+        self.answered += b.answered;
+        self.billable_seconds += b.billable_seconds;
+        for (total, n) in self.pdd.iter_mut().zip(b.pdd) {
+            *total += n;
+        }
+        for (status, n) in &b.statuses {
+            match self.statuses.iter_mut().find(|(s, _)| s == status) {
+                Some((_, total)) => *total += n,
+                None => self.statuses.push((*status, *n)),
+            }
         }
     }
 }
@@ -134,30 +150,68 @@ impl<K: Eq + Hash + Clone> Rolling<K> {
     pub fn keys(&self) -> impl Iterator<Item = &K> {
         self.keys.keys()
     }
-
-    /// The figures of every key `wanted` picks, summed, over the last `minutes` minutes.
-    pub fn window(&self, wanted: impl Fn(&K) -> bool, minute: i64, minutes: i64) -> WindowStats {
-        let mut sum = Bucket::default();
-        for b in self
-            .keys
-            .iter()
-            .filter(|(k, _)| wanted(k))
-            .flat_map(|(_, buckets)| buckets)
-            .filter(|b| b.minute > minute - minutes)
-        {
-            sum.attempts += b.attempts;
-            sum.answered += b.answered;
-            sum.billable_seconds += b.billable_seconds;
-            for (total, n) in sum.pdd.iter_mut().zip(b.pdd) {
-                *total += n;
-            }
-            for (status, n) in &b.statuses {
-                match sum.statuses.iter_mut().find(|(s, _)| s == status) {
-                    Some((_, total)) => *total += n,
-                    None => sum.statuses.push((*status, *n)),
-                }
+    /// One pass over the keys: each key `group` puts in a group has its buckets summed into
+    /// that group's [`Tally`]; `None` leaves the key out. Every key is visited once and every
+    /// bucket added once, so a report of every carrier costs what the keys hold, not keys ×
+    /// carriers × routes.
+    pub fn tally<G: Eq + Hash>(
+        &self,
+        mut group: impl FnMut(&K) -> Option<G>,
+        minute: i64,
+    ) -> HashMap<G, Tally> {
+        let mut tallies: HashMap<G, Tally> = HashMap::new();
+        for (key, buckets) in &self.keys {
+            let Some(g) = group(key) else { continue };
+            let tally = tallies.entry(g).or_default();
+            for b in buckets {
+                tally.add(b, minute);
             }
         }
+        tallies
+    }
+}
+
+/// Buckets summed by the narrowest window each falls in (slot 0: the last 5 minutes, slot 1:
+/// the rest of the hour, slot 2: the rest of the day), so a bucket is added once and the
+/// windows are the running sums of the slots.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    slots: [Bucket; WINDOWS.len()],
+}
+
+impl Tally {
+    fn add(&mut self, b: &Bucket, minute: i64) {
+        if let Some(slot) = WINDOWS
+            .iter()
+            .position(|(_, minutes)| b.minute > minute - minutes)
+        {
+            self.slots[slot].merge(b);
+        }
+    }
+
+    /// Adds `other`'s sums to these (a carrier's tally from its routes').
+    pub fn merge(&mut self, other: &Tally) {
+        for (slot, o) in self.slots.iter_mut().zip(&other.slots) {
+            slot.merge(o);
+        }
+    }
+
+    /// Every window's figures, by window name.
+    pub fn windows(&self) -> BTreeMap<&'static str, WindowStats> {
+        let mut sum = Bucket::default();
+        WINDOWS
+            .iter()
+            .zip(&self.slots)
+            .map(|((name, _), slot)| {
+                sum.merge(slot);
+                (*name, WindowStats::of(&sum))
+            })
+            .collect()
+    }
+}
+
+impl WindowStats {
+    fn of(sum: &Bucket) -> WindowStats {
         WindowStats {
             attempts: sum.attempts,
             answered: sum.answered,
@@ -179,18 +233,6 @@ impl<K: Eq + Hash + Clone> Rolling<K> {
                 })
                 .collect(),
         }
-    }
-
-    /// Every window of the keys `wanted` picks, by window name.
-    pub fn windows(
-        &self,
-        wanted: impl Fn(&K) -> bool,
-        minute: i64,
-    ) -> BTreeMap<&'static str, WindowStats> {
-        WINDOWS
-            .iter()
-            .map(|(name, minutes)| (*name, self.window(&wanted, minute, *minutes)))
-            .collect()
     }
 }
 
@@ -227,6 +269,18 @@ mod tests {
         }
     }
 
+    /// The windows of the keys `wanted` picks, summed.
+    fn windows<K: Eq + Hash + Clone>(
+        r: &Rolling<K>,
+        wanted: impl Fn(&K) -> bool,
+        now: i64,
+    ) -> BTreeMap<&'static str, WindowStats> {
+        r.tally(|k| wanted(k).then_some(()), now)
+            .remove(&())
+            .unwrap_or_default()
+            .windows()
+    }
+
     #[test]
     fn windows_count_what_fell_in_them() {
         let mut r = Rolling::default();
@@ -236,7 +290,7 @@ mod tests {
         r.add("a", now, &attempt(Some(200), Some(900), 10));
         r.add("a", now, &attempt(None, None, 0));
         r.add("b", now, &attempt(Some(486), None, 0));
-        let w = r.windows(|k| *k == "a", now);
+        let w = windows(&r, |k| *k == "a", now);
         assert_eq!((w["5m"].attempts, w["5m"].answered), (2, 1));
         assert_eq!((w["1h"].attempts, w["24h"].attempts), (3, 4));
         assert_eq!(w["24h"].asr, Some(0.5));
@@ -247,8 +301,52 @@ mod tests {
             w["24h"].statuses,
             BTreeMap::from([("200".into(), 2), ("503".into(), 1), ("none".into(), 1)])
         );
-        assert_eq!(r.window(|k| *k == "c", now, 5), WindowStats::default());
-        assert_eq!(r.window(|_| true, now, 5).attempts, 3, "every key summed");
+        assert_eq!(
+            windows(&r, |k| *k == "c", now)["5m"],
+            WindowStats::default()
+        );
+        assert_eq!(
+            windows(&r, |_| true, now)["5m"].attempts,
+            3,
+            "every key summed"
+        );
+    }
+
+    #[test]
+    fn one_pass_visits_each_key_once_and_merged_groups_sum_as_one() {
+        // Arrange: 300 keys, three groups of 100.
+        let mut r = Rolling::default();
+        let now = 1000;
+        for key in 0..300u32 {
+            r.add(
+                key,
+                now - i64::from(key % 90),
+                &attempt(Some(200), Some(150), 1),
+            );
+            r.add(key, now, &attempt(Some(503), None, 0));
+        }
+        // Act
+        let mut visits = 0;
+        let groups = r.tally(
+            |k| {
+                visits += 1;
+                Some(k % 3)
+            },
+            now,
+        );
+        // Assert: what the old per-group scans cost is gone (keys × groups × windows visits).
+        assert_eq!(visits, 300);
+        let mut all = Tally::default();
+        for g in groups.values() {
+            assert_eq!(g.windows()["24h"].attempts, 200);
+            all.merge(g);
+        }
+        assert_eq!(all.windows(), windows(&r, |_| true, now));
+        let w = all.windows();
+        assert_eq!(
+            (w["5m"].attempts, w["1h"].attempts, w["24h"].attempts),
+            (320, 510, 600)
+        );
     }
 
     #[test]
@@ -256,7 +354,7 @@ mod tests {
         let mut r = Rolling::default();
         r.add("a", 0, &attempt(Some(200), None, 1));
         r.add("a", 1440, &attempt(Some(200), None, 1));
-        assert_eq!(r.window(|_| true, 1440, 1440).attempts, 1);
+        assert_eq!(windows(&r, |_| true, 1440)["24h"].attempts, 1);
         r.prune(2880);
         assert_eq!(r.keys().count(), 0);
     }
