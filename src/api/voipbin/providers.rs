@@ -8,7 +8,7 @@
 //! gateway's proxy (mod_sofia.c `sofia_outgoing_channel`; shown on the node by the interop test
 //! `a_postfix_with_a_domain_sends_the_invite_to_that_domain_not_to_the_gateway`), and the
 //! gateway's credentials answer that host's challenge (sofia_reg.c
-//! `sofia_reg_handle_sip_r_challenge`): such a postfix is refused with 422.
+//! `sofia_reg_handle_sip_r_challenge`): such a postfix is refused with 400.
 
 use std::collections::BTreeMap;
 
@@ -193,7 +193,7 @@ pub async fn list_providers(
 
 #[utoipa::path(post, path = "/providers", tag = "voipbin", request_body = ProviderBody,
     description = "Creates a platform carrier (platform admins only); its gateway goes live on every node.",
-    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn create_provider(
     State(state): State<ApiState>,
@@ -225,7 +225,7 @@ pub async fn get_provider(
 
 #[utoipa::path(put, path = "/providers/{id}", tag = "voipbin", request_body = ProviderBody,
     description = "Replaces the provider's VoIPBIN fields; every other carrier setting keeps its value.",
-    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn update_provider(
     State(state): State<ApiState>,

@@ -48,8 +48,9 @@ const FIELD_NAMES: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 pub struct VoipbinRouteBody {
     /// The tenant, or `00000000-0000-0000-0000-000000000001` for the platform; a tenant's
-    /// token may omit it.
-    #[serde(default)]
+    /// token may omit it. `""` is omitted: the `vn` client sends its unset `--customer-id`
+    /// so.
+    #[serde(default, deserialize_with = "super::empty_as_none")]
     pub customer_id: Option<Uuid>,
     #[serde(default)]
     pub name: String,
@@ -189,7 +190,7 @@ pub async fn list_routes(
 }
 
 #[utoipa::path(post, path = "/routes", tag = "voipbin", request_body = VoipbinRouteBody,
-    responses((status = 200, body = VoipbinRouteView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = VoipbinRouteView), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn create_route(
     State(state): State<ApiState>,
@@ -235,7 +236,7 @@ pub async fn get_route(
 
 #[utoipa::path(put, path = "/routes/{id}", tag = "voipbin", request_body = VoipbinRouteBody,
     description = "Replaces the route's VoIPBIN fields; its other settings keep their values. `customer_id` cannot change.",
-    responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)),
     security(("bearer" = []), ("token" = [])))]
 pub async fn update_route(
     State(state): State<ApiState>,
