@@ -482,6 +482,10 @@ async fn refusals_name_voipbins_fields_and_change_nothing() {
             openapi.body["components"]["securitySchemes"]["token"],
             json!({"type": "apiKey", "in": "query", "name": "token"})
         );
+        assert_eq!(
+            openapi.body["components"]["securitySchemes"]["accesskey"],
+            json!({"type": "apiKey", "in": "query", "name": "accesskey"})
+        );
     })
     .await;
 }
