@@ -924,6 +924,20 @@ async fn the_vn_clients_provider_and_route_requests_with_an_access_key_behave_as
         .await;
         assert_shape(&updated, PROVIDER_KEYS);
         assert_eq!(updated.body["hostname"], "sip2.telnyx.com");
+        // `vn providers update <id> --name …` alone sends only `name`; VoIPBIN's description
+        // requires hostname (and the other fields) in a PUT and declares 400, and VoIPBIN
+        // itself would blank the hostname: refused, naming it, and nothing changes.
+        let partial = vn(
+            &app,
+            Method::PUT,
+            &path,
+            &admin,
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+        partial.assert_voipbin_refused_on("hostname");
+        let got = vn(&app, Method::GET, &path, &key, None).await;
+        assert_eq!(got.body, updated.body);
 
         // vn routes create --name … --target +82 --provider-id <id> --priority 1: an unset
         // --customer-id is sent as "", the key's own customer.
