@@ -79,7 +79,15 @@ async fn token_from_query(mut request: Request, next: Next) -> Response {
                 *request.uri_mut() = uri;
             }
             if let Some(header) = request.headers().get(header::AUTHORIZATION) {
-                match header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) {
+                // Read as the `Principal` extractor reads it (`auth.rs`).
+                let bearer = header
+                    .to_str()
+                    .ok()
+                    .and_then(|h| h.split_once(' '))
+                    .and_then(|(scheme, token)| {
+                        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+                    });
+                match bearer {
                     Some(bearer) => credentials.push(bearer.to_string()),
                     None => return ApiError::Unauthorized.into_response(),
                 }
