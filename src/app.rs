@@ -150,7 +150,7 @@ pub fn api_router(state: AppState) -> Router {
 }
 
 /// A request's span: method and path, never the query string, which on `/v1.0` may carry a
-/// VoIPBIN client's `?token=` (tower-http's default span records the whole URI).
+/// VoIPBIN client's `?token=` or `?accesskey=` (tower-http's default span records the whole URI).
 fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
     tracing::debug_span!(
         "request",

@@ -2,7 +2,9 @@
 //! requests of VoIPBIN's documentation replayed as its clients send them (`?token=`), the
 //! documented response shapes, VoIPBIN's paging, the same carriers and routes as `/api/v1`
 //! (a provider becomes a gateway in sofia.conf, a route bridges a call), tenant isolation,
-//! errors naming VoIPBIN's fields, and a query-string token that reaches no log line.
+//! errors naming VoIPBIN's fields with its status codes, a query-string token or access key
+//! that reaches no log line, the `vn` client's requests (`?accesskey=`), and every answer
+//! checked against VoIPBIN's published schemas.
 
 mod support;
 
@@ -23,10 +25,22 @@ async fn voipbin(
     token: &str,
     body: Option<Value>,
 ) -> Reply {
+    voipbin_as(app, method, path, "token", token, body).await
+}
+
+/// A request with its credential in the query parameter `param` (`token` or `accesskey`).
+async fn voipbin_as(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    param: &str,
+    credential: &str,
+    body: Option<Value>,
+) -> Reply {
     let separator = if path.contains('?') { '&' } else { '?' };
     let mut request = app.client.request(
         method,
-        format!("{}{path}{separator}token={token}", app.base),
+        format!("{}{path}{separator}{param}={credential}", app.base),
     );
     if let Some(body) = body {
         request = request.json(&body);
@@ -363,7 +377,7 @@ async fn lists_page_newest_first_by_the_documented_token() {
         for query in ["page_size=0", "page_size=501", "page_token=yesterday"] {
             let refused = get(&app, &format!("/v1.0/providers?{query}"), &admin).await;
             let field = query.split('=').next().unwrap();
-            refused.assert_refused_on(field);
+            refused.assert_voipbin_refused_on(field);
         }
     })
     .await;
@@ -407,10 +421,10 @@ async fn refusals_name_voipbins_fields_and_change_nothing() {
             ),
         ] {
             let refused = post(&app, "/v1.0/providers", &admin, body.clone()).await;
-            refused.assert_refused_on(field);
+            refused.assert_voipbin_refused_on(field);
             assert!(!refused.text.contains("system id"), "{}", refused.text);
             let refused = put(&app, &format!("/v1.0/providers/{provider}"), &admin, body).await;
-            refused.assert_refused_on(field);
+            refused.assert_voipbin_refused_on(field);
         }
         let route = |field: &str, value: Value| {
             let mut body = json!({"customer_id": PLATFORM, "provider_id": provider,
@@ -430,7 +444,7 @@ async fn refusals_name_voipbins_fields_and_change_nothing() {
         ] {
             post(&app, "/v1.0/routes", &admin, body)
                 .await
-                .assert_refused_on(field);
+                .assert_voipbin_refused_on(field);
         }
         assert_eq!(app.store.load_dataset().await.unwrap().version, before);
         // Only the documented parameters and the token: `?token=` is VoIPBIN's, /api/v1
@@ -467,6 +481,10 @@ async fn refusals_name_voipbins_fields_and_change_nothing() {
         assert_eq!(
             openapi.body["components"]["securitySchemes"]["token"],
             json!({"type": "apiKey", "in": "query", "name": "token"})
+        );
+        assert_eq!(
+            openapi.body["components"]["securitySchemes"]["accesskey"],
+            json!({"type": "apiKey", "in": "query", "name": "accesskey"})
         );
     })
     .await;
@@ -570,7 +588,7 @@ async fn a_tenants_token_sees_and_changes_only_its_own_routes_and_the_platforms_
                 json!({"customer_id": customer, "provider_id": provider, "priority": 1, "target": "+1"}),
             )
             .await
-            .assert_refused_on("customer_id");
+            .assert_voipbin_refused_on("customer_id");
         }
         let mine_path = format!("/v1.0/routes/{}", id_of(&created));
         put(
@@ -580,7 +598,7 @@ async fn a_tenants_token_sees_and_changes_only_its_own_routes_and_the_platforms_
             json!({"customer_id": theirs, "provider_id": provider, "priority": 1, "target": "+1"}),
         )
         .await
-        .assert_refused_on("customer_id");
+        .assert_voipbin_refused_on("customer_id");
         put(
             &app,
             &mine_path,
@@ -588,7 +606,7 @@ async fn a_tenants_token_sees_and_changes_only_its_own_routes_and_the_platforms_
             json!({"provider_id": their_carrier, "priority": 1, "target": "+1"}),
         )
         .await
-        .assert_refused_on("provider_id");
+        .assert_voipbin_refused_on("provider_id");
         assert_eq!(
             put(
                 &app,
@@ -609,7 +627,7 @@ async fn a_tenants_token_sees_and_changes_only_its_own_routes_and_the_platforms_
 }
 
 #[tokio::test]
-async fn a_token_from_the_query_string_reaches_no_log_line_error_or_metric() {
+async fn a_token_or_access_key_from_the_query_string_reaches_no_log_line_error_or_metric() {
     let captured = support::logs::capture_all();
     for (label, store) in support::db::backends().await {
         let app = TestApp::start(&label, store).await;
@@ -628,6 +646,30 @@ async fn a_token_from_the_query_string_reaches_no_log_line_error_or_metric() {
         let refused = get(&app, "/v1.0/providers", &wrong).await;
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
         answers.push(refused.text);
+        // The same through `?accesskey=`, as the `vn` client sends it, and with two
+        // different credentials.
+        let created = vn(
+            &app,
+            reqwest::Method::POST,
+            "/v1.0/providers",
+            &admin,
+            Some(telnyx()),
+        );
+        answers.push(created.await.text);
+        for path in ["/v1.0/providers?page_size=0", "/v1.0/routes/not-a-uuid"] {
+            answers.push(
+                vn(&app, reqwest::Method::GET, path, &admin, None)
+                    .await
+                    .text,
+            );
+        }
+        let refused = vn(&app, reqwest::Method::GET, "/v1.0/providers", &wrong, None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        answers.push(refused.text);
+        let path = format!("/v1.0/providers?token={admin}");
+        let refused = vn(&app, reqwest::Method::GET, &path, &wrong, None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        answers.push(refused.text);
         answers.push(app.metrics().await);
         for answer in &answers {
             assert!(!answer.contains(&admin[3..]), "{answer}");
@@ -641,4 +683,378 @@ async fn a_token_from_the_query_string_reaches_no_log_line_error_or_metric() {
         assert!(!log.contains(&admin[3..]), "{log}");
         assert!(!log.contains(&wrong[3..]), "{log}");
     }
+}
+
+/// VoIPBIN's published description of providers, routes and their list envelope: a subset of
+/// voipbin/monorepo `bin-openapi-manager/openapi/openapi.yaml` (the file names the commit).
+const OPENAPI_SUBSET: &str = include_str!("support/testdata/voipbin-openapi-subset.json");
+
+/// Where `value` breaks `schema`, as JSON paths with the rule broken; empty when it conforms.
+/// The subset of OpenAPI 3.0 these schemas use: `$ref`, `allOf`, `type`, `nullable`,
+/// `required`, `properties`, `additionalProperties`, `items`, `enum` and `format: uuid`.
+/// `format: date-time` is not checked: VoIPBIN's own answers write `2022-10-22
+/// 16:16:16.874761` there (its Go models declare those fields plain strings, `x-go-type`).
+fn schema_violations(root: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(reference) = schema["$ref"].as_str() {
+        let pointer = reference.trim_start_matches('#');
+        let target = root
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{reference} is not in the subset"));
+        found.extend(schema_violations(root, target, value, at));
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        found.extend(schema_violations(root, part, value, at));
+    }
+    if value.is_null() && schema["nullable"] == true {
+        return found;
+    }
+    if let Some(kind) = schema["type"].as_str() {
+        let conforms = match kind {
+            "object" => value.is_object(),
+            "array" => value.is_array(),
+            "string" => value.is_string(),
+            "integer" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "boolean" => value.is_boolean(),
+            other => panic!("type {other} is not in the checked subset"),
+        };
+        if !conforms {
+            found.push(format!("{at}: not {kind}: {value}"));
+            return found;
+        }
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        found.push(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    if schema["format"] == "uuid"
+        && let Some(text) = value.as_str()
+        && Uuid::parse_str(text).is_err()
+    {
+        found.push(format!("{at}: not a uuid: {text}"));
+    }
+    if let Some(object) = value.as_object() {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            let name = name.as_str().unwrap();
+            if !object.contains_key(name) {
+                found.push(format!("{at}.{name}: required, missing"));
+            }
+        }
+        for (name, field) in object {
+            let path = format!("{at}.{name}");
+            match schema["properties"].get(name) {
+                Some(declared) => found.extend(schema_violations(root, declared, field, &path)),
+                None if schema["additionalProperties"].is_object() => found.extend(
+                    schema_violations(root, &schema["additionalProperties"], field, &path),
+                ),
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(schema)) = (value.as_array(), schema.get("items")) {
+        for (i, item) in items.iter().enumerate() {
+            found.extend(schema_violations(root, schema, item, &format!("{at}[{i}]")));
+        }
+    }
+    found
+}
+
+/// Fails the test unless `reply` is a 200 whose body conforms to `schema` (a JSON pointer into
+/// the subset), and names every field trunkline writes that VoIPBIN does not declare.
+#[track_caller]
+fn assert_conforms(root: &Value, pointer: &str, reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let schema = root.pointer(pointer).expect("schema in the subset");
+    let broken = schema_violations(root, schema, &reply.body, "$");
+    assert!(broken.is_empty(), "{pointer}: {broken:#?}\n{}", reply.text);
+}
+
+#[test]
+fn the_schema_check_refuses_what_voipbins_description_does_not_allow() {
+    let root: Value = serde_json::from_str(OPENAPI_SUBSET).unwrap();
+    let provider = &root["components"]["schemas"]["RouteManagerProvider"];
+    let fine = json!({"id": PLATFORM, "type": "sip", "tech_headers": {"X-A": "1"},
+                      "metadata": null, "tm_create": "2022-10-22 16:16:16.874761"});
+    assert_eq!(
+        schema_violations(&root, provider, &fine, "$"),
+        Vec::<String>::new()
+    );
+    for wrong in [
+        json!({"id": "not-a-uuid"}),
+        json!({"type": "iax"}),
+        json!({"tech_headers": {"X-A": 1}}),
+        json!({"hostname": null}),
+        json!([]),
+    ] {
+        assert_eq!(
+            schema_violations(&root, provider, &wrong, "$").len(),
+            1,
+            "{wrong}"
+        );
+    }
+    let list = &root["x-responses"]["GET /routes 200"];
+    let wrong = json!({"result": [{"priority": "1"}], "next_page_token": 7});
+    assert_eq!(schema_violations(&root, list, &wrong, "$").len(), 2);
+}
+
+#[tokio::test]
+async fn every_v1_0_answer_conforms_to_voipbins_published_schemas() {
+    let root: Value = serde_json::from_str(OPENAPI_SUBSET).unwrap();
+    let root = &root;
+    on_every_backend(|app| async move {
+        let admin = app.admin.clone();
+        let provider_schema = "/components/schemas/RouteManagerProvider";
+        let route_schema = "/components/schemas/RouteManagerRoute";
+        let mut headers = telnyx();
+        headers["tech_headers"] = json!({"X-Account": "42"});
+        headers["hostname"] = json!("sip.example.net:5080");
+        for body in [telnyx(), headers] {
+            let created = post(&app, "/v1.0/providers", &admin, body).await;
+            assert_conforms(root, provider_schema, &created);
+        }
+        let created = post(&app, "/v1.0/providers", &admin, telnyx()).await;
+        let provider = id_of(&created);
+        let path = format!("/v1.0/providers/{provider}");
+        assert_conforms(root, provider_schema, &get(&app, &path, &admin).await);
+        let updated = put(&app, &path, &admin, telnyx()).await;
+        assert_conforms(root, provider_schema, &updated);
+        for query in [
+            "",
+            "?page_size=1",
+            "?page_size=2&page_token=2999-01-01 00:00:00.000000",
+        ] {
+            let listed = get(&app, &format!("/v1.0/providers{query}"), &admin).await;
+            assert_conforms(root, "/x-responses/GET ~1providers 200", &listed);
+        }
+
+        let route = json!({"customer_id": PLATFORM, "name": "", "detail": "",
+                           "provider_id": provider, "priority": 1, "target": "+82"});
+        let created = post(&app, "/v1.0/routes", &admin, route.clone()).await;
+        assert_conforms(root, route_schema, &created);
+        let path = format!("/v1.0/routes/{}", id_of(&created));
+        assert_conforms(root, route_schema, &get(&app, &path, &admin).await);
+        assert_conforms(root, route_schema, &put(&app, &path, &admin, route).await);
+        for query in ["", "?page_size=1", &format!("?customer_id={PLATFORM}")] {
+            let listed = get(&app, &format!("/v1.0/routes{query}"), &admin).await;
+            assert_conforms(root, "/x-responses/GET ~1routes 200", &listed);
+            assert!(!listed.body["result"].as_array().unwrap().is_empty());
+        }
+        assert_conforms(root, route_schema, &delete(&app, &path, &admin).await);
+        let path = format!("/v1.0/providers/{provider}");
+        assert_conforms(root, provider_schema, &delete(&app, &path, &admin).await);
+        let empty = get(&app, "/v1.0/routes", &admin).await;
+        assert_conforms(root, "/x-responses/GET ~1routes 200", &empty);
+    })
+    .await;
+}
+
+/// A request as the `vn` client (voipbin/cli) sends it: `accessKeyTransport` adds
+/// `?accesskey=` to every request, JSON bodies, `Accept: application/json`.
+async fn vn(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> Reply {
+    voipbin_as(app, method, path, "accesskey", key, body).await
+}
+
+#[tokio::test]
+async fn the_vn_clients_provider_and_route_requests_with_an_access_key_behave_as_against_voipbin() {
+    use reqwest::Method;
+    on_every_backend(|app| async move {
+        let admin = app.admin.clone();
+        let mine = app.tenant("Mine", None, true).await;
+        let key = app
+            .tenant_token(
+                mine,
+                &[
+                    Scope::CarriersRead,
+                    Scope::OutboundRoutesRead,
+                    Scope::OutboundRoutesWrite,
+                ],
+            )
+            .await;
+
+        // vn providers create --name telnyx --hostname sip.telnyx.com (the platform's key).
+        let created = vn(
+            &app,
+            Method::POST,
+            "/v1.0/providers",
+            &admin,
+            Some(
+                json!({"name": "telnyx", "hostname": "sip.telnyx.com", "detail": "",
+                        "tech_prefix": "", "tech_postfix": "", "type": "sip",
+                        "tech_headers": {}}),
+            ),
+        )
+        .await;
+        assert_shape(&created, PROVIDER_KEYS);
+        let provider = id_of(&created);
+        let path = format!("/v1.0/providers/{provider}");
+        // vn providers list [--page-size 10], vn providers get <id>.
+        for query in ["", "?page_size=10"] {
+            let listed = vn(
+                &app,
+                Method::GET,
+                &format!("/v1.0/providers{query}"),
+                &key,
+                None,
+            )
+            .await;
+            assert_shape(&listed, &["result", "next_page_token"]);
+            assert_eq!(listed.body["result"][0], created.body);
+        }
+        let got = vn(&app, Method::GET, &path, &key, None).await;
+        assert_eq!(got.body, created.body);
+        // vn providers update <id> --name … --hostname … --detail … --type sip.
+        let updated = vn(
+            &app,
+            Method::PUT,
+            &path,
+            &admin,
+            Some(
+                json!({"name": "telnyx b", "hostname": "sip2.telnyx.com", "detail": "backup",
+                        "type": "sip"}),
+            ),
+        )
+        .await;
+        assert_shape(&updated, PROVIDER_KEYS);
+        assert_eq!(updated.body["hostname"], "sip2.telnyx.com");
+        // `vn providers update <id> --name …` alone sends only `name`; VoIPBIN's description
+        // requires hostname (and the other fields) in a PUT and declares 400, and VoIPBIN
+        // itself would blank the hostname: refused, naming it, and nothing changes.
+        let partial = vn(
+            &app,
+            Method::PUT,
+            &path,
+            &admin,
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+        partial.assert_voipbin_refused_on("hostname");
+        let got = vn(&app, Method::GET, &path, &key, None).await;
+        assert_eq!(got.body, updated.body);
+
+        // vn routes create --name … --target +82 --provider-id <id> --priority 1: an unset
+        // --customer-id is sent as "", the key's own customer.
+        let created = vn(
+            &app,
+            Method::POST,
+            "/v1.0/routes",
+            &key,
+            Some(json!({"name": "korea", "detail": "", "target": "+82",
+                        "provider_id": provider, "priority": 1, "customer_id": ""})),
+        )
+        .await;
+        assert_shape(&created, ROUTE_KEYS);
+        assert_eq!(created.body["customer_id"], mine.to_string());
+        let route = format!("/v1.0/routes/{}", id_of(&created));
+        // vn routes list [--page-size 10] [--customer-id <id>], vn routes get <id>.
+        for query in [
+            String::new(),
+            "?page_size=10".into(),
+            format!("?customer_id={mine}"),
+        ] {
+            let listed = vn(
+                &app,
+                Method::GET,
+                &format!("/v1.0/routes{query}"),
+                &key,
+                None,
+            )
+            .await;
+            assert_shape(&listed, &["result", "next_page_token"]);
+            assert_eq!(listed.body["result"], json!([created.body]), "{query}");
+        }
+        assert_eq!(
+            vn(&app, Method::GET, &route, &key, None).await.body,
+            created.body
+        );
+        // vn routes update <id> --name … --detail … --target … --provider-id … --priority 2.
+        let updated = vn(
+            &app,
+            Method::PUT,
+            &route,
+            &key,
+            Some(json!({"name": "korea b", "detail": "x", "target": "+8210",
+                        "provider_id": provider, "priority": 2})),
+        )
+        .await;
+        assert_shape(&updated, ROUTE_KEYS);
+        assert_eq!(updated.body["target"], "+8210");
+        assert_eq!(updated.body["priority"], 2);
+
+        // vn routes delete <id>, vn providers delete <id>: 200 and the object.
+        let deleted = vn(&app, Method::DELETE, &route, &key, None).await;
+        assert_shape(&deleted, ROUTE_KEYS);
+        assert_ne!(deleted.body["tm_delete"], NOT_YET);
+        let deleted = vn(&app, Method::DELETE, &path, &admin, None).await;
+        assert_shape(&deleted, PROVIDER_KEYS);
+        let listed = vn(&app, Method::GET, "/v1.0/providers", &key, None).await;
+        assert_eq!(listed.body, json!({"result": [], "next_page_token": ""}));
+
+        // A wrong access key, as a wrong token: VoIPBIN's 401, nothing echoed.
+        let wrong = format!("tl_{}", "1".repeat(64));
+        let refused = vn(&app, Method::GET, "/v1.0/providers", &wrong, None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            refused.body,
+            json!({"errors": [{"field": null, "detail": "missing, invalid or revoked bearer token"}]})
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_carrying_two_different_credentials_is_refused_and_the_same_one_twice_is_not() {
+    on_every_backend(|app| async move {
+        let admin = app.admin.clone();
+        let other = app
+            .tenant_token(app.tenant("Mine", None, true).await, &[Scope::CarriersRead])
+            .await;
+        let url = |query: &str| format!("{}/v1.0/providers?{query}", app.base);
+        for (query, bearer) in [
+            (format!("token={admin}&accesskey={other}"), None),
+            (format!("accesskey={admin}&token={other}"), None),
+            (format!("accesskey={admin}&accesskey={other}"), None),
+            (format!("accesskey={admin}"), Some(other.as_str())),
+            (format!("token={other}"), Some(admin.as_str())),
+        ] {
+            let mut request = app.client.get(url(&query));
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{query} {bearer:?}"
+            );
+            let text = response.text().await.unwrap();
+            assert!(
+                text.contains("missing, invalid or revoked bearer token"),
+                "{text}"
+            );
+            assert!(
+                !text.contains(&admin[3..]) && !text.contains(&other[3..]),
+                "{text}"
+            );
+        }
+        for (query, bearer) in [
+            (format!("token={admin}&accesskey={admin}"), None),
+            (format!("accesskey={admin}"), Some(admin.as_str())),
+        ] {
+            let mut request = app.client.get(url(&query));
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{query} {bearer:?}");
+        }
+    })
+    .await;
 }

@@ -85,7 +85,7 @@ impl ApiState {
 struct ApiDoc;
 
 /// Declares the security schemes the handlers' `security(...)` refer to: `bearer` everywhere,
-/// and on `/v1.0` also VoIPBIN's `?token=`.
+/// and on `/v1.0` also VoIPBIN's `?token=` and `?accesskey=`.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
@@ -98,6 +98,10 @@ impl Modify for BearerScheme {
         components.add_security_scheme(
             "token",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
+        );
+        components.add_security_scheme(
+            "accesskey",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("accesskey"))),
         );
     }
 }

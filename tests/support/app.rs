@@ -68,6 +68,12 @@ impl Reply {
         assert_eq!(self.error_fields(), [field], "{}", self.text);
     }
 
+    /// Refused as VoIPBIN refuses a bad request (`/v1.0`): 400, naming `field`.
+    pub fn assert_voipbin_refused_on(&self, field: &str) {
+        assert_eq!(self.status, StatusCode::BAD_REQUEST, "{}", self.text);
+        assert_eq!(self.error_fields(), [field], "{}", self.text);
+    }
+
     pub fn id(&self) -> Uuid {
         Uuid::parse_str(
             self.body["id"]

@@ -8,23 +8,29 @@
 //! The wire format is VoIPBIN's: timestamps `2022-10-22 16:16:16.874761` (UTC, microseconds),
 //! `9999-01-01 00:00:00.000000` for "not yet", lists as `{"result": [...], "next_page_token":
 //! "<tm_create of the last item>"}` newest first, paged with `page_size` and `page_token`.
-//! Errors keep the API's shape (`error.rs`), with VoIPBIN's field names.
+//! Errors keep the API's shape (`error.rs`), with VoIPBIN's field names and status codes.
 //!
-//! Authentication: a VoIPBIN client sends its token as `?token=`. `token_from_query` moves it
-//! into the `Authorization` header before anything else reads the request, on `/v1.0` only;
-//! the request span records the path, never the query (`app.rs`), so the token reaches no log,
-//! metric or error.
+//! Authentication: a VoIPBIN client sends its token as `?token=`, or an access key as
+//! `?accesskey=` (VoIPBIN's long-lived keys; the `vn` client adds it to every request; here
+//! both are trunkline tokens). `token_from_query` moves it into the `Authorization` header
+//! before anything else reads the request, on `/v1.0` only, and refuses a request carrying two
+//! different credentials; the request span records the path, never the query (`app.rs`), so
+//! the credential reaches no log, metric or error.
+//!
+//! Status codes: VoIPBIN declares 400 for every refused request, so `/v1.0` answers 400 where
+//! `/api/v1` answers 422 (`token_from_query`); every other status is the API's.
 
 pub mod providers;
 pub mod routes;
 
 use axum::extract::Request;
-use axum::http::{HeaderValue, Uri, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{Next, from_fn};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
 
 use super::error::ApiError;
 use super::page::{DEFAULT_LIMIT, MAX_LIMIT};
@@ -38,21 +44,31 @@ pub fn router() -> OpenApiRouter<ApiState> {
         .layer(from_fn(token_from_query))
 }
 
-/// Moves `token` from the query string into `Authorization: Bearer` (unless the request has
-/// that header already) and drops it from the URI, so that no handler, extractor or error
-/// sees it.
+/// The query parameters a VoIPBIN client may carry its credential in: `token` (the
+/// documentation's examples) and `accesskey` (long-lived access keys, and the `vn` client's
+/// `accessKeyTransport`, which adds it to every request).
+const CREDENTIAL_PARAMS: [&str; 2] = ["token", "accesskey"];
+
+/// Moves `token` or `accesskey` from the query string into `Authorization: Bearer` and drops
+/// it from the URI, so that no handler, extractor or error sees it. A request carrying two
+/// different credentials (`?token=A&accesskey=B`, or `?accesskey=A` with `Bearer B`) is
+/// refused with 401: which one was meant cannot be known, and trying each would let a
+/// request probe one secret with another's authority. Then, as VoIPBIN declares 400 for a
+/// refused request body or parameter, `/v1.0`'s 422 answers become 400 (`/api/v1` keeps 422).
 async fn token_from_query(mut request: Request, next: Next) -> Response {
     if let Some(query) = request.uri().query() {
-        let mut token = None;
+        let mut credentials = Vec::new();
         let mut kept = form_urlencoded::Serializer::new(String::new());
+        let mut found = false;
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if name == "token" {
-                token = Some(value.into_owned());
+            if CREDENTIAL_PARAMS.contains(&name.as_ref()) {
+                found = true;
+                credentials.push(value.into_owned());
             } else {
                 kept.append_pair(&name, &value);
             }
         }
-        if let Some(token) = token {
+        if found {
             let kept = kept.finish();
             let path_and_query = if kept.is_empty() {
                 request.uri().path().to_string()
@@ -62,17 +78,49 @@ async fn token_from_query(mut request: Request, next: Next) -> Response {
             if let Ok(uri) = Uri::builder().path_and_query(path_and_query).build() {
                 *request.uri_mut() = uri;
             }
-            // A token that cannot be a header value cannot be a valid token either: the
+            if let Some(header) = request.headers().get(header::AUTHORIZATION) {
+                // Read as the `Principal` extractor reads it (`auth.rs`).
+                let bearer = header
+                    .to_str()
+                    .ok()
+                    .and_then(|h| h.split_once(' '))
+                    .and_then(|(scheme, token)| {
+                        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+                    });
+                match bearer {
+                    Some(bearer) => credentials.push(bearer.to_string()),
+                    None => return ApiError::Unauthorized.into_response(),
+                }
+            }
+            credentials.dedup();
+            if credentials.len() != 1 {
+                return ApiError::Unauthorized.into_response();
+            }
+            // A credential that cannot be a header value cannot be a valid one either: the
             // request then carries none and is refused as unauthenticated.
             if !request.headers().contains_key(header::AUTHORIZATION)
-                && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}"))
+                && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", credentials[0]))
             {
                 value.set_sensitive(true);
                 request.headers_mut().insert(header::AUTHORIZATION, value);
             }
         }
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::UNPROCESSABLE_ENTITY {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+    }
+    response
+}
+
+/// An optional id where `""` means absent, as VoIPBIN's clients write an unset one.
+pub fn empty_as_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Uuid>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("") => Ok(None),
+        Some(id) => Uuid::parse_str(id)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// VoIPBIN's timestamp layout.

@@ -8,7 +8,7 @@
 //! gateway's proxy (mod_sofia.c `sofia_outgoing_channel`; shown on the node by the interop test
 //! `a_postfix_with_a_domain_sends_the_invite_to_that_domain_not_to_the_gateway`), and the
 //! gateway's credentials answer that host's challenge (sofia_reg.c
-//! `sofia_reg_handle_sip_r_challenge`): such a postfix is refused with 422.
+//! `sofia_reg_handle_sip_r_challenge`): such a postfix is refused with 400.
 
 use std::collections::BTreeMap;
 
@@ -169,7 +169,7 @@ impl From<Carrier> for ProviderView {
 #[utoipa::path(get, path = "/providers", tag = "voipbin", params(Paging),
     description = "The platform's carriers, newest first; deleted (archived) ones are not listed.",
     responses((status = 200, body = ResultList<ProviderView>), (status = 401, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn list_providers(
     State(state): State<ApiState>,
     principal: Principal,
@@ -193,8 +193,8 @@ pub async fn list_providers(
 
 #[utoipa::path(post, path = "/providers", tag = "voipbin", request_body = ProviderBody,
     description = "Creates a platform carrier (platform admins only); its gateway goes live on every node.",
-    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)),
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn create_provider(
     State(state): State<ApiState>,
     principal: Principal,
@@ -213,7 +213,7 @@ pub async fn create_provider(
 #[utoipa::path(get, path = "/providers/{id}", tag = "voipbin",
     description = "A provider, deleted ones included (with `tm_delete` set).",
     responses((status = 200, body = ProviderView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn get_provider(
     State(state): State<ApiState>,
     principal: Principal,
@@ -225,8 +225,8 @@ pub async fn get_provider(
 
 #[utoipa::path(put, path = "/providers/{id}", tag = "voipbin", request_body = ProviderBody,
     description = "Replaces the provider's VoIPBIN fields; every other carrier setting keeps its value.",
-    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 400, body = ErrorBody)),
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn update_provider(
     State(state): State<ApiState>,
     principal: Principal,
@@ -243,7 +243,7 @@ pub async fn update_provider(
 #[utoipa::path(delete, path = "/providers/{id}", tag = "voipbin",
     description = "Archives the carrier and answers it with `tm_delete` set; refused with 409 while enabled routes use it.",
     responses((status = 200, body = ProviderView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn delete_provider(
     State(state): State<ApiState>,
     principal: Principal,

@@ -48,8 +48,9 @@ const FIELD_NAMES: &[(&str, &str)] = &[
 #[serde(deny_unknown_fields)]
 pub struct VoipbinRouteBody {
     /// The tenant, or `00000000-0000-0000-0000-000000000001` for the platform; a tenant's
-    /// token may omit it.
-    #[serde(default)]
+    /// token may omit it. `""` is omitted: the `vn` client sends its unset `--customer-id`
+    /// so.
+    #[serde(default, deserialize_with = "super::empty_as_none")]
     pub customer_id: Option<Uuid>,
     #[serde(default)]
     pub name: String,
@@ -153,7 +154,7 @@ pub struct RouteListQuery {
 #[utoipa::path(get, path = "/routes", tag = "voipbin", params(RouteListQuery),
     description = "Prefix routes, newest first: a tenant's token lists its own.",
     responses((status = 200, body = ResultList<VoipbinRouteView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn list_routes(
     State(state): State<ApiState>,
     principal: Principal,
@@ -189,8 +190,8 @@ pub async fn list_routes(
 }
 
 #[utoipa::path(post, path = "/routes", tag = "voipbin", request_body = VoipbinRouteBody,
-    responses((status = 200, body = VoipbinRouteView), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    responses((status = 200, body = VoipbinRouteView), (status = 403, body = ErrorBody), (status = 400, body = ErrorBody)),
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn create_route(
     State(state): State<ApiState>,
     principal: Principal,
@@ -223,7 +224,7 @@ pub async fn create_route(
 
 #[utoipa::path(get, path = "/routes/{id}", tag = "voipbin",
     responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn get_route(
     State(state): State<ApiState>,
     principal: Principal,
@@ -235,8 +236,8 @@ pub async fn get_route(
 
 #[utoipa::path(put, path = "/routes/{id}", tag = "voipbin", request_body = VoipbinRouteBody,
     description = "Replaces the route's VoIPBIN fields; its other settings keep their values. `customer_id` cannot change.",
-    responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody)),
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn update_route(
     State(state): State<ApiState>,
     principal: Principal,
@@ -254,7 +255,7 @@ pub async fn update_route(
 #[utoipa::path(delete, path = "/routes/{id}", tag = "voipbin",
     description = "Deletes the route and answers it with `tm_delete` set.",
     responses((status = 200, body = VoipbinRouteView), (status = 404, body = ErrorBody)),
-    security(("bearer" = []), ("token" = [])))]
+    security(("bearer" = []), ("token" = []), ("accesskey" = [])))]
 pub async fn delete_route(
     State(state): State<ApiState>,
     principal: Principal,
