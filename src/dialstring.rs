@@ -60,8 +60,8 @@ pub const LEG_TENANT: &str = "trunkline_leg_tenant";
 /// separator (`^^`), nor carry the `\r`/`\n` escapes the splitter decodes, nor start a
 /// `${…}` expansion; `HeaderName` is `X-[A-Za-z0-9-]`; `GatewayName` is `[a-z0-9_.-]`; and
 /// `DialNumber` is `+?[0-9*#]`, so it has no `@` (host override), `^` (To override) or `;`
-/// (URI params); `CallerName` is ASCII letters, digits, inner spaces and `+ . _ -`. Quoting would not help in `[]` anyway: the `|` split strips quotes first (§4.1
-/// step 6).
+/// (URI params); `CallerName` is ASCII letters, digits, inner spaces and `+ . _ -`. Quoting
+/// would not help in `[]` anyway: the `|` split strips quotes first (§4.1 step 6).
 pub fn bridge_data(leg: &Leg, attempt: usize) -> String {
     let mut vars = String::with_capacity(256);
     vars.push_str(SIP_CODE_DECIDES);
