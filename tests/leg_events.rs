@@ -741,8 +741,19 @@ async fn a_flood_of_leg_hangups_is_all_accounted_for_in_bounded_memory() {
         last.replace(now) == now
     })
     .await;
-    env.fake.emit_a_leg_hangup(Uuid::new_v4(), env.carrier);
-    let emitted = FLOOD + 1;
+    // The client can drop that one too when its count of a lag covers it (seen once in CI: 871
+    // lost, the A-leg among them), so A-legs go out until one is read; each is emitted, and
+    // one that is dropped is accounted like any other.
+    let a_legs = std::cell::Cell::new(0u64);
+    eventually("an A-leg's hangup read after the flood", WAIT, || async {
+        env.fake.emit_a_leg_hangup(Uuid::new_v4(), env.carrier);
+        a_legs.set(a_legs.get() + 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.delta().await.not_ours >= 1
+    })
+    .await;
+    let a_legs = a_legs.get();
+    let emitted = FLOOD + a_legs;
     let fake_lost = |c: EventCounts| {
         (c.unheard - counts_before.unheard)
             + (c.lagged - counts_before.lagged)
@@ -780,10 +791,10 @@ async fn a_flood_of_leg_hangups_is_all_accounted_for_in_bounded_memory() {
         max_buffered.get()
     );
     assert_eq!(c.emitted - counts_before.emitted, emitted);
-    assert_eq!(
-        (d.not_ours, d.unattributable),
-        (1, 0),
-        "every flood event was a valid leg; the last is the A-leg"
+    assert!(
+        (1..=a_legs).contains(&d.not_ours) && d.unattributable == 0,
+        "every flood event was a valid leg; after it {a_legs} A-legs, {} read",
+        d.not_ours
     );
     // Nothing vanished uncounted: what was not ingested is counted lost, by trunkline or the fake.
     assert!(
