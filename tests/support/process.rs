@@ -18,14 +18,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let polled = async {
-        while !check().await {
-            tokio::time::sleep(Duration::from_millis(25)).await;
+    eventually_ok(what, limit, || {
+        let holds = check();
+        async move {
+            if holds.await {
+                Ok(())
+            } else {
+                Err("the check did not hold".to_string())
+            }
         }
-    };
-    if tokio::time::timeout(limit, polled).await.is_err() {
-        panic!("timed out after {limit:?} waiting for: {what}");
-    }
+    })
+    .await
 }
 
 /// [`eventually`] for a check that has something to give once it holds and something to show
